@@ -1,0 +1,291 @@
+"""Event contracts: the CloudEvents envelope and one pydantic model per event type.
+
+Money and hours arrive as strings or JSON numbers and become Decimals; a JSON number is
+read through its shortest repr, so "7.50" and 7.5 both give Decimal("7.5"), never a binary
+float. The JSON Schemas served at /ingest/schemas/ are generated from these models.
+"""
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    WithJsonSchema,
+)
+
+
+def _decimal_from_json(value):
+    if isinstance(value, bool):
+        raise ValueError("must be a decimal string or number, not a boolean")
+    if isinstance(value, float):
+        value = repr(value)
+    if isinstance(value, (int, str)):
+        try:
+            parsed = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal number") from None
+        if not parsed.is_finite():
+            raise ValueError("must be a finite number")
+        return parsed
+    return value
+
+
+def _decimal(max_digits, minimum=None):
+    schema = {"anyOf": [{"type": "string", "pattern": r"^-?\d+(\.\d{1,2})?$"}, {"type": "number"}]}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return Annotated[
+        Decimal,
+        BeforeValidator(_decimal_from_json),
+        Field(max_digits=max_digits, decimal_places=2, ge=minimum),
+        WithJsonSchema(schema),
+    ]
+
+
+Money = _decimal(14, minimum=0)
+SignedMoney = _decimal(14)
+Rate = _decimal(12, minimum=0)
+Hours = _decimal(8, minimum=0)
+Id = Annotated[str, Field(min_length=1, max_length=255)]
+Text = Annotated[str, Field(max_length=255)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+
+
+def _parse_rfc3339(value):
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str) and "T" in value.upper():
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not an RFC 3339 timestamp") from None
+    else:
+        raise ValueError("must be an RFC 3339 timestamp string such as 2026-01-31T17:00:00Z")
+    if parsed.tzinfo is None:
+        raise ValueError("must include a UTC offset (Z or +hh:mm)")
+    return parsed.astimezone(dt.timezone.utc)
+
+
+Timestamp = Annotated[
+    dt.datetime,
+    BeforeValidator(_parse_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+def _strict_date(value):
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise ValueError("must be a date string YYYY-MM-DD")
+
+
+Date = Annotated[dt.date, BeforeValidator(_strict_date),
+                 WithJsonSchema({"type": "string", "format": "date"})]
+
+
+class Contract(BaseModel):
+    # Fields a sender adds beyond the contract are ignored, so senders can evolve first.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Envelope(Contract):
+    """The CloudEvents 1.0 attributes OpsView requires."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: Id
+    source: Annotated[str, Field(min_length=1, max_length=500)]
+    type: Annotated[str, Field(min_length=1, max_length=255)]
+    time: Timestamp
+    subject: Annotated[str, Field(max_length=500)] | None = None
+    correlationid: Id | None = None
+    data: Any = None
+
+
+# --- Master data ---------------------------------------------------------------------------
+class ClientUpserted(Contract):
+    client_id: Id
+    name: Text
+    tax_id: Annotated[str, Field(max_length=64)] | None = None
+    currency: Currency | None = None
+
+
+class ProjectUpserted(Contract):
+    project_id: Id
+    client_id: Id
+    name: Text
+    practice: Text
+    legal_entity: Text
+    currency: Currency
+    billing_method: Literal["time_and_materials", "fixed_fee", "milestone", "non_billable"]
+    status: Literal["active", "on_hold", "closed"]
+    rate_card_id: Text | None = None
+    po_required: StrictBool = False
+    po_number: Text | None = None
+    contract_value: Money | None = None
+    budget_hours: _decimal(12, minimum=0) | None = None
+
+
+class PersonUpserted(Contract):
+    person_id: Id
+    name: Text
+    practice: Text
+    cost_rate: Rate
+    bill_rate: Rate | None = None
+    capacity_hours_per_week: _decimal(6, minimum=0) = Decimal("40")
+    active: StrictBool = True
+
+
+class AssignmentUpserted(Contract):
+    assignment_id: Id
+    project_id: Id
+    person_id: Id
+    start_date: Date
+    end_date: Date | None = None
+    hours_per_week: _decimal(6, minimum=0)
+    bill_rate: Rate | None = None
+
+
+# --- Transactions --------------------------------------------------------------------------
+class TimeEntryEvent(Contract):
+    time_entry_id: Id
+    project_id: Id
+    person_id: Id
+    work_date: Date
+    hours: Hours
+    billable: StrictBool
+    bill_rate: Rate | None = None
+    cost_rate: Rate | None = None
+    erp_document_id: Id | None = None
+    invoice_id: Id | None = None
+
+
+class ExpenseEvent(Contract):
+    expense_id: Id
+    project_id: Id
+    person_id: Id
+    incurred_on: Date
+    amount: Money
+    currency: Currency
+    billable: StrictBool
+
+
+class MilestoneEvent(Contract):
+    milestone_id: Id
+    project_id: Id
+    name: Text
+    amount: Money
+    completed_on: Date | None = None
+    invoice_id: Id | None = None
+
+
+class MilestoneCompleted(MilestoneEvent):
+    completed_on: Date
+
+
+BlockedReason = Literal["missing_po", "missing_project_metadata", "rate_mismatch",
+                        "tax_configuration", "customer_mismatch", "other"]
+
+
+class InvoiceEvent(Contract):
+    invoice_id: Id
+    client_id: Id
+    project_id: Id | None = None
+    amount: SignedMoney
+    currency: Currency
+    issued_on: Date | None = None
+    due_on: Date | None = None
+    paid_on: Date | None = None
+    blocked_reason: BlockedReason | None = None
+    detail: Annotated[str, Field(max_length=5000)] | None = None
+
+
+class InvoiceBlocked(InvoiceEvent):
+    blocked_reason: BlockedReason
+
+
+class RevenueRecognized(Contract):
+    project_id: Id
+    period: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+    amount: SignedMoney
+    currency: Currency
+
+
+# --- Integration telemetry -----------------------------------------------------------------
+class SyncSucceeded(Contract):
+    flow: Id
+    source_system: Text
+    target_system: Text
+    object_type: Text
+    object_id: Id
+    latency_ms: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = None
+    attempt: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+
+class SyncFailed(SyncSucceeded):
+    error_code: Text
+    error_message: Annotated[str, Field(max_length=5000)]
+    retryable: StrictBool
+
+
+class ReconciliationReported(Contract):
+    flow: Id
+    object_type: Text
+    period_start: Date
+    period_end: Date
+    source_count: Annotated[int, Field(ge=0)]
+    target_count: Annotated[int, Field(ge=0)]
+    source_amount: SignedMoney | None = None
+    target_amount: SignedMoney | None = None
+
+
+CONTRACTS = {
+    "client.upserted": ClientUpserted,
+    "project.upserted": ProjectUpserted,
+    "person.upserted": PersonUpserted,
+    "assignment.upserted": AssignmentUpserted,
+    **{f"time_entry.{stage}": TimeEntryEvent
+       for stage in ("submitted", "approved", "rejected", "posted", "invoiced", "reversed")},
+    **{f"expense.{stage}": ExpenseEvent for stage in ("approved", "posted", "invoiced")},
+    "milestone.completed": MilestoneCompleted,
+    "milestone.invoiced": MilestoneEvent,
+    **{f"invoice.{stage}": InvoiceEvent for stage in ("drafted", "issued", "paid", "voided")},
+    "invoice.blocked": InvoiceBlocked,
+    "revenue.recognized": RevenueRecognized,
+    "sync.succeeded": SyncSucceeded,
+    "sync.failed": SyncFailed,
+    "reconciliation.reported": ReconciliationReported,
+}
+
+
+def error_messages(exc: ValidationError, prefix=""):
+    """Readable `field: message` strings from a pydantic error."""
+    messages = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"]) or "(root)"
+        messages.append(f"{prefix}{location}: {error['msg']}")
+    return messages
+
+
+def validate_data(event_type, data):
+    """The contract instance for an event's data; raises ValidationError or KeyError."""
+    return CONTRACTS[event_type].model_validate(data if data is not None else {})
+
+
+def json_schema(event_type):
+    schema = CONTRACTS[event_type].model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"/ingest/schemas/{event_type}.json"
+    schema["title"] = event_type
+    return schema

@@ -1,0 +1,213 @@
+"""From an authenticated request body to committed inbox rows.
+
+Parsing follows CloudEvents 1.0 over HTTP (structured, batched and binary modes). Every
+event of a request is written by one INSERT .. ON CONFLICT DO NOTHING statement, so a
+repeat of (source, id) is a duplicate with no second effect.
+"""
+import json
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from pydantic import ValidationError
+
+from .contracts import Envelope, error_messages
+from .models import DuplicateDelivery, InboxEvent
+from .problems import Problem
+
+STRUCTURED = "application/cloudevents+json"
+BATCHED = "application/cloudevents-batch+json"
+BINARY = "application/json"
+BINARY_HEADERS = {
+    "ce-specversion": "specversion",
+    "ce-id": "id",
+    "ce-source": "source",
+    "ce-type": "type",
+    "ce-time": "time",
+    "ce-subject": "subject",
+    "ce-correlationid": "correlationid",
+}
+
+
+def media_type(content_type):
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _loads(body):
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Problem(400, "invalid-json", "Body is not valid JSON",
+                      f"The body is not UTF-8 (byte {exc.start}).",
+                      [f"body: invalid UTF-8 at byte {exc.start}"]) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise Problem(400, "invalid-json", "Body is not valid JSON",
+                      "The body nests too deeply.", ["body: nesting too deep"]) from None
+    except ValueError as exc:
+        raise Problem(400, "invalid-json", "Body is not valid JSON",
+                      f"The body is not valid JSON: {exc}.", [f"body: {exc}"]) from None
+
+
+def parse_events(content_type, headers, body):
+    """The raw event objects of a request, or a Problem (400/415)."""
+    kind = media_type(content_type)
+    if kind == STRUCTURED:
+        event = _loads(body)
+        if not isinstance(event, dict):
+            raise Problem(400, "invalid-body", "Body is not a CloudEvent",
+                          "A structured-mode body must be one JSON object.",
+                          ["body: expected a JSON object"])
+        return [event]
+    if kind == BATCHED:
+        events = _loads(body)
+        if not isinstance(events, list):
+            raise Problem(400, "invalid-body", "Body is not a CloudEvents batch",
+                          "A batched-mode body must be a JSON array of events.",
+                          ["body: expected a JSON array"])
+        limit = settings.INGEST_MAX_BATCH
+        if len(events) > limit:
+            raise Problem(400, "batch-too-large", "Batch too large",
+                          f"A batch holds at most {limit} events; this one has {len(events)}.",
+                          [f"body: {len(events)} events, limit {limit}"])
+        return events
+    if kind == BINARY:
+        event = {attr: headers[name] for name, attr in BINARY_HEADERS.items() if name in headers}
+        for name, value in headers.items():
+            extension = name.lower().removeprefix("ce-")
+            if name.lower().startswith("ce-") and name.lower() not in BINARY_HEADERS:
+                event.setdefault(extension, value)
+        event["data"] = _loads(body) if body.strip() else None
+        return [event]
+    raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
+                  f"Content-Type {kind or '(none)'} is not accepted; send {STRUCTURED}, "
+                  f"{BATCHED}, or {BINARY} with ce-* headers.",
+                  [f"content-type: {kind or '(none)'} not supported"])
+
+
+@dataclass
+class IntakeResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list = field(default_factory=list)
+    pending_ids: list = field(default_factory=list)
+
+    def as_dict(self):
+        return {"accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": self.rejected}
+
+
+def _envelope_row(source, raw, received_at):
+    """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
+    if not isinstance(raw, dict):
+        errors = ["(root): an event must be a JSON object"]
+        return _dead_row(source, raw, received_at, errors), errors
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        errors = error_messages(exc)
+        return _dead_row(source, raw, received_at, errors), errors
+    return {
+        "source_id": source.pk,
+        "event_id": envelope.id,
+        "type": envelope.type,
+        "time": envelope.time,
+        "subject": envelope.subject or "",
+        "correlation_id": envelope.correlationid or "",
+        "raw": raw,
+        "received_at": received_at,
+        "status": InboxEvent.Status.PENDING,
+        "attempts": 0,
+        "errors": [],
+    }, None
+
+
+def _dead_row(source, raw, received_at, errors):
+    # The id is not kept as the inbox key: a corrected resend with the same id is accepted.
+    return {
+        "source_id": source.pk,
+        "event_id": None,
+        "type": str(raw.get("type", ""))[:255] if isinstance(raw, dict) else "",
+        "time": None,
+        "subject": "",
+        "correlation_id": str(raw.get("correlationid", ""))[:255] if isinstance(raw, dict) else "",
+        "raw": raw,
+        "received_at": received_at,
+        "status": InboxEvent.Status.DEAD,
+        "attempts": 0,
+        "errors": ["envelope: " + message for message in errors],
+    }
+
+
+def _raw_id(raw):
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+INBOX_COLUMNS = ["source_id", "event_id", "type", "time", "subject", "correlation_id", "raw",
+                 "received_at", "status", "attempts", "errors"]
+
+
+def insert_inbox_rows(rows):
+    """Insert rows in one statement; returns [(pk, event_id)] of the rows actually inserted."""
+    if not rows:
+        return []
+    fields = {f.attname: f for f in InboxEvent._meta.concrete_fields}
+    qn = connection.ops.quote_name
+    placeholder = "(" + ", ".join(
+        "%s::jsonb" if connection.vendor == "postgresql" and name in ("raw", "errors") else "%s"
+        for name in INBOX_COLUMNS
+    ) + ")"
+    params = []
+    for row in rows:
+        for name in INBOX_COLUMNS:
+            params.append(fields[name].get_db_prep_save(row[name], connection))
+    sql = (
+        f"INSERT INTO {qn(InboxEvent._meta.db_table)} "
+        f"({', '.join(qn(fields[name].column) for name in INBOX_COLUMNS)}) "
+        f"VALUES {', '.join([placeholder] * len(rows))} "
+        f"ON CONFLICT ({qn('source_id')}, {qn('event_id')}) DO NOTHING "
+        f"RETURNING {qn('id')}, {qn('event_id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def store_events(source, raw_events):
+    """Commit every event of one request to the inbox; enqueue processing after commit."""
+    received_at = timezone.now()
+    result = IntakeResult()
+    rows, seen_ids, duplicate_ids = [], set(), []
+    for index, raw in enumerate(raw_events):
+        row, errors = _envelope_row(source, raw, received_at)
+        if errors:
+            result.rejected.append({"index": index, "id": _raw_id(raw), "errors": errors})
+        elif row["event_id"] in seen_ids:
+            duplicate_ids.append(row["event_id"])
+            continue
+        else:
+            seen_ids.add(row["event_id"])
+        rows.append(row)
+
+    with transaction.atomic():
+        inserted = insert_inbox_rows(rows)
+        inserted_ids = {event_id for _, event_id in inserted if event_id is not None}
+        duplicate_ids += [eid for eid in seen_ids if eid not in inserted_ids]
+        if duplicate_ids:
+            DuplicateDelivery.objects.bulk_create(
+                [DuplicateDelivery(source=source, event_id=eid, received_at=received_at)
+                 for eid in duplicate_ids])
+        result.accepted = len(inserted_ids)
+        result.duplicates = len(duplicate_ids)
+        result.pending_ids = [pk for pk, event_id in inserted if event_id is not None]
+        if result.pending_ids:
+            from .tasks import enqueue_processing
+
+            pending = list(result.pending_ids)
+            transaction.on_commit(lambda: enqueue_processing(pending), robust=True)
+    if inserted_ids or duplicate_ids:
+        source.__class__.objects.filter(pk=source.pk).update(last_event_at=received_at)
+    return result

@@ -1,0 +1,96 @@
+"""Sources that send events, and the durable inbox every accepted event lands in first."""
+import base64
+import secrets
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def new_webhook_secret():
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Source(models.Model):
+    """A middleware or system that posts events to /ingest/<slug>/events."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=128)
+    # Two active secrets allow rotation: the new one signs, the previous still verifies.
+    secret = models.CharField(max_length=128, default=new_webhook_secret)
+    previous_secret = models.CharField(max_length=128, blank=True)
+    enabled = models.BooleanField(default=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        default=6000, help_text="Requests per minute; 0 means unlimited.")
+    # A feed silent for longer than this raises a stale_feed case.
+    stale_after_minutes = models.PositiveIntegerField(default=60)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def active_secrets(self):
+        return [s for s in (self.secret, self.previous_secret) if s]
+
+    def rotate_secret(self):
+        """Make a new secret current and keep the old one valid until it is retired."""
+        self.previous_secret = self.secret
+        self.secret = new_webhook_secret()
+        self.save(update_fields=["secret", "previous_secret"])
+        return self.secret
+
+    def retire_previous_secret(self):
+        self.previous_secret = ""
+        self.save(update_fields=["previous_secret"])
+
+
+class InboxEvent(models.Model):
+    """One authenticated event, stored before it is acknowledged and processed after."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSED = "processed"
+        UNHANDLED = "unhandled"  # an event type OpsView does not know: kept, visible
+        DEAD = "dead"  # envelope or data invalid, or processing failed: kept for replay
+        DISCARDED = "discarded"  # a dead letter a person chose not to replay
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    # Null only for dead letters whose envelope had no usable id.
+    event_id = models.CharField(max_length=255, null=True, blank=True)
+    type = models.CharField(max_length=255, blank=True)
+    time = models.DateTimeField(null=True, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    correlation_id = models.CharField(max_length=255, blank=True)
+    raw = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_id"], name="inbox_source_event_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["received_at"], name="inbox_pending_idx",
+                         condition=Q(status="pending")),
+            models.Index(fields=["status", "type"], name="inbox_status_type_idx"),
+            models.Index(fields=["correlation_id"], name="inbox_correlation_idx",
+                         condition=~Q(correlation_id="")),
+            models.Index(fields=["type", "time"], name="inbox_type_time_idx"),
+            models.Index(fields=["subject"], name="inbox_subject_idx", condition=~Q(subject="")),
+        ]
+
+    def __str__(self):
+        return f"{self.source_id}:{self.event_id or '∅'} {self.type}"
+
+
+class DuplicateDelivery(models.Model):
+    """A delivery of an event already in the inbox: counted, never applied again."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="duplicates")
+    event_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)

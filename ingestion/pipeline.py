@@ -1,0 +1,504 @@
+"""Inbox rows → business state, set-based and order-independent.
+
+A batch of pending inbox rows is claimed (row locks, SKIP LOCKED on PostgreSQL), each row's
+data is validated against its contract, and the valid ones are applied per entity kind with
+a fixed number of statements: create missing rows, lock the affected rows in primary-key
+order, merge in Python, write back with one bulk update. Merging is commutative:
+
+- master data keeps the whole record of the greatest (event time, event id);
+- a transaction's status is the greatest (lifecycle rank, event time, event id), each stage
+  timestamp is the latest event time of that stage, and each data field keeps the value of
+  the greatest (event time, event id) that carried it.
+
+So any permutation of one set of events gives the same state. If applying a batch raises,
+each event is retried alone so one poison event is dead-lettered and its neighbours land.
+"""
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from pydantic import ValidationError
+
+from opsview import models as state
+
+from .contracts import CONTRACTS, error_messages, validate_data
+from .models import InboxEvent
+
+log = logging.getLogger(__name__)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def version_of(row):
+    """The total order of events: (event time in µs since the epoch, event id)."""
+    return (int(row.time.timestamp() * 1_000_000), row.event_id)
+
+
+def _newer(version, time, event_id):
+    if time is None:
+        return True
+    return version > (int(time.timestamp() * 1_000_000), event_id)
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch changed, for the event-driven exception rules."""
+
+    processed: list = field(default_factory=list)
+    dead: list = field(default_factory=list)
+    unhandled: list = field(default_factory=list)
+    touched: dict = field(default_factory=lambda: defaultdict(set))  # model label -> pks
+    sync_attempts: list = field(default_factory=list)
+
+    def touch(self, model, pks):
+        self.touched[model._meta.label].update(pks)
+
+
+# --- Reference resolution ------------------------------------------------------------------
+def ensure_entities(model, key_field, keys, outcome):
+    """{external id: pk} for `keys`, creating placeholders for ids not yet known."""
+    keys = sorted({k for k in keys if k})
+    if not keys:
+        return {}
+    now = timezone.now()
+    # Sorted inserts keep concurrent workers from deadlocking on the unique index.
+    model.objects.bulk_create(
+        [model(**{key_field: key, "is_placeholder": True, "placeholder_since": now})
+         for key in keys],
+        ignore_conflicts=True,
+    )
+    mapping = dict(model.objects.filter(**{f"{key_field}__in": keys})
+                   .values_list(key_field, "pk"))
+    outcome.touch(model, mapping.values())
+    return mapping
+
+
+# --- Master data ---------------------------------------------------------------------------
+def _winners(items):
+    """The greatest-version item per key. items: [(key, version, values)]."""
+    best = {}
+    for key, version, values in items:
+        if key not in best or version > best[key][0]:
+            best[key] = (version, values)
+    return best
+
+
+def apply_master(model, key_field, items, outcome):
+    """Whole-record last-writer-wins upsert. items: [(key, version, values)]."""
+    winners = _winners(items)
+    if not winners:
+        return
+    ensure_entities(model, key_field, winners.keys(), outcome)
+    rows = model.objects.select_for_update().filter(
+        **{f"{key_field}__in": list(winners)}).order_by("pk")
+    changed, fields = [], set()
+    for row in rows:
+        version, values = winners[getattr(row, key_field)]
+        if not _newer(version, row.version_time, row.version_event_id):
+            continue
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.is_placeholder = False
+        row.placeholder_since = None
+        row.version_time = _epoch_us_to_datetime(version[0])
+        row.version_event_id = version[1]
+        fields.update(values)
+        changed.append(row)
+    if changed:
+        fields |= {"is_placeholder", "placeholder_since", "version_time", "version_event_id",
+                   "updated_at"}
+        for row in changed:
+            row.updated_at = timezone.now()
+        model.objects.bulk_update(changed, sorted(fields), batch_size=500)
+        outcome.touch(model, [row.pk for row in changed])
+
+
+def _epoch_us_to_datetime(microseconds):
+    return EPOCH + dt.timedelta(microseconds=microseconds)
+
+
+def _text(value):
+    return "" if value is None else value
+
+
+def apply_clients(events, outcome):
+    apply_master(state.Client, "client_id", [
+        (c.client_id, version_of(row),
+         {"name": c.name, "tax_id": _text(c.tax_id), "currency": _text(c.currency)})
+        for row, c in events
+    ], outcome)
+
+
+def apply_projects(events, outcome):
+    clients = ensure_entities(state.Client, "client_id", [c.client_id for _, c in events], outcome)
+    apply_master(state.Project, "project_id", [
+        (p.project_id, version_of(row), {
+            "client_id": clients[p.client_id], "name": p.name, "practice": p.practice,
+            "legal_entity": p.legal_entity, "currency": p.currency,
+            "billing_method": p.billing_method, "status": p.status,
+            "rate_card_id": _text(p.rate_card_id), "po_required": p.po_required,
+            "po_number": _text(p.po_number), "contract_value": p.contract_value,
+            "budget_hours": p.budget_hours,
+        })
+        for row, p in events
+    ], outcome)
+
+
+def apply_people(events, outcome):
+    apply_master(state.Person, "person_id", [
+        (p.person_id, version_of(row), {
+            "name": p.name, "practice": p.practice, "cost_rate": p.cost_rate,
+            "bill_rate": p.bill_rate, "capacity_hours_per_week": p.capacity_hours_per_week,
+            "active": p.active,
+        })
+        for row, p in events
+    ], outcome)
+
+
+def apply_assignments(events, outcome):
+    projects = ensure_entities(state.Project, "project_id", [a.project_id for _, a in events],
+                               outcome)
+    people = ensure_entities(state.Person, "person_id", [a.person_id for _, a in events], outcome)
+    apply_master(state.Assignment, "assignment_id", [
+        (a.assignment_id, version_of(row), {
+            "project_id": projects[a.project_id], "person_id": people[a.person_id],
+            "start_date": a.start_date, "end_date": a.end_date,
+            "hours_per_week": a.hours_per_week, "bill_rate": a.bill_rate,
+        })
+        for row, a in events
+    ], outcome)
+
+
+def apply_revenue(events, outcome):
+    projects = ensure_entities(state.Project, "project_id", [r.project_id for _, r in events],
+                               outcome)
+    winners = _winners([
+        ((projects[r.project_id], r.period), version_of(row),
+         {"amount": r.amount, "currency": r.currency})
+        for row, r in events
+    ])
+    state.RevenueRecognition.objects.bulk_create(
+        [state.RevenueRecognition(project_id=key[0], period=key[1], **values)
+         for key, (_, values) in sorted(winners.items())],
+        ignore_conflicts=True,
+    )
+    rows = state.RevenueRecognition.objects.select_for_update().filter(
+        project_id__in={key[0] for key in winners}, period__in={key[1] for key in winners},
+    ).order_by("pk")
+    changed = []
+    for row in rows:
+        winner = winners.get((row.project_id, row.period))
+        if winner is None or not _newer(winner[0], row.version_time, row.version_event_id):
+            continue
+        row.amount, row.currency = winner[1]["amount"], winner[1]["currency"]
+        row.version_time, row.version_event_id = _epoch_us_to_datetime(winner[0][0]), winner[0][1]
+        changed.append(row)
+    state.RevenueRecognition.objects.bulk_update(
+        changed, ["amount", "currency", "version_time", "version_event_id"], batch_size=500)
+    outcome.touch(state.RevenueRecognition, [row.pk for row in changed])
+
+
+def apply_reconciliations(events, outcome):
+    winners = _winners([
+        ((r.flow, r.object_type, r.period_start, r.period_end), version_of(row), {
+            "source_count": r.source_count, "target_count": r.target_count,
+            "source_amount": r.source_amount, "target_amount": r.target_amount,
+        })
+        for row, r in events
+    ])
+    Report = state.ReconciliationReport
+    Report.objects.bulk_create(
+        [Report(flow=k[0], object_type=k[1], period_start=k[2], period_end=k[3], **values)
+         for k, (_, values) in sorted(winners.items())],
+        ignore_conflicts=True,
+    )
+    rows = Report.objects.select_for_update().filter(
+        flow__in={k[0] for k in winners}).order_by("pk")
+    changed = []
+    for row in rows:
+        winner = winners.get((row.flow, row.object_type, row.period_start, row.period_end))
+        if winner is None or not _newer(winner[0], row.version_time, row.version_event_id):
+            continue
+        for name, value in winner[1].items():
+            setattr(row, name, value)
+        row.version_time, row.version_event_id = _epoch_us_to_datetime(winner[0][0]), winner[0][1]
+        changed.append(row)
+    Report.objects.bulk_update(
+        changed, ["source_count", "target_count", "source_amount", "target_amount",
+                  "version_time", "version_event_id"], batch_size=500)
+    outcome.touch(Report, [row.pk for row in changed])
+
+
+# --- Transactions --------------------------------------------------------------------------
+def apply_lifecycle(model, key_field, events, references, outcome):
+    """Merge lifecycle events into `model` rows.
+
+    events: [(inbox row, contract)]; references: {contract field: (model, key field)} for the
+    entities the event names, resolved to placeholders where unknown.
+    """
+    maps = {
+        name: ensure_entities(ref_model, ref_key,
+                              [getattr(c, name) for _, c in events if getattr(c, name)], outcome)
+        for name, (ref_model, ref_key) in references.items()
+    }
+    first = {}
+    for row, contract in sorted(events, key=lambda item: version_of(item[0])):
+        first.setdefault(getattr(contract, key_field), contract)
+    model.objects.bulk_create(
+        [model(**{key_field: key, "status": "", "status_rank": 0,
+                  **{name: maps[name][getattr(contract, name)]
+                     for name in references if getattr(contract, name)}})
+         for key, contract in sorted(first.items())],
+        ignore_conflicts=True,
+    )
+    rows = {getattr(r, key_field): r for r in model.objects.select_for_update()
+            .filter(**{f"{key_field}__in": list(first)}).order_by("pk")}
+    changed_fields = {"status", "status_rank", "status_time", "status_event_id",
+                      "field_versions", "updated_at"}
+    for inbox_row, contract in events:
+        record = rows[getattr(contract, key_field)]
+        stage = inbox_row.type.rsplit(".", 1)[1]
+        version = version_of(inbox_row)
+        rank = model.RANKS[stage]
+        current = (record.status_rank,
+                   int(record.status_time.timestamp() * 1_000_000) if record.status_time else -1,
+                   record.status_event_id)
+        if (rank, *version) > current:
+            record.status, record.status_rank = stage, rank
+            record.status_time, record.status_event_id = inbox_row.time, inbox_row.event_id
+        stamp = f"{stage}_at"
+        if getattr(record, stamp) is None or inbox_row.time > getattr(record, stamp):
+            setattr(record, stamp, inbox_row.time)
+        changed_fields.add(stamp)
+        versions = dict(record.field_versions or {})
+        for name in type(contract).model_fields:
+            value = getattr(contract, name)
+            if name == key_field or value is None:
+                continue
+            if list(version) > versions.get(name, [-1, ""]):
+                # A reference ("project_id") maps to the FK column of the same name.
+                setattr(record, name, maps[name][value] if name in references else value)
+                versions[name] = list(version)
+                changed_fields.add(name)
+        record.field_versions = versions
+        record.updated_at = timezone.now()
+    model.objects.bulk_update(list(rows.values()), sorted(changed_fields), batch_size=500)
+    outcome.touch(model, [r.pk for r in rows.values()])
+
+
+TIME_REFERENCES = {"project_id": (state.Project, "project_id"),
+                   "person_id": (state.Person, "person_id")}
+
+
+def apply_time_entries(events, outcome):
+    apply_lifecycle(state.TimeEntry, "time_entry_id", events, TIME_REFERENCES, outcome)
+
+
+def apply_expenses(events, outcome):
+    apply_lifecycle(state.Expense, "expense_id", events, TIME_REFERENCES, outcome)
+
+
+def apply_milestones(events, outcome):
+    apply_lifecycle(state.Milestone, "milestone_id", events,
+                    {"project_id": (state.Project, "project_id")}, outcome)
+
+
+def apply_invoices(events, outcome):
+    apply_lifecycle(state.Invoice, "invoice_id", events,
+                    {"client_id": (state.Client, "client_id"),
+                     "project_id": (state.Project, "project_id")}, outcome)
+
+
+def apply_sync(events, outcome):
+    attempts = [
+        state.SyncAttempt(
+            inbox_event=row, flow=s.flow, source_system=s.source_system,
+            target_system=s.target_system, object_type=s.object_type, object_id=s.object_id,
+            succeeded=row.type == "sync.succeeded", latency_ms=s.latency_ms, attempt=s.attempt,
+            error_code=getattr(s, "error_code", ""), error_message=getattr(s, "error_message", ""),
+            retryable=getattr(s, "retryable", None), occurred_at=row.time,
+        )
+        for row, s in events
+    ]
+    state.SyncAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
+    outcome.sync_attempts.extend(attempts)
+
+
+# Applied in this order so references resolve to masters written in the same batch.
+APPLIERS = [
+    ("client.", apply_clients),
+    ("project.", apply_projects),
+    ("person.", apply_people),
+    ("assignment.", apply_assignments),
+    ("time_entry.", apply_time_entries),
+    ("expense.", apply_expenses),
+    ("milestone.", apply_milestones),
+    ("invoice.", apply_invoices),
+    ("revenue.", apply_revenue),
+    ("sync.", apply_sync),
+    ("reconciliation.", apply_reconciliations),
+]
+
+
+def _applier(event_type):
+    for prefix, apply in APPLIERS:
+        if event_type.startswith(prefix):
+            return apply
+    raise KeyError(event_type)
+
+
+def apply_events(valid, outcome):
+    """Apply validated [(row, contract)] grouped by kind, in dependency order."""
+    groups = defaultdict(list)
+    for row, contract in valid:
+        groups[_applier(row.type)].append((row, contract))
+    for _, apply in APPLIERS:
+        if groups.get(apply):
+            apply(groups[apply], outcome)
+
+
+# --- The batch -----------------------------------------------------------------------------
+def _validate(rows, outcome):
+    valid = []
+    for row in rows:
+        if row.type not in CONTRACTS:
+            row.status = InboxEvent.Status.UNHANDLED
+            outcome.unhandled.append(row)
+            continue
+        try:
+            valid.append((row, validate_data(row.type, row.raw.get("data"))))
+        except ValidationError as exc:
+            row.status = InboxEvent.Status.DEAD
+            row.errors = error_messages(exc, prefix="data.")
+            outcome.dead.append(row)
+    return valid
+
+
+def process_events(event_ids):
+    """Process the given inbox rows that are still pending. Returns a BatchOutcome."""
+    outcome = BatchOutcome()
+    with transaction.atomic():
+        rows = list(
+            InboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(event_ids), status=InboxEvent.Status.PENDING)
+            .order_by("pk")
+        )
+        if not rows:
+            return outcome
+        valid = _validate(rows, outcome)
+        try:
+            with transaction.atomic():
+                apply_events(valid, outcome)
+            outcome.processed = [row for row, _ in valid]
+        except Exception:
+            log.exception("batch of %d failed; applying its events one by one", len(valid))
+            outcome.touched.clear()
+            outcome.sync_attempts.clear()
+            _apply_one_by_one(valid, outcome)
+        _record_statuses(rows, outcome)
+    _after_batch(outcome)
+    return outcome
+
+
+def _apply_one_by_one(valid, outcome):
+    for row, contract in valid:
+        try:
+            with transaction.atomic():
+                apply_events([(row, contract)], outcome)
+            outcome.processed.append(row)
+        except Exception as exc:  # a poison event: keep it, with the reason, for replay
+            log.exception("event %s failed to apply", row.pk)
+            row.status = InboxEvent.Status.DEAD
+            row.errors = [f"processing: {type(exc).__name__}: {exc}"[:2000]]
+            outcome.dead.append(row)
+
+
+def _record_statuses(rows, outcome):
+    now = timezone.now()
+    processed_ids = [row.pk for row in outcome.processed]
+    unhandled_ids = [row.pk for row in outcome.unhandled]
+    InboxEvent.objects.filter(pk__in=[r.pk for r in rows]).update(attempts=F("attempts") + 1)
+    if processed_ids:
+        InboxEvent.objects.filter(pk__in=processed_ids).update(
+            status=InboxEvent.Status.PROCESSED, processed_at=now, errors=[])
+    if unhandled_ids:
+        InboxEvent.objects.filter(pk__in=unhandled_ids).update(
+            status=InboxEvent.Status.UNHANDLED, processed_at=now)
+    for row in outcome.dead:
+        row.processed_at = now
+    InboxEvent.objects.bulk_update(outcome.dead, ["status", "errors", "processed_at"])
+
+
+def _after_batch(outcome):
+    """Let the exception rules see what changed; their failure never undoes processing."""
+    from exceptions.rules import on_batch_processed
+
+    try:
+        on_batch_processed(outcome)
+    except Exception:
+        log.exception("event-driven exception rules failed for a batch")
+
+
+def pending_ids(limit=None, older_than=None):
+    qs = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING)
+    if older_than is not None:
+        qs = qs.filter(received_at__lt=older_than)
+    qs = qs.order_by("received_at", "pk").values_list("pk", flat=True)
+    return list(qs[:limit] if limit else qs)
+
+
+def drain_inbox(batch_size=500, progress=None):
+    """Process every pending row synchronously, batch by batch. Returns counts."""
+    totals = defaultdict(int)
+    while True:
+        ids = pending_ids(limit=batch_size)
+        if not ids:
+            return dict(totals)
+        outcome = process_events(ids)
+        totals["processed"] += len(outcome.processed)
+        totals["dead"] += len(outcome.dead)
+        totals["unhandled"] += len(outcome.unhandled)
+        if not (outcome.processed or outcome.dead or outcome.unhandled):
+            return dict(totals)  # the rest is locked by a worker right now
+        if progress:
+            progress(totals)
+
+
+def replay(event_ids=None):
+    """Put dead letters (all, or the given ones) back to pending and process them again."""
+    from .contracts import Envelope
+
+    qs = InboxEvent.objects.filter(status=InboxEvent.Status.DEAD)
+    if event_ids:
+        qs = qs.filter(pk__in=event_ids)
+    requeued, still_invalid = [], []
+    for row in qs.order_by("pk"):
+        if row.event_id is None:
+            # Envelope-invalid: its envelope must validate now before it can be processed.
+            try:
+                envelope = Envelope.model_validate(row.raw)
+            except (ValidationError, TypeError):
+                still_invalid.append(row.pk)
+                continue
+            if InboxEvent.objects.filter(source_id=row.source_id, event_id=envelope.id).exists():
+                row.status = InboxEvent.Status.DISCARDED
+                row.errors = row.errors + ["replay: an event with this id was already accepted"]
+                row.save(update_fields=["status", "errors"])
+                continue
+            row.event_id, row.type, row.time = envelope.id, envelope.type, envelope.time
+            row.subject = envelope.subject or ""
+            row.correlation_id = envelope.correlationid or ""
+        row.status = InboxEvent.Status.PENDING
+        row.save(update_fields=["event_id", "type", "time", "subject", "correlation_id",
+                                "status"])
+        requeued.append(row.pk)
+    outcomes = [process_events(requeued[i:i + 500]) for i in range(0, len(requeued), 500)]
+    return {
+        "replayed": len(requeued),
+        "processed": sum(len(o.processed) for o in outcomes),
+        "dead": sum(len(o.dead) for o in outcomes) + len(still_invalid),
+        "unhandled": sum(len(o.unhandled) for o in outcomes),
+    }

@@ -1,0 +1,41 @@
+"""Celery tasks for the inbox: thin wrappers around ingestion.pipeline."""
+import datetime as dt
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from . import pipeline
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="ingestion.tasks.process_inbox_events", acks_late=True,
+             autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def process_inbox_events(event_ids):
+    outcome = pipeline.process_events(event_ids)
+    return {"processed": len(outcome.processed), "dead": len(outcome.dead)}
+
+
+def enqueue_processing(event_ids):
+    """Queue inbox rows in batches; a broker outage only delays them (the sweeper retries)."""
+    size = settings.INGEST_PROCESS_BATCH
+    for start in range(0, len(event_ids), size):
+        try:
+            process_inbox_events.delay(event_ids[start:start + size])
+        except Exception:  # broker down: rows stay pending and the sweeper re-enqueues them
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                raise
+            log.warning("could not enqueue %d inbox rows; the sweeper will pick them up",
+                        len(event_ids) - start)
+            return
+
+
+@shared_task(name="ingestion.tasks.sweep_inbox")
+def sweep_inbox():
+    """Re-enqueue inbox rows still pending after INGEST_SWEEP_AFTER_SECONDS."""
+    cutoff = timezone.now() - dt.timedelta(seconds=settings.INGEST_SWEEP_AFTER_SECONDS)
+    ids = pipeline.pending_ids(limit=50_000, older_than=cutoff)
+    enqueue_processing(ids)
+    return len(ids)

@@ -1,0 +1,110 @@
+"""The webhook: verify, then parse, then commit to the inbox, then answer."""
+import logging
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+
+from . import contracts
+from .intake import parse_events, store_events
+from .models import Source
+from .problems import Problem, problem_response, unauthorized
+from .signing import VerificationError, verify
+from .throttle import over_limit
+
+log = logging.getLogger(__name__)
+
+
+@csrf_exempt
+def webhook(request, source):
+    if request.method == "OPTIONS":
+        return _handshake(request)
+    if request.method != "POST":
+        response = problem_response(Problem(405, "method-not-allowed", "Method Not Allowed",
+                                            "Send events with POST.", [f"method: {request.method}"]))
+        response["Allow"] = "POST, OPTIONS"
+        return response
+    try:
+        result = _accept(request, source)
+    except Problem as problem:
+        return problem_response(problem)
+    return JsonResponse(result.as_dict(), status=202)
+
+
+def _accept(request, slug):
+    limit = settings.INGEST_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise _too_large(declared, limit)
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise _too_large(len(body), limit)
+
+    source = Source.objects.filter(slug=slug, enabled=True).first()
+    if source is None:
+        log.info("webhook for unknown or disabled source %r", slug[:64])
+        raise unauthorized()
+    headers = request.headers
+    try:
+        verify(source.active_secrets, headers.get("webhook-id"),
+               headers.get("webhook-timestamp"), headers.get("webhook-signature"), body,
+               tolerance=settings.INGEST_TIMESTAMP_TOLERANCE_SECONDS)
+    except VerificationError as exc:
+        log.info("webhook for %s rejected: %s", source.slug, exc)
+        raise unauthorized() from None
+
+    retry_after = over_limit(f"source:{source.pk}", source.rate_limit_per_minute)
+    if retry_after:
+        raise Problem(429, "rate-limited", "Too Many Requests",
+                      f"Source {source.slug} is over its limit of "
+                      f"{source.rate_limit_per_minute} requests per minute.",
+                      [f"retry after {retry_after} s"], headers={"Retry-After": str(retry_after)})
+
+    events = parse_events(request.content_type, {k.lower(): v for k, v in headers.items()}, body)
+    return store_events(source, events)
+
+
+def _too_large(size, limit):
+    return Problem(413, "body-too-large", "Content Too Large",
+                   f"The body is over the limit of {limit} bytes.",
+                   [f"body: {size} bytes, limit {limit}"])
+
+
+def _handshake(request):
+    """CloudEvents webhook validation (abuse protection) handshake."""
+    response = HttpResponse(status=200)
+    response["Allow"] = "POST, OPTIONS"
+    origin = request.headers.get("WebHook-Request-Origin")
+    if origin:
+        response["WebHook-Allowed-Origin"] = origin
+    rate = request.headers.get("WebHook-Request-Rate")
+    if rate:
+        response["WebHook-Allowed-Rate"] = rate if rate.isdigit() else "*"
+    return response
+
+
+@require_GET
+def schema_catalog(request):
+    catalog = {
+        "specversion": "1.0",
+        "types": [
+            {"type": event_type,
+             "schema": request.build_absolute_uri(f"/ingest/schemas/{event_type}.json")}
+            for event_type in sorted(contracts.CONTRACTS)
+        ],
+    }
+    return JsonResponse(catalog)
+
+
+@require_GET
+def schema_detail(request, event_type):
+    if event_type not in contracts.CONTRACTS:
+        return problem_response(Problem(404, "unknown-event-type", "Unknown event type",
+                                        f"No schema for event type {event_type!r}.",
+                                        [f"type: {event_type[:100]}"]))
+    return JsonResponse(contracts.json_schema(event_type),
+                        content_type="application/schema+json")

@@ -1,0 +1,101 @@
+"""The read API's edges: authentication (session or bearer token) and parameter parsing.
+
+Every endpoint answers JSON; every rejection is an RFC 9457 problem document that names
+the parameter at fault.
+"""
+import datetime as dt
+import functools
+import re
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+
+from ingestion.problems import Problem, problem_response
+
+from .models import ApiToken
+
+
+def api_endpoint(view):
+    """Authenticate by session or `Authorization: Bearer`; turn Problems into responses."""
+
+    @login_not_required
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            response = problem_response(Problem(405, "method-not-allowed", "Method Not Allowed",
+                                                "The read API only answers GET.",
+                                                [f"method: {request.method}"]))
+            response["Allow"] = "GET, HEAD"
+            return response
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            user = ApiToken.authenticate(header[7:].strip())
+            if user is None:
+                return _unauthenticated("The bearer token is not valid.")
+            request.user = user
+        elif not request.user.is_authenticated:
+            return _unauthenticated("Log in or send Authorization: Bearer <token>.")
+        try:
+            result = view(request, *args, **kwargs)
+        except Problem as problem:
+            return problem_response(problem)
+        if isinstance(result, dict):
+            return JsonResponse(result, json_dumps_params={"allow_nan": False})
+        return result
+
+    return wrapper
+
+
+def _unauthenticated(detail):
+    response = problem_response(Problem(401, "unauthenticated", "Unauthorized", detail))
+    response["WWW-Authenticate"] = 'Bearer realm="opsview"'
+    return response
+
+
+def bad_parameter(name, message):
+    return Problem(400, "invalid-parameter", "Invalid parameter",
+                   f"Parameter {name!r}: {message}.", [f"{name}: {message}"])
+
+
+def date_param(params, name, default=None):
+    value = params.get(name)
+    if value in (None, ""):
+        if default is None:
+            raise bad_parameter(name, "is required (YYYY-MM-DD)")
+        return default
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise bad_parameter(name, f"{value[:40]!r} is not a date (YYYY-MM-DD)") from None
+
+
+def period_param(params, name="period", default=None):
+    """A billing period YYYY-MM as (first day, last day)."""
+    value = params.get(name) or default
+    if not value or not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise bad_parameter(name, f"{str(value)[:40]!r} is not a month (YYYY-MM)")
+    year, month = int(value[:4]), int(value[5:])
+    first = dt.date(year, month, 1)
+    last = (dt.date(year + month // 12, month % 12 + 1, 1)) - dt.timedelta(days=1)
+    return value, first, last
+
+
+def choice_param(params, name, choices, default=None):
+    value = params.get(name) or default
+    if value not in choices:
+        raise bad_parameter(name, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def window_param(params, name="window", default="24h"):
+    """A duration like 24h, 90m, 7d, as a timedelta."""
+    value = params.get(name) or default
+    match = re.fullmatch(r"(\d{1,5})([mhd])", value)
+    if not match:
+        raise bad_parameter(name, f"{value[:40]!r} is not a window such as 24h, 90m or 7d")
+    amount, unit = int(match[1]), match[2]
+    delta = {"m": dt.timedelta(minutes=amount), "h": dt.timedelta(hours=amount),
+             "d": dt.timedelta(days=amount)}[unit]
+    if delta <= dt.timedelta(0) or delta > dt.timedelta(days=366):
+        raise bad_parameter(name, "must be between 1m and 366d")
+    return delta

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OpsviewConfig(AppConfig):
+    name = "opsview"
+    verbose_name = "Business state"

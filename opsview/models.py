@@ -1,0 +1,369 @@
+"""The business state that integration events imply.
+
+Master data (clients, projects, people, assignments) is last-writer-wins by event time,
+ties broken by event id. Transactions (time entries, expenses, milestones, invoices) follow
+a lifecycle: the status is the highest rank seen, each stage keeps its own timestamp from
+the event time, and each data field keeps the value of the latest event that carried it.
+A record that names an entity not yet known points at a placeholder row until the master
+record arrives; KPIs count only records whose named entities are all known.
+"""
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class MasterRecord(models.Model):
+    """Last-writer-wins state: the version is the (time, event id) of the event that wrote it."""
+
+    is_placeholder = models.BooleanField(default=False)
+    placeholder_since = models.DateTimeField(null=True, blank=True)
+    version_time = models.DateTimeField(null=True, blank=True)
+    version_event_id = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Client(MasterRecord):
+    client_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    tax_id = models.CharField(max_length=64, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    # Set by a person in triage when two similar clients are genuinely distinct.
+    marked_distinct = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["is_placeholder"], name="client_placeholder_idx")]
+
+    def __str__(self):
+        return self.name or self.client_id
+
+
+class Project(MasterRecord):
+    class BillingMethod(models.TextChoices):
+        TIME_AND_MATERIALS = "time_and_materials"
+        FIXED_FEE = "fixed_fee"
+        MILESTONE = "milestone"
+        NON_BILLABLE = "non_billable"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        ON_HOLD = "on_hold"
+        CLOSED = "closed"
+
+    project_id = models.CharField(max_length=255, unique=True)
+    client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="projects")
+    name = models.CharField(max_length=255, blank=True)
+    practice = models.CharField(max_length=128, blank=True, db_index=True)
+    legal_entity = models.CharField(max_length=128, blank=True, db_index=True)
+    currency = models.CharField(max_length=3, blank=True)
+    billing_method = models.CharField(max_length=32, choices=BillingMethod.choices, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, blank=True)
+    rate_card_id = models.CharField(max_length=255, blank=True)
+    po_required = models.BooleanField(default=False)
+    po_number = models.CharField(max_length=255, blank=True)
+    contract_value = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    budget_hours = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["is_placeholder"], name="project_placeholder_idx")]
+
+    def __str__(self):
+        return self.name or self.project_id
+
+    @property
+    def billing_setup_complete(self):
+        return (
+            self.billing_method not in ("", self.BillingMethod.NON_BILLABLE)
+            and bool(self.rate_card_id)
+            and (not self.po_required or bool(self.po_number))
+        )
+
+
+def billing_setup_complete_q(prefix=""):
+    """The Q form of Project.billing_setup_complete, for set-based queries."""
+    return (
+        ~Q(**{f"{prefix}billing_method__in": ["", Project.BillingMethod.NON_BILLABLE]})
+        & ~Q(**{f"{prefix}rate_card_id": ""})
+        & (Q(**{f"{prefix}po_required": False}) | ~Q(**{f"{prefix}po_number": ""}))
+    )
+
+
+class Person(MasterRecord):
+    person_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    practice = models.CharField(max_length=128, blank=True, db_index=True)
+    cost_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    bill_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    capacity_hours_per_week = models.DecimalField(max_digits=6, decimal_places=2, default=40)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "people"
+        indexes = [models.Index(fields=["is_placeholder"], name="person_placeholder_idx")]
+
+    def __str__(self):
+        return self.name or self.person_id
+
+
+class Assignment(MasterRecord):
+    assignment_id = models.CharField(max_length=255, unique=True)
+    project = models.ForeignKey(Project, null=True, on_delete=models.PROTECT,
+                                related_name="assignments")
+    person = models.ForeignKey(Person, null=True, on_delete=models.PROTECT,
+                               related_name="assignments")
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    hours_per_week = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    bill_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    def __str__(self):
+        return self.assignment_id
+
+
+class LifecycleRecord(models.Model):
+    """A transaction: status by lifecycle rank, data fields by per-field last writer."""
+
+    status = models.CharField(max_length=16, db_index=True)
+    status_rank = models.PositiveSmallIntegerField(default=0)
+    status_time = models.DateTimeField(null=True, blank=True)
+    status_event_id = models.CharField(max_length=255, blank=True)
+    # {"field": [event time in epoch microseconds, event id]} for each data field written.
+    field_versions = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class TimeEntry(LifecycleRecord):
+    RANKS = {"submitted": 1, "approved": 2, "rejected": 2, "posted": 3, "invoiced": 4,
+             "reversed": 5}
+
+    time_entry_id = models.CharField(max_length=255, unique=True)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="time_entries")
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="time_entries")
+    work_date = models.DateField(null=True, blank=True)
+    hours = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    billable = models.BooleanField(default=False)
+    bill_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    cost_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    erp_document_id = models.CharField(max_length=255, blank=True)
+    invoice_id = models.CharField(max_length=255, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    invoiced_at = models.DateTimeField(null=True, blank=True)
+    reversed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "time entries"
+        indexes = [
+            models.Index(fields=["status", "work_date"], name="time_status_workdate_idx"),
+            models.Index(fields=["project", "status"], name="time_project_status_idx"),
+            models.Index(fields=["person", "work_date"], name="time_person_workdate_idx"),
+            models.Index(fields=["posted_at"], name="time_posted_at_idx"),
+            models.Index(fields=["approved_at"], name="time_approved_at_idx",
+                         condition=Q(status="approved")),
+        ]
+
+    def __str__(self):
+        return self.time_entry_id
+
+
+class Expense(LifecycleRecord):
+    RANKS = {"approved": 1, "posted": 2, "invoiced": 3}
+
+    expense_id = models.CharField(max_length=255, unique=True)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="expenses")
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="expenses")
+    incurred_on = models.DateField(null=True, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    billable = models.BooleanField(default=False)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    invoiced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "incurred_on"], name="expense_status_date_idx")]
+
+    def __str__(self):
+        return self.expense_id
+
+
+class Milestone(LifecycleRecord):
+    RANKS = {"completed": 1, "invoiced": 2}
+
+    milestone_id = models.CharField(max_length=255, unique=True)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="milestones")
+    name = models.CharField(max_length=255, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    completed_on = models.DateField(null=True, blank=True)
+    invoice_id = models.CharField(max_length=255, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    invoiced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "completed_on"], name="milestone_status_date_idx")]
+
+    def __str__(self):
+        return self.name or self.milestone_id
+
+
+class Invoice(LifecycleRecord):
+    # A blocked invoice that is then issued is unblocked; voided ends every path.
+    RANKS = {"drafted": 1, "blocked": 2, "issued": 3, "paid": 4, "voided": 5}
+
+    class BlockedReason(models.TextChoices):
+        MISSING_PO = "missing_po"
+        MISSING_PROJECT_METADATA = "missing_project_metadata"
+        RATE_MISMATCH = "rate_mismatch"
+        TAX_CONFIGURATION = "tax_configuration"
+        CUSTOMER_MISMATCH = "customer_mismatch"
+        OTHER = "other"
+
+    invoice_id = models.CharField(max_length=255, unique=True)
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="invoices")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="invoices")
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    issued_on = models.DateField(null=True, blank=True)
+    due_on = models.DateField(null=True, blank=True)
+    paid_on = models.DateField(null=True, blank=True)
+    blocked_reason = models.CharField(max_length=32, choices=BlockedReason.choices, blank=True)
+    detail = models.TextField(blank=True)
+    drafted_at = models.DateTimeField(null=True, blank=True)
+    blocked_at = models.DateTimeField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "issued_on"], name="invoice_status_issued_idx")]
+
+    def __str__(self):
+        return self.invoice_id
+
+
+class RevenueRecognition(MasterRecord):
+    """Revenue recognized for a project and month; a later report for the month replaces it."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="revenue")
+    period = models.CharField(max_length=7)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "period"], name="revenue_project_period_uniq")
+        ]
+
+
+class SyncAttempt(models.Model):
+    """One sync.succeeded or sync.failed report from the middleware about itself."""
+
+    inbox_event = models.OneToOneField("ingestion.InboxEvent", on_delete=models.CASCADE,
+                                       related_name="sync_attempt")
+    flow = models.CharField(max_length=255)
+    source_system = models.CharField(max_length=128, blank=True)
+    target_system = models.CharField(max_length=128, blank=True)
+    object_type = models.CharField(max_length=128, blank=True)
+    object_id = models.CharField(max_length=255, blank=True)
+    succeeded = models.BooleanField()
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=128, blank=True)
+    error_message = models.TextField(blank=True)
+    retryable = models.BooleanField(null=True)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["flow", "occurred_at"], name="sync_flow_time_idx"),
+            models.Index(fields=["occurred_at"], name="sync_time_idx"),
+            models.Index(fields=["flow", "object_type", "object_id", "occurred_at"],
+                         name="sync_object_time_idx"),
+        ]
+
+
+class ReconciliationReport(MasterRecord):
+    """The latest count (and amount) comparison of one flow, object type and period."""
+
+    flow = models.CharField(max_length=255)
+    object_type = models.CharField(max_length=128)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    source_count = models.IntegerField()
+    target_count = models.IntegerField()
+    source_amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    target_amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "object_type", "period_start", "period_end"],
+                                    name="recon_flow_object_period_uniq")
+        ]
+
+    @property
+    def gap(self):
+        return self.source_count - self.target_count
+
+
+def hash_token(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for the read API. Only its SHA-256 is stored; the token is shown once."""
+
+    PREFIX = "opv_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="api_tokens")
+    name = models.CharField(max_length=128, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_hint = models.CharField(max_length=12, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"{self.user} {self.token_hint}…"
+
+    def set_new_token(self):
+        """Give this (unsaved) row a fresh token; returns the plaintext, never stored."""
+        token = self.PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        self.token_hint = token[:8]
+        return token
+
+    @classmethod
+    def issue(cls, user, name=""):
+        """Create a token for `user`; returns (ApiToken, plaintext token)."""
+        api_token = cls(user=user, name=name)
+        token = api_token.set_new_token()
+        api_token.save()
+        return api_token, token
+
+    @classmethod
+    def authenticate(cls, token):
+        """The active user the token belongs to, or None."""
+        api_token = (
+            cls.objects.select_related("user")
+            .filter(token_hash=hash_token(token), revoked=False, user__is_active=True)
+            .first()
+        )
+        if api_token is None:
+            return None
+        cls.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
+        return api_token.user

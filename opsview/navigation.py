@@ -1,0 +1,26 @@
+"""The main navigation, as a context processor; pages not installed are left out."""
+from django.urls import NoReverseMatch, reverse
+
+NAV = [
+    ("Overview", "home"),
+    ("Invoice readiness", "readiness"),
+    ("WIP", "wip"),
+    ("Latency & utilization", "latency"),
+    ("Integration health", "integration"),
+    ("Margin & billing", "margin"),
+    ("Exceptions", "exceptions:queue"),
+]
+
+
+def nav_items(request):
+    if not getattr(request, "user", None) or not request.user.is_authenticated:
+        return {}
+    items = []
+    for label, name in NAV:
+        try:
+            url = reverse(name)
+        except NoReverseMatch:
+            continue
+        active = request.path == url if url == "/" else request.path.startswith(url)
+        items.append({"label": label, "url": url, "active": active})
+    return {"nav_items": items}
