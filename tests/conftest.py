@@ -120,7 +120,8 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server):
+def page(browser, live_server, django_db_serialized_rollback):
+    # Serialized rollback restores what migrations seeded (groups, queues) after the test.
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -130,7 +131,7 @@ def page(browser, live_server):
 
 
 @pytest.fixture
-def browser_login(page, transactional_db):
+def browser_login(page):
     """Log a new user of `role` in through the login form; returns the page."""
 
     def login(role="finance_ops", username=None):
