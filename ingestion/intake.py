@@ -8,10 +8,11 @@ import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
+from .bulk import insert_returning
 from .contracts import Envelope, error_messages
 from .models import DuplicateDelivery, InboxEvent
 from .problems import Problem
@@ -150,32 +151,6 @@ INBOX_COLUMNS = ["source_id", "event_id", "type", "time", "subject", "correlatio
                  "received_at", "status", "attempts", "errors"]
 
 
-def insert_inbox_rows(rows):
-    """Insert rows in one statement; returns [(pk, event_id)] of the rows actually inserted."""
-    if not rows:
-        return []
-    fields = {f.attname: f for f in InboxEvent._meta.concrete_fields}
-    qn = connection.ops.quote_name
-    placeholder = "(" + ", ".join(
-        "%s::jsonb" if connection.vendor == "postgresql" and name in ("raw", "errors") else "%s"
-        for name in INBOX_COLUMNS
-    ) + ")"
-    params = []
-    for row in rows:
-        for name in INBOX_COLUMNS:
-            params.append(fields[name].get_db_prep_save(row[name], connection))
-    sql = (
-        f"INSERT INTO {qn(InboxEvent._meta.db_table)} "
-        f"({', '.join(qn(fields[name].column) for name in INBOX_COLUMNS)}) "
-        f"VALUES {', '.join([placeholder] * len(rows))} "
-        f"ON CONFLICT ({qn('source_id')}, {qn('event_id')}) DO NOTHING "
-        f"RETURNING {qn('id')}, {qn('event_id')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def store_events(source, raw_events):
     """Commit every event of one request to the inbox; enqueue processing after commit."""
     received_at = timezone.now()
@@ -193,7 +168,9 @@ def store_events(source, raw_events):
         rows.append(row)
 
     with transaction.atomic():
-        inserted = insert_inbox_rows(rows)
+        inserted = insert_returning(InboxEvent, rows, INBOX_COLUMNS,
+                                    conflict=["source_id", "event_id"],
+                                    returning=["id", "event_id"])
         inserted_ids = {event_id for _, event_id in inserted if event_id is not None}
         duplicate_ids += [eid for eid in seen_ids if eid not in inserted_ids]
         if duplicate_ids:

@@ -15,6 +15,7 @@ each event is retried alone so one poison event is dead-lettered and its neighbo
 """
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from opsview import models as state
 
+from .bulk import update_rows
 from .contracts import CONTRACTS, error_messages, validate_data
 from .models import InboxEvent
 
@@ -63,17 +65,34 @@ def ensure_entities(model, key_field, keys, outcome):
     keys = sorted({k for k in keys if k})
     if not keys:
         return {}
-    now = timezone.now()
-    # Sorted inserts keep concurrent workers from deadlocking on the unique index.
-    model.objects.bulk_create(
-        [model(**{key_field: key, "is_placeholder": True, "placeholder_since": now})
-         for key in keys],
-        ignore_conflicts=True,
-    )
     mapping = dict(model.objects.filter(**{f"{key_field}__in": keys})
                    .values_list(key_field, "pk"))
-    outcome.touch(model, mapping.values())
+    missing = [key for key in keys if key not in mapping]
+    if missing:
+        now = timezone.now()
+        # Sorted inserts keep concurrent workers from deadlocking on the unique index.
+        model.objects.bulk_create(
+            [model(**{key_field: key, "is_placeholder": True, "placeholder_since": now})
+             for key in missing],
+            ignore_conflicts=True,
+        )
+        mapping.update(model.objects.filter(**{f"{key_field}__in": missing})
+                       .values_list(key_field, "pk"))
+        outcome.touch(model, [mapping[key] for key in missing])
     return mapping
+
+
+def lock_rows(model, key_field, keys, new_row):
+    """{key: row} for `keys`, locked in pk order; rows not yet stored are created first
+    with `new_row(key)` (a concurrent creator wins; its row is then locked and merged)."""
+    rows = {getattr(r, key_field): r for r in model.objects.select_for_update()
+            .filter(**{f"{key_field}__in": list(keys)}).order_by("pk")}
+    missing = sorted(key for key in keys if key not in rows)
+    if missing:
+        model.objects.bulk_create([new_row(key) for key in missing], ignore_conflicts=True)
+        rows.update({getattr(r, key_field): r for r in model.objects.select_for_update()
+                     .filter(**{f"{key_field}__in": missing}).order_by("pk")})
+    return rows
 
 
 # --- Master data ---------------------------------------------------------------------------
@@ -91,11 +110,9 @@ def apply_master(model, key_field, items, outcome):
     winners = _winners(items)
     if not winners:
         return
-    ensure_entities(model, key_field, winners.keys(), outcome)
-    rows = model.objects.select_for_update().filter(
-        **{f"{key_field}__in": list(winners)}).order_by("pk")
+    rows = lock_rows(model, key_field, winners, lambda key: model(**{key_field: key}))
     changed, fields = [], set()
-    for row in rows:
+    for row in rows.values():
         version, values = winners[getattr(row, key_field)]
         if not _newer(version, row.version_time, row.version_event_id):
             continue
@@ -112,7 +129,7 @@ def apply_master(model, key_field, items, outcome):
                    "updated_at"}
         for row in changed:
             row.updated_at = timezone.now()
-        model.objects.bulk_update(changed, sorted(fields), batch_size=500)
+        update_rows(model, changed, sorted(fields))
         outcome.touch(model, [row.pk for row in changed])
 
 
@@ -196,8 +213,8 @@ def apply_revenue(events, outcome):
         row.amount, row.currency = winner[1]["amount"], winner[1]["currency"]
         row.version_time, row.version_event_id = _epoch_us_to_datetime(winner[0][0]), winner[0][1]
         changed.append(row)
-    state.RevenueRecognition.objects.bulk_update(
-        changed, ["amount", "currency", "version_time", "version_event_id"], batch_size=500)
+    update_rows(state.RevenueRecognition, changed,
+                ["amount", "currency", "version_time", "version_event_id"])
     outcome.touch(state.RevenueRecognition, [row.pk for row in changed])
 
 
@@ -226,9 +243,8 @@ def apply_reconciliations(events, outcome):
             setattr(row, name, value)
         row.version_time, row.version_event_id = _epoch_us_to_datetime(winner[0][0]), winner[0][1]
         changed.append(row)
-    Report.objects.bulk_update(
-        changed, ["source_count", "target_count", "source_amount", "target_amount",
-                  "version_time", "version_event_id"], batch_size=500)
+    update_rows(Report, changed, ["source_count", "target_count", "source_amount",
+                                  "target_amount", "version_time", "version_event_id"])
     outcome.touch(Report, [row.pk for row in changed])
 
 
@@ -247,15 +263,14 @@ def apply_lifecycle(model, key_field, events, references, outcome):
     first = {}
     for row, contract in sorted(events, key=lambda item: version_of(item[0])):
         first.setdefault(getattr(contract, key_field), contract)
-    model.objects.bulk_create(
-        [model(**{key_field: key, "status": "", "status_rank": 0,
-                  **{name: maps[name][getattr(contract, name)]
-                     for name in references if getattr(contract, name)}})
-         for key, contract in sorted(first.items())],
-        ignore_conflicts=True,
-    )
-    rows = {getattr(r, key_field): r for r in model.objects.select_for_update()
-            .filter(**{f"{key_field}__in": list(first)}).order_by("pk")}
+
+    def new_row(key):
+        contract = first[key]
+        return model(**{key_field: key, "status": "", "status_rank": 0,
+                        **{name: maps[name][getattr(contract, name)]
+                           for name in references if getattr(contract, name)}})
+
+    rows = lock_rows(model, key_field, first, new_row)
     changed_fields = {"status", "status_rank", "status_time", "status_event_id",
                       "field_versions", "updated_at"}
     for inbox_row, contract in events:
@@ -285,7 +300,7 @@ def apply_lifecycle(model, key_field, events, references, outcome):
                 changed_fields.add(name)
         record.field_versions = versions
         record.updated_at = timezone.now()
-    model.objects.bulk_update(list(rows.values()), sorted(changed_fields), batch_size=500)
+    update_rows(model, list(rows.values()), sorted(changed_fields))
     outcome.touch(model, [r.pk for r in rows.values()])
 
 
@@ -377,15 +392,17 @@ def _validate(rows, outcome):
     return valid
 
 
-def process_events(event_ids):
-    """Process the given inbox rows that are still pending. Returns a BatchOutcome."""
+def process_events(event_ids=None, limit=500):
+    """Claim and process pending inbox rows — the given ones, or else the oldest `limit` —
+    skipping rows another worker holds. Returns a BatchOutcome."""
     outcome = BatchOutcome()
     with transaction.atomic():
-        rows = list(
-            InboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=list(event_ids), status=InboxEvent.Status.PENDING)
-            .order_by("pk")
-        )
+        pending = InboxEvent.objects.select_for_update(skip_locked=True).filter(
+            status=InboxEvent.Status.PENDING)
+        if event_ids is not None:
+            rows = list(pending.filter(pk__in=list(event_ids)).order_by("pk"))
+        else:
+            rows = list(pending.order_by("received_at", "pk")[:limit])
         if not rows:
             return outcome
         valid = _validate(rows, outcome)
@@ -429,7 +446,7 @@ def _record_statuses(rows, outcome):
             status=InboxEvent.Status.UNHANDLED, processed_at=now)
     for row in outcome.dead:
         row.processed_at = now
-    InboxEvent.objects.bulk_update(outcome.dead, ["status", "errors", "processed_at"])
+    update_rows(InboxEvent, outcome.dead, ["status", "errors", "processed_at"])
 
 
 def _after_batch(outcome):
@@ -450,21 +467,21 @@ def pending_ids(limit=None, older_than=None):
     return list(qs[:limit] if limit else qs)
 
 
-def drain_inbox(batch_size=500, progress=None):
-    """Process every pending row synchronously, batch by batch. Returns counts."""
+def drain_inbox(batch_size=500, progress=None, max_seconds=None):
+    """Process pending rows batch by batch until none is left (or `max_seconds` pass).
+    Returns counts."""
     totals = defaultdict(int)
-    while True:
-        ids = pending_ids(limit=batch_size)
-        if not ids:
-            return dict(totals)
-        outcome = process_events(ids)
+    started = time.monotonic()
+    while max_seconds is None or time.monotonic() - started < max_seconds:
+        outcome = process_events(limit=batch_size)
         totals["processed"] += len(outcome.processed)
         totals["dead"] += len(outcome.dead)
         totals["unhandled"] += len(outcome.unhandled)
         if not (outcome.processed or outcome.dead or outcome.unhandled):
-            return dict(totals)  # the rest is locked by a worker right now
+            break  # nothing pending, or the rest is held by another worker right now
         if progress:
             progress(totals)
+    return dict(totals)
 
 
 def replay(event_ids=None):

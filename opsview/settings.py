@@ -142,7 +142,9 @@ INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 1000)
 INGEST_TIMESTAMP_TOLERANCE_SECONDS = envint("INGEST_TIMESTAMP_TOLERANCE_SECONDS", 300)
 # Inbox rows still pending after this long are re-enqueued by the sweeper.
 INGEST_SWEEP_AFTER_SECONDS = envint("INGEST_SWEEP_AFTER_SECONDS", 120)
-INGEST_PROCESS_BATCH = envint("INGEST_PROCESS_BATCH", 500)
+INGEST_PROCESS_BATCH = envint("INGEST_PROCESS_BATCH", 1000)
+# How long one processing task keeps draining the inbox before it yields the worker.
+INGEST_DRAIN_SECONDS = envint("INGEST_DRAIN_SECONDS", 20)
 # The webhook reads the body itself, under INGEST_MAX_BODY_BYTES.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, 2_621_440)
 
@@ -162,7 +164,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 540
 # Longer than the longest task, so an unacknowledged message is not redelivered while it runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_DEFAULT_QUEUE = "opsview"
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "opsview")
 CELERY_BEAT_SCHEDULE = {
     "sweep-inbox": {"task": "ingestion.tasks.sweep_inbox", "schedule": 60.0},
     "evaluate-time-rules": {"task": "exceptions.tasks.evaluate_time_rules", "schedule": 300.0},

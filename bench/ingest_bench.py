@@ -1,0 +1,240 @@
+"""Ingestion throughput against the database's own floor, in one run.
+
+1. floor:      a bare psycopg `executemany` of the same inbox rows, 100 rows a transaction,
+               into a copy of the inbox table (same columns and indexes);
+2. acceptance: signed batches of 100 events POSTed over HTTP to gunicorn (the real webhook:
+               verify, parse, one INSERT per batch, enqueue to Redis after commit);
+3. processing: one Celery worker (one process) drains what acceptance enqueued.
+
+Usage (PostgreSQL and Redis running):
+    python bench/ingest_bench.py --events 50000 --clients 8 --web-workers 2
+It creates (and drops, unless --keep) the database `opsview_bench_ingest`.
+"""
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import psycopg
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PG = "postgresql://postgres@127.0.0.1:5432/"
+DB = "opsview_bench_ingest"
+BROKER = "redis://127.0.0.1:6379/3"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_events(count, seed=7):
+    """A realistic mix: time-entry lifecycles, master data, invoices and sync telemetry."""
+    from ingestion.events import make_event
+
+    rng = random.Random(seed)
+    start = dt.datetime(2026, 10, 1, 8, tzinfo=dt.timezone.utc)
+    events = []
+    for i in range(count):
+        when = start + dt.timedelta(seconds=i * 7)
+        kind = rng.random()
+        if kind < 0.75:
+            entry = i // 3
+            stage = ("submitted", "approved", "posted")[i % 3]
+            events.append(make_event(f"time_entry.{stage}", {
+                "time_entry_id": f"te-{entry}", "project_id": f"p-{entry % 400}",
+                "person_id": f"u-{entry % 2000}", "work_date": "2026-10-01", "hours": "7.50",
+                "billable": True}, time=when, event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
+                correlationid=f"te-{entry}"))
+        elif kind < 0.80:
+            events.append(make_event("project.upserted", {
+                "project_id": f"p-{i % 400}", "client_id": f"c-{i % 60}", "name": f"Project {i}",
+                "practice": "Data", "legal_entity": "US", "currency": "USD",
+                "billing_method": "time_and_materials", "status": "active",
+                "rate_card_id": "rc-1"}, time=when, event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
+        elif kind < 0.85:
+            events.append(make_event("person.upserted", {
+                "person_id": f"u-{i % 2000}", "name": f"Person {i}", "practice": "Data",
+                "cost_rate": "80.00", "bill_rate": "150.00"}, time=when,
+                event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
+        elif kind < 0.90:
+            events.append(make_event("invoice.issued", {
+                "invoice_id": f"inv-{i}", "client_id": f"c-{i % 60}", "amount": "1200.00",
+                "currency": "USD", "issued_on": "2026-10-31", "due_on": "2026-11-30"},
+                time=when, event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
+        else:
+            ok = rng.random() < 0.9
+            data = {"flow": "psa-to-erp", "source_system": "psa", "target_system": "erp",
+                    "object_type": "time_entry", "object_id": f"te-{i}", "latency_ms": 850,
+                    "attempt": 1}
+            if not ok:
+                data |= {"error_code": "ERP-409", "error_message": "period closed",
+                         "retryable": False}
+            events.append(make_event("sync.succeeded" if ok else "sync.failed", data, time=when,
+                                     event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
+    return events
+
+
+def setup_database():
+    with psycopg.connect(PG + "postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    env = bench_env()
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    out = subprocess.run([sys.executable, "manage.py", "create_source", "bench", "--rate-limit",
+                          "0"], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def bench_env(**extra):
+    env = dict(os.environ)
+    env.update(DATABASE_URL=PG + DB, CELERY_BROKER_URL=BROKER, CELERY_QUEUE="bench-ingest",
+               SECRET_KEY="bench", ALLOWED_HOSTS="127.0.0.1", LOG_LEVEL="ERROR",
+               PYTHONPATH=ROOT, **extra)
+    return env
+
+
+def floor(events, batch):
+    """Bare executemany of the same rows, 100 per transaction, into a copy of the inbox."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with psycopg.connect(PG + DB) as conn:
+        conn.execute("CREATE TABLE bench_floor (LIKE ingestion_inboxevent INCLUDING ALL)")
+        source_id = conn.execute("SELECT id FROM ingestion_source").fetchone()[0]
+        conn.commit()
+        rows = [(source_id, e["id"], e["type"], e["time"], "", e.get("correlationid", ""),
+                 json.dumps(e), now, "pending", 0, "[]") for e in events]
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(0, len(rows), batch):
+                cur.executemany(
+                    "INSERT INTO bench_floor (source_id, event_id, type, time, subject, "
+                    "correlation_id, raw, received_at, status, attempts, errors) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb)",
+                    rows[i:i + batch])
+                conn.commit()
+        return len(rows) / (time.perf_counter() - started)
+
+
+def start_web(workers, port):
+    env = bench_env()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "opsview.wsgi", "-w", str(workers), "-b",
+         f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=env)
+    for _ in range(100):
+        try:
+            requests.options(f"http://127.0.0.1:{port}/ingest/bench/events", timeout=1)
+            return web
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("gunicorn did not start")
+
+
+def acceptance(events, secret, batch, clients, port):
+    from ingestion.events import signed_request
+
+    requests_ = [signed_request(secret, events[i:i + batch]) for i in range(0, len(events), batch)]
+    url = f"http://127.0.0.1:{port}/ingest/bench/events"
+    local = threading.local()
+
+    def send(request):
+        body, headers = request
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        response = local.session.post(url, data=body, headers=headers, timeout=60)
+        response.raise_for_status()
+        return response.json()["accepted"]
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        accepted = sum(pool.map(send, requests_))
+    elapsed = time.perf_counter() - started
+    return accepted, accepted / elapsed
+
+
+def processing(total, concurrency):
+    env = bench_env()
+    pool = ["--pool", "solo"] if concurrency == 1 else ["--pool", "prefork", "-c",
+                                                          str(concurrency)]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "opsview", "worker", "-Q", "bench-ingest",
+         *pool, "--without-heartbeat", "--without-mingle", "--without-gossip",
+         "-l", "warning"], cwd=ROOT, env=env)
+    try:
+        with psycopg.connect(PG + DB, autocommit=True) as conn:
+            started = time.perf_counter()
+            while True:
+                pending = conn.execute("SELECT count(*) FROM ingestion_inboxevent "
+                                       "WHERE status = 'pending'").fetchone()[0]
+                if pending == 0:
+                    break
+                log(f"  processing: {total - pending}/{total}")
+                time.sleep(0.5)
+            elapsed = time.perf_counter() - started
+            statuses = dict(conn.execute("SELECT status, count(*) FROM ingestion_inboxevent "
+                                         "GROUP BY status").fetchall())
+    finally:
+        worker.terminate()
+        worker.wait()
+    return total / elapsed, statuses
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--worker-concurrency", type=int, default=1,
+                        help="processes of the one Celery worker (1: solo pool)")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+
+    os.environ.update(bench_env())
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsview.settings")
+    django.setup()
+
+    log(f"building {args.events} events")
+    events = make_events(args.events)
+    secret = setup_database()
+    subprocess.run(["redis-cli", "-n", "3", "DEL", "bench-ingest"], capture_output=True)
+
+    log("floor: bare executemany")
+    floor_rate = floor(events, args.batch)
+    log("acceptance over HTTP")
+    web = start_web(args.web_workers, args.port)
+    try:
+        accepted, accept_rate = acceptance(events, secret, args.batch, args.clients, args.port)
+    finally:
+        web.terminate()
+        web.wait()
+    log("processing by one worker")
+    process_rate, statuses = processing(accepted, args.worker_concurrency)
+
+    print(f"events: {args.events}, batch {args.batch}, {args.clients} HTTP clients, "
+          f"{args.web_workers} gunicorn workers, 1 Celery worker "
+          f"(concurrency {args.worker_concurrency})")
+    print(f"floor (bare executemany):   {floor_rate:10.0f} events/s")
+    print(f"accepted over HTTP:         {accept_rate:10.0f} events/s  "
+          f"({accept_rate / floor_rate:.0%} of floor; target 40 %)")
+    print(f"processed by one worker:    {process_rate:10.0f} events/s  "
+          f"({process_rate / floor_rate:.0%} of floor; target 20 %)")
+    print(f"inbox after: {statuses}")
+    if not args.keep:
+        with psycopg.connect(PG + "postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Set-based writes the ORM cannot say in one statement, for PostgreSQL and SQLite.
+
+`update_rows` replaces `QuerySet.bulk_update`, whose CASE WHEN per field and row made it the
+slowest step of processing: one `WITH v(...) AS (VALUES ...) UPDATE ... FROM v` instead.
+`insert_returning` is one INSERT .. ON CONFLICT DO NOTHING RETURNING for the inbox.
+"""
+from django.db import connection
+
+MAX_PARAMS = 30_000  # below SQLite's 32,766 and PostgreSQL's 65,535 bind parameters
+
+
+def _placeholder(field):
+    if connection.vendor == "postgresql":
+        return f"%s::{field.cast_db_type(connection)}"
+    return "%s"
+
+
+def _chunks(rows, per_row):
+    size = max(1, MAX_PARAMS // per_row)
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def update_rows(model, rows, field_names):
+    """Write `field_names` of model instances `rows` (which have pks) back, set-based."""
+    if not rows or not field_names:
+        return
+    meta = model._meta
+    fields = [meta.get_field(name) for name in field_names]
+    pk = meta.pk
+    qn = connection.ops.quote_name
+    columns = [pk.column] + [f.column for f in fields]
+    row_sql = "(" + ", ".join([_placeholder(pk)] + [_placeholder(f) for f in fields]) + ")"
+    assignments = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)
+    for chunk in _chunks(rows, len(columns)):
+        params = []
+        for row in chunk:
+            params.append(row.pk)
+            params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields)
+        sql = (
+            f"WITH v ({', '.join(qn(c) for c in columns)}) AS "
+            f"(VALUES {', '.join([row_sql] * len(chunk))}) "
+            f"UPDATE {qn(meta.db_table)} SET {assignments} FROM v "
+            f"WHERE {qn(meta.db_table)}.{qn(pk.column)} = v.{qn(pk.column)}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def insert_returning(model, rows, columns, conflict, returning):
+    """INSERT dict `rows` in one statement, skipping conflicts on `conflict`; returns tuples
+    of the `returning` columns of the rows actually inserted."""
+    if not rows:
+        return []
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    qn = connection.ops.quote_name
+    row_sql = "(" + ", ".join(_placeholder(fields[c]) for c in columns) + ")"
+    result = []
+    for chunk in _chunks(rows, len(columns)):
+        params = [fields[c].get_db_prep_save(row[c], connection) for row in chunk
+                  for c in columns]
+        sql = (
+            f"INSERT INTO {qn(model._meta.db_table)} "
+            f"({', '.join(qn(fields[c].column) for c in columns)}) "
+            f"VALUES {', '.join([row_sql] * len(chunk))} "
+            f"ON CONFLICT ({', '.join(qn(fields[c].column) for c in conflict)}) DO NOTHING "
+            f"RETURNING {', '.join(qn(fields[c].column) for c in returning)}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            result.extend(cursor.fetchall())
+    return result
