@@ -108,6 +108,8 @@ ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts"
 @pytest.fixture(scope="session")
 def browser():
     if not os.path.exists(CHROMIUM):
+        if os.environ.get("OPSVIEW_REQUIRE_BROWSER"):
+            pytest.fail(f"Chromium not installed at {CHROMIUM}")
         pytest.skip(f"Chromium not installed at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
