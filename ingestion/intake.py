@@ -4,11 +4,13 @@ Parsing follows CloudEvents 1.0 over HTTP (structured, batched and binary modes)
 event of a request is written by one INSERT .. ON CONFLICT DO NOTHING statement, so a
 repeat of (source, id) is a duplicate with no second effect.
 """
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -186,5 +188,9 @@ def store_events(source, raw_events):
             pending = list(result.pending_ids)
             transaction.on_commit(lambda: enqueue_processing(pending), robust=True)
     if inserted_ids or duplicate_ids:
-        source.__class__.objects.filter(pk=source.pk).update(last_event_at=received_at)
+        # At most one write a second per source: concurrent requests do not queue on the row.
+        type(source).objects.filter(pk=source.pk).filter(
+            Q(last_event_at__isnull=True)
+            | Q(last_event_at__lt=received_at - dt.timedelta(seconds=1))
+        ).update(last_event_at=received_at)
     return result
