@@ -244,8 +244,8 @@ class ReconciliationReported(Contract):
     object_type: Text
     period_start: Date
     period_end: Date
-    source_count: Annotated[int, Field(ge=0)]
-    target_count: Annotated[int, Field(ge=0)]
+    source_count: Annotated[int, Field(ge=0, le=2_147_483_647)]
+    target_count: Annotated[int, Field(ge=0, le=2_147_483_647)]
     source_amount: SignedMoney | None = None
     target_amount: SignedMoney | None = None
 

@@ -37,6 +37,37 @@ def media_type(content_type):
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+MAX_DEPTH = 64
+
+
+def _depth_and_nul(value):
+    """(nesting depth, whether any key or string holds a NUL), without recursion."""
+    deepest, has_nul, stack = 0, False, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            has_nul |= any("\x00" in key for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            has_nul |= "\x00" in item
+    return deepest, has_nul
+
+
+def _without_nul(value):
+    """A copy with NUL characters replaced, since PostgreSQL cannot store them in text."""
+    if isinstance(value, dict):
+        return {k.replace("\x00", "\ufffd"): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
 def _loads(body):
     try:
         text = body.decode("utf-8")
@@ -47,8 +78,9 @@ def _loads(body):
     try:
         return json.loads(text)
     except RecursionError:
-        raise Problem(400, "invalid-json", "Body is not valid JSON",
-                      "The body nests too deeply.", ["body: nesting too deep"]) from None
+        raise Problem(400, "too-deep", "Body nests too deeply",
+                      f"An event may nest at most {MAX_DEPTH} levels.",
+                      [f"body: nesting deeper than {MAX_DEPTH} levels"]) from None
     except ValueError as exc:
         raise Problem(400, "invalid-json", "Body is not valid JSON",
                       f"The body is not valid JSON: {exc}.", [f"body: {exc}"]) from None
@@ -107,6 +139,15 @@ def _envelope_row(source, raw, received_at):
     if not isinstance(raw, dict):
         errors = ["(root): an event must be a JSON object"]
         return _dead_row(source, raw, received_at, errors), errors
+    depth, has_nul = _depth_and_nul(raw)
+    if depth > MAX_DEPTH:
+        errors = [f"(root): an event may nest at most {MAX_DEPTH} levels"]
+        kept = {"id": _raw_id(raw), "type": str(raw.get("type", ""))[:255],
+                "unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
+        return _dead_row(source, _without_nul(kept), received_at, errors), errors
+    if has_nul:
+        errors = ["(root): strings must not contain NUL (\\u0000) characters"]
+        return _dead_row(source, _without_nul(raw), received_at, errors), errors
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:

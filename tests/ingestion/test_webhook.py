@@ -246,3 +246,25 @@ def test_schema_of_a_type_is_json_schema(client, db):
     assert schema["title"] == "invoice.blocked"
     assert "blocked_reason" in schema["required"]
     assert client.get("/ingest/schemas/nope.json").status_code == 404
+
+
+def test_event_with_a_nul_character_is_rejected_and_kept_readable(deliver):
+    event = time_entry()
+    event["data"]["erp_document_id"] = "ERP\u0000-1"
+    body = deliver.send(event, time_entry("te-2"))
+    assert body["accepted"] == 1
+    assert "NUL" in body["rejected"][0]["errors"][0]
+    dead = InboxEvent.objects.get(status="dead")
+    assert dead.raw["data"]["erp_document_id"] == "ERP\ufffd-1"
+
+
+def test_event_nesting_too_deep_is_rejected_not_a_500(deliver):
+    event = time_entry()
+    nested = {}
+    for _ in range(80):
+        nested = {"n": nested}
+    event["data"]["extra"] = nested
+    body = deliver.send(event, time_entry("te-2"))
+    assert body["accepted"] == 1
+    assert "nest" in body["rejected"][0]["errors"][0]
+    assert InboxEvent.objects.filter(status="dead").count() == 1
