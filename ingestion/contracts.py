@@ -68,7 +68,10 @@ def _parse_rfc3339(value):
         raise ValueError("must be an RFC 3339 timestamp string such as 2026-01-31T17:00:00Z")
     if parsed.tzinfo is None:
         raise ValueError("must include a UTC offset (Z or +hh:mm)")
-    return parsed.astimezone(dt.timezone.utc)
+    try:
+        return parsed.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError("is out of the supported range of years 1–9999") from None
 
 
 Timestamp = Annotated[

@@ -138,7 +138,7 @@ def _envelope_row(source, raw, received_at):
     """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
     if not isinstance(raw, dict):
         errors = ["(root): an event must be a JSON object"]
-        return _dead_row(source, raw, received_at, errors), errors
+        return _dead_row(source, _without_nul(raw), received_at, errors), errors
     depth, has_nul = _depth_and_nul(raw)
     if depth > MAX_DEPTH:
         errors = [f"(root): an event may nest at most {MAX_DEPTH} levels"]

@@ -63,7 +63,7 @@ class InboxEvent(models.Model):
     time = models.DateTimeField(null=True, blank=True)
     subject = models.CharField(max_length=500, blank=True)
     correlation_id = models.CharField(max_length=255, blank=True)
-    raw = models.JSONField()
+    raw = models.JSONField(null=True)  # SQL NULL holds a JSON null event
     received_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
