@@ -4,6 +4,8 @@
 slowest step of processing: one `WITH v(...) AS (VALUES ...) UPDATE ... FROM v` instead.
 `insert_returning` is one INSERT .. ON CONFLICT DO NOTHING RETURNING for the inbox.
 """
+import json
+
 from django.db import connection
 
 MAX_PARAMS = 30_000  # below SQLite's 32,766 and PostgreSQL's 65,535 bind parameters
@@ -25,6 +27,8 @@ def update_rows(model, rows, field_names):
     """Write `field_names` of model instances `rows` (which have pks) back, set-based."""
     if not rows or not field_names:
         return
+    if connection.vendor == "postgresql":
+        return _update_rows_unnest(model, rows, field_names)
     meta = model._meta
     fields = [meta.get_field(name) for name in field_names]
     pk = meta.pk
@@ -45,6 +49,35 @@ def update_rows(model, rows, field_names):
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+
+
+def _update_rows_unnest(model, rows, field_names):
+    """PostgreSQL: one array per column, so the statement stays short whatever the row count."""
+    meta = model._meta
+    fields = [meta.get_field(name) for name in field_names]
+    qn = connection.ops.quote_name
+    arrays, casts = [[row.pk for row in rows]], [f"%s::{meta.pk.cast_db_type(connection)}[]"]
+    for field in fields:
+        if field.get_internal_type() == "JSONField":
+            # Sent as text and parsed by the server, which keeps the array simple to bind.
+            arrays.append([None if getattr(row, field.attname) is None
+                           else json.dumps(getattr(row, field.attname), cls=field.encoder)
+                           for row in rows])
+            casts.append("%s::text[]")
+        else:
+            arrays.append([field.get_db_prep_save(getattr(row, field.attname), connection)
+                           for row in rows])
+            casts.append(f"%s::{field.cast_db_type(connection)}[]")
+    columns = [meta.pk.column] + [f.column for f in fields]
+    assignments = ", ".join(
+        f"{qn(f.column)} = v.{qn(f.column)}" + ("::jsonb" if f.get_internal_type() == "JSONField"
+                                                  else "")
+        for f in fields)
+    sql = (f"UPDATE {qn(meta.db_table)} SET {assignments} "
+           f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(c) for c in columns)}) "
+           f"WHERE {qn(meta.db_table)}.{qn(meta.pk.column)} = v.{qn(meta.pk.column)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
 
 
 def insert_returning(model, rows, columns, conflict, returning):
