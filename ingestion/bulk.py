@@ -51,12 +51,9 @@ def update_rows(model, rows, field_names):
             cursor.execute(sql, params)
 
 
-def _update_rows_unnest(model, rows, field_names):
-    """PostgreSQL: one array per column, so the statement stays short whatever the row count."""
-    meta = model._meta
-    fields = [meta.get_field(name) for name in field_names]
-    qn = connection.ops.quote_name
-    arrays, casts = [[row.pk for row in rows]], [f"%s::{meta.pk.cast_db_type(connection)}[]"]
+def _unnest_columns(fields, rows):
+    """(arrays, casts, is_json) to bind `fields` of `rows` as one PostgreSQL array each."""
+    arrays, casts, is_json = [], [], []
     for field in fields:
         if field.get_internal_type() == "JSONField":
             # Sent as text and parsed by the server, which keeps the array simple to bind.
@@ -64,20 +61,63 @@ def _update_rows_unnest(model, rows, field_names):
                            else json.dumps(getattr(row, field.attname), cls=field.encoder)
                            for row in rows])
             casts.append("%s::text[]")
+            is_json.append(True)
         else:
             arrays.append([field.get_db_prep_save(getattr(row, field.attname), connection)
                            for row in rows])
             casts.append(f"%s::{field.cast_db_type(connection)}[]")
-    columns = [meta.pk.column] + [f.column for f in fields]
-    assignments = ", ".join(
-        f"{qn(f.column)} = v.{qn(f.column)}" + ("::jsonb" if f.get_internal_type() == "JSONField"
-                                                  else "")
-        for f in fields)
+            is_json.append(False)
+    return arrays, casts, is_json
+
+
+def _update_rows_unnest(model, rows, field_names):
+    """PostgreSQL: one array per column, so the statement stays short whatever the row count."""
+    meta = model._meta
+    fields = [meta.pk] + [meta.get_field(name) for name in field_names]
+    qn = connection.ops.quote_name
+    arrays, casts, is_json = _unnest_columns(fields, rows)
+    assignments = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" + ("::jsonb" if j else "")
+                            for f, j in zip(fields[1:], is_json[1:]))
     sql = (f"UPDATE {qn(meta.db_table)} SET {assignments} "
-           f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(c) for c in columns)}) "
+           f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(f.column) for f in fields)}) "
            f"WHERE {qn(meta.db_table)}.{qn(meta.pk.column)} = v.{qn(meta.pk.column)}")
     with connection.cursor() as cursor:
         cursor.execute(sql, arrays)
+
+
+def insert_new(model, instances, key_field):
+    """Insert unsaved `instances`, skipping keys already stored; returns {key: instance} of
+    those inserted, with their pks set."""
+    if not instances:
+        return {}
+    by_key = {getattr(instance, key_field): instance for instance in instances}
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    for instance in instances:
+        for field in fields:
+            setattr(instance, field.attname, field.pre_save(instance, add=True))
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(instances, ignore_conflicts=True)
+        return {}  # SQLite cannot say which were inserted: the caller selects them
+    qn = connection.ops.quote_name
+    arrays, casts, is_json = _unnest_columns(fields, instances)
+    key = meta.get_field(key_field).column
+    values = ", ".join(f"v.{qn(f.column)}" + ("::jsonb" if j else "")
+                       for f, j in zip(fields, is_json))
+    sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+           f"SELECT {values} "
+           f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(f.column) for f in fields)}) "
+           f"ON CONFLICT ({qn(key)}) DO NOTHING RETURNING {qn(key)}, {qn(meta.pk.column)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
+        inserted = cursor.fetchall()
+    result = {}
+    for key_value, pk in inserted:
+        instance = by_key[key_value]
+        instance.pk = pk
+        instance._state.adding = False
+        result[key_value] = instance
+    return result
 
 
 def insert_returning(model, rows, columns, conflict, returning):

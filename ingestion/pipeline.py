@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from opsview import models as state
 
-from .bulk import update_rows
+from .bulk import insert_new, update_rows
 from .contracts import CONTRACTS, error_messages, validate_data
 from .models import InboxEvent
 
@@ -83,15 +83,18 @@ def ensure_entities(model, key_field, keys, outcome):
 
 
 def lock_rows(model, key_field, keys, new_row):
-    """{key: row} for `keys`, locked in pk order; rows not yet stored are created first
-    with `new_row(key)` (a concurrent creator wins; its row is then locked and merged)."""
+    """{key: row} for `keys`, locked: stored rows by SELECT .. FOR UPDATE in pk order, missing
+    ones inserted from `new_row(key)` (a row this transaction inserted is its own until commit;
+    one a concurrent worker inserted first is selected, locked and merged like a stored one)."""
     rows = {getattr(r, key_field): r for r in model.objects.select_for_update()
             .filter(**{f"{key_field}__in": list(keys)}).order_by("pk")}
     missing = sorted(key for key in keys if key not in rows)
     if missing:
-        model.objects.bulk_create([new_row(key) for key in missing], ignore_conflicts=True)
-        rows.update({getattr(r, key_field): r for r in model.objects.select_for_update()
-                     .filter(**{f"{key_field}__in": missing}).order_by("pk")})
+        rows.update(insert_new(model, [new_row(key) for key in missing], key_field))
+        unseen = [key for key in missing if key not in rows]
+        if unseen:
+            rows.update({getattr(r, key_field): r for r in model.objects.select_for_update()
+                         .filter(**{f"{key_field}__in": unseen}).order_by("pk")})
     return rows
 
 
@@ -434,19 +437,17 @@ def _apply_one_by_one(valid, outcome):
 
 
 def _record_statuses(rows, outcome):
+    """One write per inbox row: its new status, attempt count and outcome time."""
     now = timezone.now()
-    processed_ids = [row.pk for row in outcome.processed]
-    unhandled_ids = [row.pk for row in outcome.unhandled]
-    InboxEvent.objects.filter(pk__in=[r.pk for r in rows]).update(attempts=F("attempts") + 1)
-    if processed_ids:
-        InboxEvent.objects.filter(pk__in=processed_ids).update(
-            status=InboxEvent.Status.PROCESSED, processed_at=now, errors=[])
-    if unhandled_ids:
-        InboxEvent.objects.filter(pk__in=unhandled_ids).update(
-            status=InboxEvent.Status.UNHANDLED, processed_at=now)
+    for status, done in ((InboxEvent.Status.PROCESSED, outcome.processed),
+                         (InboxEvent.Status.UNHANDLED, outcome.unhandled)):
+        if done:
+            InboxEvent.objects.filter(pk__in=[row.pk for row in done]).update(
+                status=status, processed_at=now, errors=[], attempts=F("attempts") + 1)
     for row in outcome.dead:
         row.processed_at = now
-    update_rows(InboxEvent, outcome.dead, ["status", "errors", "processed_at"])
+        row.attempts += 1
+    update_rows(InboxEvent, outcome.dead, ["status", "errors", "processed_at", "attempts"])
 
 
 def _after_batch(outcome):
