@@ -130,7 +130,8 @@ class Assignment(MasterRecord):
 class LifecycleRecord(models.Model):
     """A transaction: status by lifecycle rank, data fields by per-field last writer."""
 
-    status = models.CharField(max_length=16, db_index=True)
+    # Indexed together with a date on each model; a lone status index would only slow writes.
+    status = models.CharField(max_length=16)
     status_rank = models.PositiveSmallIntegerField(default=0)
     status_time = models.DateTimeField(null=True, blank=True)
     status_event_id = models.CharField(max_length=255, blank=True)
@@ -148,8 +149,11 @@ class TimeEntry(LifecycleRecord):
              "reversed": 5}
 
     time_entry_id = models.CharField(max_length=255, unique=True)
-    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="time_entries")
-    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="time_entries")
+    # Covered by the (project, status) and (person, work_date) indexes below.
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="time_entries",
+                                db_index=False)
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="time_entries",
+                               db_index=False)
     work_date = models.DateField(null=True, blank=True)
     hours = models.DecimalField(max_digits=8, decimal_places=2, default=0)
     billable = models.BooleanField(default=False)
