@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
@@ -86,15 +86,17 @@ def lock_rows(model, key_field, keys, new_row):
     """{key: row} for `keys`, locked: stored rows by SELECT .. FOR UPDATE in pk order, missing
     ones inserted from `new_row(key)` (a row this transaction inserted is its own until commit;
     one a concurrent worker inserted first is selected, locked and merged like a stored one)."""
-    rows = {getattr(r, key_field): r for r in model.objects.select_for_update()
-            .filter(**{f"{key_field}__in": list(keys)}).order_by("pk")}
+    # FOR NO KEY UPDATE: it does not block the foreign-key checks of rows that reference these.
+    locked = model.objects.select_for_update(no_key=True)
+    rows = {getattr(r, key_field): r
+            for r in locked.filter(**{f"{key_field}__in": list(keys)}).order_by("pk")}
     missing = sorted(key for key in keys if key not in rows)
     if missing:
         rows.update(insert_new(model, [new_row(key) for key in missing], key_field))
         unseen = [key for key in missing if key not in rows]
         if unseen:
-            rows.update({getattr(r, key_field): r for r in model.objects.select_for_update()
-                         .filter(**{f"{key_field}__in": unseen}).order_by("pk")})
+            rows.update({getattr(r, key_field): r
+                         for r in locked.filter(**{f"{key_field}__in": unseen}).order_by("pk")})
     return rows
 
 
@@ -205,7 +207,7 @@ def apply_revenue(events, outcome):
          for key, (_, values) in sorted(winners.items())],
         ignore_conflicts=True,
     )
-    rows = state.RevenueRecognition.objects.select_for_update().filter(
+    rows = state.RevenueRecognition.objects.select_for_update(no_key=True).filter(
         project_id__in={key[0] for key in winners}, period__in={key[1] for key in winners},
     ).order_by("pk")
     changed = []
@@ -235,7 +237,7 @@ def apply_reconciliations(events, outcome):
          for k, (_, values) in sorted(winners.items())],
         ignore_conflicts=True,
     )
-    rows = Report.objects.select_for_update().filter(
+    rows = Report.objects.select_for_update(no_key=True).filter(
         flow__in={k[0] for k in winners}).order_by("pk")
     changed = []
     for row in rows:
@@ -413,6 +415,8 @@ def process_events(event_ids=None, limit=500):
             with transaction.atomic():
                 apply_events(valid, outcome)
             outcome.processed = [row for row, _ in valid]
+        except OperationalError:
+            raise  # deadlock, lost connection…: the batch rolls back and is retried whole
         except Exception:
             log.exception("batch of %d failed; applying its events one by one", len(valid))
             outcome.touched.clear()
@@ -429,6 +433,8 @@ def _apply_one_by_one(valid, outcome):
             with transaction.atomic():
                 apply_events([(row, contract)], outcome)
             outcome.processed.append(row)
+        except OperationalError:
+            raise  # transient: not the event's fault, so never a dead letter
         except Exception as exc:  # a poison event: keep it, with the reason, for replay
             log.exception("event %s failed to apply", row.pk)
             row.status = InboxEvent.Status.DEAD

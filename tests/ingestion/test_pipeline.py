@@ -216,3 +216,25 @@ def test_client_placeholder_created_by_invoice_is_filled_by_the_master(deliver, 
     process()
     client = Client.objects.get()
     assert (client.is_placeholder, client.name) == (False, "Globex")
+
+
+def test_transient_database_error_leaves_the_batch_pending_not_dead(deliver, monkeypatch):
+    from django.db import OperationalError
+
+    def deadlock(events, outcome):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(pipeline, "APPLIERS", [
+        (prefix, deadlock if prefix == "invoice." else apply)
+        for prefix, apply in pipeline.APPLIERS])
+    deliver.send(make_event("invoice.drafted", {"invoice_id": "i", "client_id": "c",
+                                                "amount": "1", "currency": "USD"}),
+                 entry_event("approved", 1))
+    with pytest.raises(OperationalError):
+        pipeline.process_events(limit=10)
+    assert set(InboxEvent.objects.values_list("status", flat=True)) == {"pending"}
+    assert not TimeEntry.objects.exists()
+
+    monkeypatch.undo()
+    pipeline.drain_inbox()
+    assert set(InboxEvent.objects.values_list("status", flat=True)) == {"processed"}
