@@ -9,9 +9,11 @@ import re
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
+from django.utils import timezone
 
 from ingestion.problems import Problem, problem_response
 
+from . import kpis
 from .models import ApiToken
 
 
@@ -99,3 +101,87 @@ def window_param(params, name="window", default="24h"):
     if delta <= dt.timedelta(0) or delta > dt.timedelta(days=366):
         raise bad_parameter(name, "must be between 1m and 366d")
     return delta
+
+
+# --- KPI endpoints -------------------------------------------------------------------------
+FILTER_NAMES = ("legal_entity", "practice", "client")
+
+
+def kpi_filters(params):
+    filters = {}
+    for name in FILTER_NAMES:
+        value = params.get(name, "")
+        if len(value) > 255:
+            raise bad_parameter(name, "is longer than 255 characters")
+        if value:
+            filters[name] = value
+    return filters
+
+
+def window_dates(params, default_days=30):
+    """start= and end= dates (inclusive); by default the last `default_days` days."""
+    today = timezone.localdate()
+    end = date_param(params, "end", default=today)
+    start = date_param(params, "start", default=end - dt.timedelta(days=default_days - 1))
+    if start > end:
+        raise bad_parameter("start", "must not be after end")
+    if (end - start).days > 3660:
+        raise bad_parameter("start", "the window may span at most ten years")
+    return start, end
+
+
+@api_endpoint
+def wip_kpi(request):
+    as_of = date_param(request.GET, "as_of", default=timezone.localdate())
+    return kpis.wip(as_of=as_of, filters=kpi_filters(request.GET))
+
+
+@api_endpoint
+def invoice_readiness_kpi(request):
+    period, first, last = period_param(request.GET, default=timezone.localdate().strftime("%Y-%m"))
+    return kpis.invoice_readiness(period=period, first_day=first, last_day=last,
+                                  filters=kpi_filters(request.GET))
+
+
+@api_endpoint
+def posting_latency_kpi(request):
+    start, end = window_dates(request.GET)
+    return kpis.posting_latency(start=start, end=end, filters=kpi_filters(request.GET))
+
+
+@api_endpoint
+def utilization_kpi(request):
+    start, end = window_dates(request.GET)
+    return kpis.utilization(start=start, end=end, filters=kpi_filters(request.GET))
+
+
+@api_endpoint
+def integration_health_kpi(request):
+    start, end = health_window(request.GET)
+    return kpis.integration_health(start=start, end=end)
+
+
+def health_window(params):
+    """`window=24h` ending now (the default), or `start=`/`end=` dates (inclusive)."""
+    if params.get("start") or params.get("end"):
+        if params.get("window"):
+            raise bad_parameter("window", "give either window or start/end, not both")
+        start, end = window_dates(params, default_days=1)
+        return kpis._day_bounds(start, end)
+    now = timezone.now()
+    return now - window_param(params), now
+
+
+@api_endpoint
+def margin_kpi(request):
+    start, end = window_dates(request.GET)
+    group_by = choice_param(request.GET, "group_by", ["project", "practice", "client"],
+                            default="project")
+    return kpis.margin(start=start, end=end, group_by=group_by,
+                       filters=kpi_filters(request.GET))
+
+
+@api_endpoint
+def receivables_kpi(request):
+    as_of = date_param(request.GET, "as_of", default=timezone.localdate())
+    return kpis.receivables(as_of=as_of, filters=kpi_filters(request.GET))

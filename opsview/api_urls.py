@@ -1,6 +1,15 @@
 """Read API routes under /api/v1/."""
 from django.urls import include, path
 
+from . import api
+
 urlpatterns = [
+    path("kpis/wip", api.wip_kpi, name="kpi-wip"),
+    path("kpis/invoice-readiness", api.invoice_readiness_kpi, name="kpi-invoice-readiness"),
+    path("kpis/posting-latency", api.posting_latency_kpi, name="kpi-posting-latency"),
+    path("kpis/utilization", api.utilization_kpi, name="kpi-utilization"),
+    path("kpis/integration-health", api.integration_health_kpi, name="kpi-integration-health"),
+    path("kpis/margin", api.margin_kpi, name="kpi-margin"),
+    path("kpis/receivables", api.receivables_kpi, name="kpi-receivables"),
     path("", include("exceptions.api_urls")),
 ]

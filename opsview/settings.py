@@ -148,6 +148,10 @@ INGEST_DRAIN_SECONDS = envint("INGEST_DRAIN_SECONDS", 20)
 # The webhook reads the body itself, under INGEST_MAX_BODY_BYTES.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, 2_621_440)
 
+# --- KPIs and rules ------------------------------------------------------------------------
+POSTING_SLA_HOURS = envint("POSTING_SLA_HOURS", 24)
+STALE_FLOW_MINUTES = envint("STALE_FLOW_MINUTES", 60)
+
 # --- Celery -------------------------------------------------------------------------------
 # Without a broker, tasks run in-process (eager) and the in-memory transport is never used.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "memory://"
