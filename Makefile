@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test
+.PHONY: demo test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,3 +13,15 @@ $(BIN)/python:
 # SQLite + eager Celery unless DATABASE_URL / CELERY_BROKER_URL point at PostgreSQL / Redis.
 test: $(BIN)/python
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A living firm on http://127.0.0.1:8000: SQLite and eager Celery unless DATABASE_URL and
+# CELERY_BROKER_URL are set, in which case a worker and beat run beside the server.
+demo: $(BIN)/python
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py setup_demo
+	$(BIN)/python manage.py simulate --size small --process
+	$(BIN)/python manage.py process_inbox
+	@if [ -n "$$CELERY_BROKER_URL" ]; then \
+	  $(BIN)/celery -A opsview worker -l warning & $(BIN)/celery -A opsview beat -l warning & \
+	fi; \
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000

@@ -154,8 +154,8 @@ STALE_FLOW_MINUTES = envint("STALE_FLOW_MINUTES", 60)
 
 # --- Celery -------------------------------------------------------------------------------
 # Without a broker, tasks run in-process (eager) and the in-memory transport is never used.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "memory://"
-CELERY_TASK_ALWAYS_EAGER = (CELERY_BROKER_URL == "memory://"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "memory://localhost/"
+CELERY_TASK_ALWAYS_EAGER = (CELERY_BROKER_URL.startswith("memory://")
                             or envbool("CELERY_TASK_ALWAYS_EAGER", False))
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None

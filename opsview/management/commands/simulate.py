@@ -1,0 +1,124 @@
+import datetime as dt
+import sys
+import time
+
+import requests
+from django.core.management.base import BaseCommand, CommandError
+
+from ingestion.events import signed_request
+from ingestion.intake import store_events
+from ingestion.models import Source
+from ingestion.pipeline import drain_inbox
+from opsview.simulator import SIZES, FirmSimulator
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total, label):
+        self.total, self.label, self.done, self.started = total, label, 0, time.monotonic()
+
+    def advance(self, n):
+        self.done += n
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        rate = self.done / max(time.monotonic() - self.started, 1e-6)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{self.done}/{self.total} ({rate:,.0f}/s)")
+        sys.stderr.flush()
+
+    def close(self):
+        sys.stderr.write("\n")
+
+
+class Command(BaseCommand):
+    help = ("Simulate a professional-services firm's integration traffic, faults included, "
+            "into the inbox (directly, or as signed HTTP to a running server).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--size", choices=sorted(SIZES), default="small")
+        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: now)")
+        parser.add_argument("--source", default="simulator", help="source slug")
+        parser.add_argument("--url", help="send signed batches to this server, e.g. "
+                                          "http://127.0.0.1:8000 (needs --secret)")
+        parser.add_argument("--secret", help="the source's whsec_ secret, with --url")
+        parser.add_argument("--batch", type=int, default=500)
+        parser.add_argument("--process", action="store_true",
+                            help="drain the inbox afterwards (direct mode)")
+        parser.add_argument("--live", action="store_true",
+                            help="then keep sending current events every few seconds")
+        parser.add_argument("--duration", type=int, default=600,
+                            help="seconds the live feed runs")
+        parser.add_argument("--interval", type=float, default=5.0)
+
+    def handle(self, *args, **options):
+        end = None
+        if options["end"]:
+            try:
+                end = dt.datetime.combine(dt.date.fromisoformat(options["end"]),
+                                          dt.time(18), dt.timezone.utc)
+            except ValueError:
+                raise CommandError("--end must be YYYY-MM-DD") from None
+        simulator = FirmSimulator(options["size"], seed=options["seed"], end=end)
+        send = self._sender(options)
+        events = simulator.events()
+        self.stdout.write(f"simulating a {options['size']} firm from "
+                          f"{simulator.start:%Y-%m-%d} to {simulator.end:%Y-%m-%d}: "
+                          f"{len(events)} deliveries")
+        progress = Progress(len(events), "sending")
+        totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
+        for start in range(0, len(events), options["batch"]):
+            batch = events[start:start + options["batch"]]
+            result = send(batch)
+            for key in totals:
+                value = result[key]
+                totals[key] += len(value) if isinstance(value, list) else value
+            progress.advance(len(batch))
+        progress.close()
+        self.stdout.write("accepted {accepted}, duplicates {duplicates}, rejected "
+                          "{rejected}".format(**totals))
+        if options["process"] and not options["url"]:
+            counts = drain_inbox()
+            self.stdout.write(f"processed: {counts}")
+        if options["live"]:
+            self._live(simulator, send, options)
+
+    def _sender(self, options):
+        if options["url"]:
+            if not options["secret"]:
+                raise CommandError("--url needs --secret (the source's whsec_ secret)")
+            url = f"{options['url'].rstrip('/')}/ingest/{options['source']}/events"
+            session = requests.Session()
+
+            def send_http(batch):
+                body, headers = signed_request(options["secret"], batch)
+                response = session.post(url, data=body, headers=headers, timeout=120)
+                if response.status_code != 202:
+                    raise CommandError(f"{url} answered {response.status_code}: "
+                                       f"{response.text[:300]}")
+                return response.json()
+
+            return send_http
+        source, _ = Source.objects.get_or_create(
+            slug=options["source"], defaults={"name": "Firm simulator", "rate_limit_per_minute": 0})
+
+        def send_direct(batch):
+            return store_events(source, batch).as_dict()
+
+        return send_direct
+
+    def _live(self, simulator, send, options):
+        self.stdout.write(f"live feed: every {options['interval']} s for "
+                          f"{options['duration']} s (Ctrl-C to stop)")
+        deadline = time.monotonic() + options["duration"]
+        try:
+            while time.monotonic() < deadline:
+                now = dt.datetime.now(dt.timezone.utc)
+                result = send(simulator.live_events(now))
+                if options["process"] and not options["url"]:
+                    drain_inbox()
+                self.stdout.write(f"{now:%H:%M:%S} accepted {result['accepted']}")
+                time.sleep(options["interval"])
+        except KeyboardInterrupt:
+            self.stdout.write("live feed stopped")
