@@ -595,3 +595,90 @@ def _iso(value):
 
 def _clean(filters):
     return {k: v for k, v in (filters or {}).items() if v}
+
+
+# --- Series and breakdowns for the pages ----------------------------------------------------
+def readiness_breakdown(*, first_day, last_day, group_by="project", filters=None):
+    """Invoice readiness per project or client, per currency, largest not-ready first."""
+    key, label = GROUPS[group_by]
+    filters = filters or {}
+    sources = [
+        (counted_time(filters).filter(billable=True, work_date__range=(first_day, last_day)),
+         "project__currency", TIME_VALUE, "approved"),
+        (counted_expenses(filters).filter(billable=True,
+                                          incurred_on__range=(first_day, last_day)),
+         "currency", F("amount"), "approved"),
+        (counted_milestones(filters).filter(completed_on__range=(first_day, last_day)),
+         "project__currency", F("amount"), None),
+    ]
+    totals = defaultdict(lambda: defaultdict(lambda: ZERO))
+    names = {}
+    for queryset, currency, value, unposted in sources:
+        for row in (queryset.values(key=F(key), label=F(label), ccy=F(currency))
+                    .annotate(**_readiness(value, unposted)).order_by()):
+            names[row["key"]] = row["label"]
+            for name, amount in row.items():
+                if name.startswith("sum_"):
+                    totals[(row["key"], row["ccy"])][name.removeprefix("sum_")] += amount
+    rows = []
+    for (key_value, currency), f in totals.items():
+        not_ready = f["unposted"] + f["missing_billing_setup"]
+        rows.append({"key": key_value, "name": names.get(key_value) or key_value,
+                     "currency": currency, "billable_value": money(f["billable"]),
+                     "invoiced_value": money(f["invoiced"]), "ready_value": money(f["ready"]),
+                     "unposted": money(f["unposted"]),
+                     "missing_billing_setup": money(f["missing_billing_setup"]),
+                     "not_ready_value": money(not_ready),
+                     "readiness_ratio": ratio(f["ready"], f["ready"] + not_ready)})
+    return sorted(rows, key=lambda r: (-Decimal(r["not_ready_value"]), str(r["key"])))
+
+
+def posting_latency_trend(*, end, weeks=12, filters=None):
+    """Weekly posting-latency percentiles for the `weeks` weeks ending on `end`."""
+    result = []
+    for back in range(weeks - 1, -1, -1):
+        week_end = end - dt.timedelta(days=7 * back)
+        week_start = week_end - dt.timedelta(days=6)
+        figures = posting_latency(start=week_start, end=week_end, filters=filters)
+        result.append({"week": week_start.isoformat(), **{
+            k: figures[k] for k in ("count", "p50_seconds", "p90_seconds", "p95_seconds",
+                                    "within_sla_ratio")}})
+    return result
+
+
+def flow_series(*, start, end):
+    """Sync attempts per flow and day, succeeded and failed, for event times in [start, end)."""
+    from django.db.models.functions import TruncDate
+
+    rows = (state.SyncAttempt.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+            .annotate(day=TruncDate("occurred_at")).values("day", "flow")
+            .annotate(n_ok=Count("pk", filter=Q(succeeded=True)),
+                      n_failed=Count("pk", filter=Q(succeeded=False))).order_by("day", "flow"))
+    return [{"day": r["day"].isoformat(), "flow": r["flow"], "succeeded": r["n_ok"],
+             "failed": r["n_failed"]} for r in rows]
+
+
+def wip_entries(*, as_of, filters=None, limit=200):
+    """The unbilled time entries behind a WIP figure, oldest first (the drill-down)."""
+    time, _, _ = wip_parts(as_of=as_of, filters=filters)
+    rows = (time.annotate(value=TIME_VALUE)
+            .values("time_entry_id", "work_date", "hours", "status", "value",
+                    "project__project_id", "project__name", "project__currency",
+                    "person__name", "project__client__name")
+            .order_by("work_date", "time_entry_id")[:limit])
+    return [{"time_entry_id": r["time_entry_id"], "work_date": r["work_date"].isoformat(),
+             "age_days": (as_of - r["work_date"]).days, "client": r["project__client__name"],
+             "project": r["project__name"] or r["project__project_id"],
+             "person": r["person__name"], "status": r["status"], "hours": money(r["hours"]),
+             "value": money(r["value"]), "currency": r["project__currency"]} for r in rows]
+
+
+def filter_choices():
+    """The values the filters offer: legal entities, practices and clients that exist."""
+    projects = state.Project.objects.filter(is_placeholder=False)
+    return {
+        "legal_entities": sorted(set(projects.values_list("legal_entity", flat=True)) - {""}),
+        "practices": sorted(set(projects.values_list("practice", flat=True)) - {""}),
+        "clients": list(state.Client.objects.filter(is_placeholder=False)
+                        .order_by("name").values_list("client_id", "name")),
+    }

@@ -6,6 +6,12 @@ from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("readiness/", views.page, {"name": "readiness"}, name="readiness"),
+    path("wip/", views.page, {"name": "wip"}, name="wip"),
+    path("latency/", views.page, {"name": "latency"}, name="latency"),
+    path("integration/", views.page, {"name": "integration"}, name="integration"),
+    path("margin/", views.page, {"name": "margin"}, name="margin"),
+    path("panels/<str:name>/", views.panel, name="panel"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -76,7 +76,7 @@ def process():
 def make_role_user(username, role=None, **extra):
     user = User.objects.create_user(username=username, password=PASSWORD, **extra)
     if role:
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 
