@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("exceptions", api.case_list, name="api-exceptions"),
+    path("exceptions.csv", api.case_csv, name="api-exceptions-csv"),
+    path("kpis/exceptions", api.exceptions_kpi, name="kpi-exceptions"),
+]

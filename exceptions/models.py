@@ -1,0 +1,213 @@
+"""Exception cases: what is late or broken, who owns it, and by when it must be handled."""
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.utils import timezone
+
+
+class CaseType(models.TextChoices):
+    SYNC_FAILED = "sync_failed"
+    DEAD_LETTER = "dead_letter"
+    UNKNOWN_REFERENCE = "unknown_reference"
+    STALE_FEED = "stale_feed"
+    RECONCILIATION_GAP = "reconciliation_gap"
+    APPROVED_TIME_UNPOSTED = "approved_time_unposted"
+    INVOICE_BLOCKED = "invoice_blocked"
+    MILESTONE_NOT_INVOICED = "milestone_not_invoiced"
+    MISSING_BILLING_SETUP = "missing_billing_setup"
+    DUPLICATE_CLIENT = "duplicate_client"
+
+
+class Severity(models.TextChoices):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+SEVERITY_ORDER = ["low", "medium", "high", "critical"]
+
+
+class Queue(models.Model):
+    """A work queue with its business-hours calendar."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="queues")
+    time_zone = models.CharField(max_length=64, default="UTC")
+    # Weekday numbers, Monday = 0.
+    working_days = models.CharField(max_length=20, default="0,1,2,3,4")
+    work_start = models.TimeField(default="09:00")
+    work_end = models.TimeField(default="17:00")
+    escalation_queue = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+    notify_emails = models.TextField(blank=True, help_text="one address a line")
+    notify_webhook_url = models.URLField(blank=True, help_text="Slack-compatible incoming webhook")
+
+    def __str__(self):
+        return self.name
+
+    def calendar(self):
+        from .sla import Calendar
+
+        return Calendar(
+            time_zone=self.time_zone,
+            working_days=frozenset(int(d) for d in self.working_days.split(",") if d.strip()),
+            work_start=self.work_start, work_end=self.work_end,
+            holidays=frozenset(self.holidays.values_list("date", flat=True)),
+        )
+
+
+class Holiday(models.Model):
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="holidays")
+    date = models.DateField()
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "date"], name="holiday_uniq")]
+
+
+class SlaPolicy(models.Model):
+    """Response and resolution targets, in business minutes, for a case type and severity.
+    A blank case type applies to every type without a policy of its own."""
+
+    case_type = models.CharField(max_length=32, choices=CaseType.choices, blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    response_minutes = models.PositiveIntegerField()
+    resolution_minutes = models.PositiveIntegerField()
+    escalate_notify = models.BooleanField(default=True)
+    escalate_raise_severity = models.BooleanField(default=True)
+    escalate_move_queue = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name_plural = "SLA policies"
+        constraints = [models.UniqueConstraint(fields=["case_type", "severity"],
+                                               name="sla_policy_uniq")]
+
+    def __str__(self):
+        return f"{self.case_type or 'any type'} / {self.severity}"
+
+
+class RuleSetting(models.Model):
+    """Each rule's switch, default severity, default queue and parameters."""
+
+    case_type = models.CharField(max_length=32, choices=CaseType.choices, unique=True)
+    enabled = models.BooleanField(default=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default="medium")
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT)
+    parameters = models.JSONField(default=dict, blank=True)
+
+    def __str__(self):
+        return self.case_type
+
+
+class RoutingRule(models.Model):
+    """Send matching cases to a queue (and optionally an owner). Lower priority wins first;
+    blank fields match anything."""
+
+    priority = models.PositiveIntegerField(default=100)
+    case_type = models.CharField(max_length=32, choices=CaseType.choices, blank=True)
+    client_id = models.CharField("client id", max_length=255, blank=True)
+    practice = models.CharField(max_length=128, blank=True)
+    legal_entity = models.CharField(max_length=128, blank=True)
+    project_id = models.CharField("project id", max_length=255, blank=True)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["priority", "pk"]
+
+    def matches(self, case):
+        return all(not wanted or getattr(case, field) == wanted for field, wanted in (
+            ("type", self.case_type), ("client_id", self.client_id),
+            ("practice", self.practice), ("legal_entity", self.legal_entity),
+            ("project_id", self.project_id)))
+
+
+class Case(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        ACKNOWLEDGED = "acknowledged"
+        WAITING = "waiting"
+        RESOLVED = "resolved"
+        IGNORED = "ignored"
+
+    OPEN_STATES = [Status.OPEN, Status.ACKNOWLEDGED, Status.WAITING]
+
+    type = models.CharField(max_length=32, choices=CaseType.choices)
+    fingerprint = models.CharField(max_length=500)
+    title = models.CharField(max_length=300)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default="medium")
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="cases")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="cases")
+    money_at_stake = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    # The business object the case concerns, and the fields routing and filters use.
+    object_kind = models.CharField(max_length=32)
+    object_id = models.CharField(max_length=255)
+    client_id = models.CharField(max_length=255, blank=True)
+    project_id = models.CharField(max_length=255, blank=True)
+    practice = models.CharField(max_length=128, blank=True)
+    legal_entity = models.CharField(max_length=128, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    times_seen = models.PositiveIntegerField(default=1)
+    opened_at = models.DateTimeField(default=timezone.now)  # the current episode
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_code = models.CharField(max_length=32, blank=True)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    waiting_business_seconds = models.PositiveIntegerField(default=0)
+    response_due_at = models.DateTimeField(null=True, blank=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True)
+    sla_state = models.CharField(max_length=10, default="on_track")  # on_track|at_risk|breached
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    reopened_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["type", "fingerprint"],
+                                               name="case_fingerprint_uniq")]
+        indexes = [
+            models.Index(fields=["status", "type"], name="case_status_type_idx"),
+            models.Index(fields=["queue", "status"], name="case_queue_status_idx"),
+            models.Index(fields=["resolution_due_at"], name="case_due_idx"),
+        ]
+        permissions = [("triage_case", "Can triage exception cases")]
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def is_open(self):
+        return self.status in self.OPEN_STATES
+
+
+class CaseEntry(models.Model):
+    """One immutable audit entry: who, when, what, from → to. Comments are entries too."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="entries")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.PROTECT)
+    actor_label = models.CharField(max_length=150)  # the user's name, or "rule:<type>"
+    action = models.CharField(max_length=32)
+    field = models.CharField(max_length=32, blank=True)
+    from_value = models.CharField(max_length=255, blank=True)
+    to_value = models.CharField(max_length=255, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        verbose_name_plural = "case entries"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionDenied("audit entries cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionDenied("audit entries cannot be deleted")

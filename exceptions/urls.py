@@ -1,4 +1,13 @@
 from django.urls import path
 
+from . import views
+
 app_name = "exceptions"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.queue, name="queue"),
+    path("export.csv", views.export_csv, name="export"),
+    path("bulk", views.bulk, name="bulk"),
+    path("<int:pk>/", views.detail, name="case"),
+    path("<int:pk>/replay", views.replay, name="replay"),
+    path("<int:pk>/<str:action>", views.act, name="act"),
+]

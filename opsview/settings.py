@@ -150,7 +150,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, 2_621_440)
 
 # --- KPIs and rules ------------------------------------------------------------------------
 POSTING_SLA_HOURS = envint("POSTING_SLA_HOURS", 24)
-STALE_FLOW_MINUTES = envint("STALE_FLOW_MINUTES", 60)
+STALE_FLOW_MINUTES = envint("STALE_FLOW_MINUTES", 240)
+OPSVIEW_BASE_URL = os.environ.get("OPSVIEW_BASE_URL", "http://127.0.0.1:8000")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"
+                               if os.environ.get("EMAIL_HOST") else
+                               "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "opsview@localhost")
 
 # --- Celery -------------------------------------------------------------------------------
 # Without a broker, tasks run in-process (eager) and the in-memory transport is never used.

@@ -99,9 +99,13 @@ class FirmSimulator:
                 "contract_value": f"{rng.randint(50, 900) * 1000}.00",
                 "budget_hours": f"{rng.randint(200, 4000)}.00",
             }
-            if method != "non_billable" and rng.random() < 0.88:
+            if n == 1:  # set-up faults every firm has: a project without a rate card …
+                project["billing_method"] = method = "time_and_materials"
+            elif method != "non_billable" and rng.random() < 0.9:
                 project["rate_card_id"] = f"RC-{entity}-{rng.randint(1, 9)}"
-            if project["po_required"] and rng.random() < 0.75:
+            if n == 2:  # … and one that needs a PO nobody entered
+                project["po_required"] = True
+            elif project["po_required"] and rng.random() < 0.75:
                 project["po_number"] = f"PO-{rng.randint(10000, 99999)}"
             self.projects.append(project)
             events.append(self.event("project.upserted", project, when,
@@ -194,7 +198,7 @@ class FirmSimulator:
         data = {"flow": flow, "source_system": source_system, "target_system": target_system,
                 "object_type": object_type, "object_id": object_id,
                 "latency_ms": int(self._lognormal_hours(900, 0.6)), "attempt": 1}
-        if rng.random() < 0.03:
+        if rng.random() < 0.01:
             failure = {**data, "error_code": rng.choice(["ERP-409", "ERP-500", "TIMEOUT"]),
                        "error_message": "ERP rejected the document: accounting period closed",
                        "retryable": True}

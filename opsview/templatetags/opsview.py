@@ -35,3 +35,9 @@ def hours(seconds):
 @register.filter
 def get(mapping, key):
     return (mapping or {}).get(key)
+
+
+@register.filter
+def label(value):
+    """'at_risk' → 'At risk'."""
+    return str(value or "").replace("_", " ").capitalize()

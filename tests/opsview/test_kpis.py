@@ -194,7 +194,7 @@ def test_integration_health_per_flow(deliver, process):
     process()
     start = at("2026-03-10T00:00:00")
     result = kpis.integration_health(start=start, end=start + dt.timedelta(days=1),
-                                     now=base + dt.timedelta(hours=3))
+                                     now=base + dt.timedelta(hours=5))
     assert result["flows"] == [{
         "flow": "psa-to-erp", "source_system": "psa", "target_system": "erp",
         "succeeded": 2, "failed": 2, "success_ratio": 0.5, "p95_latency_ms": 385.0,

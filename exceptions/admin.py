@@ -1,0 +1,71 @@
+from django.contrib import admin
+
+from .models import Case, CaseEntry, Holiday, Queue, RoutingRule, RuleSetting, SlaPolicy
+
+
+class HolidayInline(admin.TabularInline):
+    model = Holiday
+    extra = 1
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "time_zone", "working_days", "work_start", "work_end",
+                    "escalation_queue"]
+    filter_horizontal = ["members"]
+    inlines = [HolidayInline]
+
+
+@admin.register(SlaPolicy)
+class SlaPolicyAdmin(admin.ModelAdmin):
+    list_display = ["case_type", "severity", "response_minutes", "resolution_minutes",
+                    "escalate_notify", "escalate_raise_severity", "escalate_move_queue"]
+
+
+@admin.register(RuleSetting)
+class RuleSettingAdmin(admin.ModelAdmin):
+    list_display = ["case_type", "enabled", "severity", "queue", "parameters"]
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ["priority", "case_type", "client_id", "practice", "legal_entity",
+                    "project_id", "queue", "owner", "active"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from .routing import reroute_open_cases
+
+        reroute_open_cases(actor=request.user)
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    """Read-only: cases change through triage, where every change is audited."""
+
+    list_display = ["pk", "type", "title", "status", "severity", "queue", "owner", "sla_state"]
+    list_filter = ["type", "status", "severity", "queue", "sla_state"]
+    search_fields = ["title", "fingerprint", "object_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CaseEntry)
+class CaseEntryAdmin(admin.ModelAdmin):
+    list_display = ["at", "case", "actor_label", "action", "field", "from_value", "to_value"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

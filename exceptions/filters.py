@@ -1,0 +1,85 @@
+"""The case list's filters, shared by the triage page, its CSV export and the read API."""
+import datetime as dt
+
+import django_filters
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import Case, CaseType, Queue, Severity
+
+AGE_BUCKETS = {"<4h": (0, 4), "4-24h": (4, 24), "1-3d": (24, 72), "3-7d": (72, 168),
+               ">7d": (168, None)}
+SORTS = {"due": [F("resolution_due_at").asc(nulls_last=True)],
+         "money": [F("money_at_stake").desc(nulls_last=True)],
+         "age": ["first_seen_at"], "newest": ["-last_seen_at"]}
+
+
+class CaseFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    queue = django_filters.ModelChoiceFilter(queryset=Queue.objects.all(), to_field_name="slug",
+                                             empty_label="Any")
+    status = django_filters.ChoiceFilter(choices=[("active", "Open (any)"),
+                                                  *Case.Status.choices],
+                                         method="by_status", empty_label="Open (any)")
+    type = django_filters.ChoiceFilter(choices=CaseType.choices, empty_label="Any")
+    severity = django_filters.ChoiceFilter(choices=Severity.choices, empty_label="Any")
+    owner = django_filters.CharFilter(method="by_owner", label="Owner")
+    sla = django_filters.ChoiceFilter(field_name="sla_state", label="SLA", choices=[
+        ("on_track", "On track"), ("at_risk", "At risk"), ("breached", "Breached")],
+        empty_label="Any")
+    breached = django_filters.BooleanFilter(method="by_breached")
+    age = django_filters.ChoiceFilter(choices=[(k, k) for k in AGE_BUCKETS], method="by_age",
+                                      empty_label="Any")
+    client = django_filters.CharFilter(field_name="client_id")
+    project = django_filters.CharFilter(field_name="project_id")
+    sort = django_filters.ChoiceFilter(choices=[(k, k) for k in SORTS], method="by_sort",
+                                       empty_label="Due first")
+
+    class Meta:
+        model = Case
+        fields = []
+
+    def __init__(self, data=None, *args, user=None, **kwargs):
+        self.user = user
+        data = data.copy() if data is not None else {}
+        if not data.get("status"):
+            data["status"] = "active"
+        super().__init__(data, *args, **kwargs)
+
+    @property
+    def qs(self):
+        queryset = super().qs
+        if not self.form.cleaned_data.get("sort"):
+            queryset = queryset.order_by(*SORTS["due"], "pk")
+        return queryset
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(title__icontains=value) | Q(object_id__icontains=value)
+                               | Q(fingerprint__icontains=value))
+
+    def by_status(self, queryset, name, value):
+        if value == "active":
+            return queryset.filter(status__in=Case.OPEN_STATES)
+        return queryset.filter(status=value)
+
+    def by_owner(self, queryset, name, value):
+        if value == "me":
+            return queryset.filter(owner=self.user) if self.user else queryset.none()
+        if value == "unassigned":
+            return queryset.filter(owner__isnull=True)
+        if value == "someone":
+            return queryset.filter(owner__isnull=False)
+        return queryset.filter(owner__username=value)
+
+    def by_breached(self, queryset, name, value):
+        return queryset.filter(sla_state="breached") if value else queryset.exclude(
+            sla_state="breached")
+
+    def by_age(self, queryset, name, value):
+        low, high = AGE_BUCKETS[value]
+        now = timezone.now()
+        queryset = queryset.filter(opened_at__lte=now - dt.timedelta(hours=low))
+        return queryset.filter(opened_at__gt=now - dt.timedelta(hours=high)) if high else queryset
+
+    def by_sort(self, queryset, name, value):
+        return queryset.order_by(*SORTS[value], "pk")

@@ -1,0 +1,60 @@
+"""The exceptions KPI of SPEC section 4, used by the dashboards and /api/v1/kpis/exceptions."""
+from django.db.models import Avg, Count, F
+from django.utils import timezone
+
+from .models import Case
+
+AGING = [("<4h", 0, 4), ("4-24h", 4, 24), ("1-3d", 24, 72), ("3-7d", 72, 168), (">7d", 168, None)]
+
+
+def open_cases(filters=None):
+    cases = Case.objects.filter(status__in=Case.OPEN_STATES)
+    filters = filters or {}
+    if filters.get("client"):
+        cases = cases.filter(client_id=filters["client"])
+    if filters.get("practice"):
+        cases = cases.filter(practice=filters["practice"])
+    if filters.get("legal_entity"):
+        cases = cases.filter(legal_entity=filters["legal_entity"])
+    return cases
+
+
+def exceptions_kpi(*, filters=None, now=None):
+    import datetime as dt
+
+    now = now or timezone.now()
+    cases = open_cases(filters)
+
+    def counts(field):
+        return {row[field] or "unassigned": row["n"] for row in
+                cases.values(field).annotate(n=Count("pk")).order_by(field)}
+
+    aging = {label: cases.filter(
+        opened_at__lte=now - dt.timedelta(hours=low),
+        **({"opened_at__gt": now - dt.timedelta(hours=high)} if high else {})).count()
+        for label, low, high in AGING}
+    mtta = (Case.objects.filter(acknowledged_at__isnull=False)
+            .aggregate(v=Avg(F("acknowledged_at") - F("opened_at")))["v"])
+    mttr = (Case.objects.filter(status=Case.Status.RESOLVED, resolved_at__isnull=False)
+            .aggregate(v=Avg(F("resolved_at") - F("opened_at")))["v"])
+    return {
+        "open": cases.count(),
+        "breached": cases.filter(sla_state="breached").count(),
+        "at_risk": cases.filter(sla_state="at_risk").count(),
+        "by_type": counts("type"), "by_queue": {row["queue__slug"]: row["n"] for row in
+                                                cases.values("queue__slug").annotate(
+                                                    n=Count("pk")).order_by()},
+        "by_severity": counts("severity"),
+        "by_owner": {row["owner__username"] or "unassigned": row["n"] for row in
+                     cases.values("owner__username").annotate(n=Count("pk")).order_by()},
+        "aging": aging,
+        "mtta_seconds": None if mtta is None else round(mtta.total_seconds()),
+        "mttr_seconds": None if mttr is None else round(mttr.total_seconds()),
+        "filters": {k: v for k, v in (filters or {}).items() if v},
+    }
+
+
+def open_sync_failures_by_flow():
+    return {row["detail__flow"]: row["n"] for row in
+            Case.objects.filter(type="sync_failed", status__in=Case.OPEN_STATES)
+            .values("detail__flow").annotate(n=Count("pk")).order_by()}

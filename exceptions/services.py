@@ -1,0 +1,187 @@
+"""Every change to a case goes through these functions, and each writes its audit entry."""
+from django.db import transaction
+from django.utils import timezone
+
+from . import sla
+from .models import SEVERITY_ORDER, Case, CaseEntry, SlaPolicy
+
+DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
+                   "low": (480, 2400)}
+RESOLUTION_CODES = ["fixed", "fixed_upstream", "duplicate", "not_a_problem", "distinct"]
+
+
+class TransitionError(ValueError):
+    """A change the case's current status does not allow."""
+
+
+def entry(case, actor, action, *, field="", from_value="", to_value="", comment="", at=None):
+    """An unsaved audit entry; `actor` is a user or a label such as 'rule:sync_failed'."""
+    user = actor if hasattr(actor, "pk") else None
+    label = (user.get_full_name() or user.username) if user else str(actor)
+    return CaseEntry(case=case, at=at or timezone.now(), actor=user, actor_label=label,
+                     action=action, field=field, from_value=str(from_value or "")[:255],
+                     to_value=str(to_value or "")[:255], comment=comment)
+
+
+def targets(case, policies=None):
+    """(response, resolution) targets in business seconds for the case's type and severity."""
+    policies = policies if policies is not None else _policies()
+    policy = policies.get((case.type, case.severity)) or policies.get(("", case.severity))
+    if policy:
+        return policy.response_minutes * 60, policy.resolution_minutes * 60, policy
+    response, resolution = DEFAULT_TARGETS[case.severity]
+    return response * 60, resolution * 60, None
+
+
+def _policies():
+    return {(p.case_type, p.severity): p for p in SlaPolicy.objects.all()}
+
+
+def paused_seconds(case, now, calendar):
+    paused = case.waiting_business_seconds
+    if case.status == Case.Status.WAITING and case.waiting_since:
+        paused += sla.business_seconds(case.waiting_since, now, calendar)
+    return paused
+
+
+def refresh_sla(case, now=None, calendar=None, policies=None):
+    """Recompute due times and the SLA state (response until acknowledged, then resolution)."""
+    now = now or timezone.now()
+    calendar = calendar or case.queue.calendar()
+    response, resolution, _ = targets(case, policies)
+    paused = paused_seconds(case, now, calendar)
+    case.response_due_at = sla.due_at(case.opened_at, response, paused, calendar)
+    case.resolution_due_at = sla.due_at(case.opened_at, resolution, paused, calendar)
+    if not case.is_open:
+        return case
+    elapsed = sla.business_seconds(case.opened_at, now, calendar) - paused
+    states = [sla.sla_state(elapsed, resolution)]
+    if case.acknowledged_at is None:
+        states.append(sla.sla_state(elapsed, response))
+    case.sla_state = max(states, key=["on_track", "at_risk", "breached"].index)
+    return case
+
+
+def _change(case, actor, fields, *, action, comment="", now=None):
+    """Apply {field: new value}, write one audit entry per changed field, save."""
+    now = now or timezone.now()
+    entries = []
+    for name, value in fields.items():
+        old = getattr(case, name)
+        if old == value:
+            continue
+        setattr(case, name, value)
+        shown = {"owner": lambda u: u.username if u else "", "queue": str}.get(name, str)
+        entries.append(entry(case, actor, action, field=name, from_value=shown(old),
+                             to_value=shown(value), comment=comment, at=now))
+    if comment and not entries:
+        entries.append(entry(case, actor, action, comment=comment, at=now))
+    with transaction.atomic():
+        refresh_sla(case, now)
+        case.save()
+        CaseEntry.objects.bulk_create(entries)
+    return case
+
+
+def _leave_waiting(case, now):
+    if case.status == Case.Status.WAITING and case.waiting_since:
+        case.waiting_business_seconds += sla.business_seconds(case.waiting_since, now,
+                                                              case.queue.calendar())
+        case.waiting_since = None
+
+
+def _require_open(case):
+    if not case.is_open:
+        raise TransitionError(f"the case is {case.status}; reopen it first")
+
+
+def assign(case, owner, actor, now=None):
+    _require_open(case)
+    return _change(case, actor, {"owner": owner}, action="assigned", now=now)
+
+
+def claim(case, actor, now=None):
+    return assign(case, actor, actor, now)
+
+
+def acknowledge(case, actor, now=None):
+    _require_open(case)
+    now = now or timezone.now()
+    _leave_waiting(case, now)
+    fields = {"status": Case.Status.ACKNOWLEDGED}
+    if case.acknowledged_at is None:
+        case.acknowledged_at = now
+    return _change(case, actor, fields, action="acknowledged", now=now)
+
+
+def wait(case, actor, comment="", now=None):
+    """Waiting on someone outside: the SLA clock stops until the case is acknowledged again."""
+    _require_open(case)
+    now = now or timezone.now()
+    if case.status != Case.Status.WAITING:
+        case.waiting_since = now
+    if case.acknowledged_at is None:
+        case.acknowledged_at = now
+    return _change(case, actor, {"status": Case.Status.WAITING}, action="waiting",
+                   comment=comment, now=now)
+
+
+def resolve(case, actor, code, comment="", now=None):
+    _require_open(case)
+    if code not in RESOLUTION_CODES:
+        raise TransitionError(f"resolution code must be one of {', '.join(RESOLUTION_CODES)}")
+    now = now or timezone.now()
+    _leave_waiting(case, now)
+    case.resolved_at = now
+    if code == "distinct" and case.type == "duplicate_client":
+        from opsview.models import Client
+
+        Client.objects.filter(client_id__in=case.detail.get("client_ids", [])).update(
+            marked_distinct=True)
+    return _change(case, actor, {"status": Case.Status.RESOLVED, "resolution_code": code},
+                   action="resolved", comment=comment, now=now)
+
+
+def ignore(case, actor, comment="", now=None):
+    _require_open(case)
+    now = now or timezone.now()
+    _leave_waiting(case, now)
+    case.resolved_at = now
+    return _change(case, actor, {"status": Case.Status.IGNORED}, action="ignored",
+                   comment=comment, now=now)
+
+
+def reopen(case, actor, comment="", now=None):
+    if case.is_open:
+        raise TransitionError("the case is already open")
+    now = now or timezone.now()
+    case.opened_at, case.resolved_at, case.acknowledged_at = now, None, None
+    case.waiting_business_seconds, case.escalated_at = 0, None
+    case.reopened_count += 1
+    return _change(case, actor, {"status": Case.Status.OPEN, "resolution_code": "",
+                                 "sla_state": "on_track"}, action="reopened", comment=comment,
+                   now=now)
+
+
+def comment(case, actor, text, now=None):
+    if not text.strip():
+        raise TransitionError("a comment needs some text")
+    entry(case, actor, "comment", comment=text.strip()[:5000], at=now).save()
+    return case
+
+
+def escalate(case, now, notify):
+    """Past its target: notify, raise the severity and move to the escalation queue, as the
+    policy says. `notify(case, message)` sends the notifications."""
+    _, _, policy = targets(case)
+    changes = {}
+    if (policy is None or policy.escalate_raise_severity) and case.severity != "critical":
+        changes["severity"] = SEVERITY_ORDER[SEVERITY_ORDER.index(case.severity) + 1]
+    if policy is not None and policy.escalate_move_queue and case.queue.escalation_queue:
+        changes["queue"] = case.queue.escalation_queue
+    case.escalated_at = now
+    _change(case, "rule:sla", changes, action="escalated",
+            comment="SLA breached", now=now)
+    if policy is None or policy.escalate_notify:
+        notify(case, f"SLA breached: {case.title}")
+    return case

@@ -1,0 +1,14 @@
+"""Beat tasks for the rules and the SLA sweep: thin wrappers."""
+from celery import shared_task
+
+from . import escalation, rules
+
+
+@shared_task(name="exceptions.tasks.evaluate_time_rules")
+def evaluate_time_rules():
+    return rules.evaluate_time_rules()
+
+
+@shared_task(name="exceptions.tasks.sla_sweep")
+def sla_sweep():
+    return escalation.sla_sweep()

@@ -1,0 +1,201 @@
+"""Triage: the case list, the case page, and the actions on them (htmx, no page reload)."""
+import csv
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from ingestion import pipeline
+from ingestion.models import InboxEvent
+from opsview.models import SyncAttempt
+
+from . import services
+from .filters import CaseFilter
+from .models import Case
+
+CSV_COLUMNS = ["id", "type", "status", "severity", "queue", "owner", "title", "money_at_stake",
+               "currency", "object_kind", "object_id", "client_id", "project_id",
+               "sla_state", "response_due_at", "resolution_due_at", "first_seen_at",
+               "last_seen_at", "times_seen"]
+
+
+def can_triage(user):
+    return user.has_perm("exceptions.triage_case")
+
+
+def _filtered(request):
+    return CaseFilter(request.GET, queryset=Case.objects.select_related("queue", "owner"),
+                      user=request.user)
+
+
+def queue(request):
+    case_filter = _filtered(request)
+    page = Paginator(case_filter.qs, 50).get_page(request.GET.get("page"))
+    context = {"filter": case_filter, "page": page, "can_triage": can_triage(request.user),
+               "query": request.GET.urlencode(),
+               "resolution_codes": services.RESOLUTION_CODES}
+    if request.htmx and request.htmx.target == "case-rows":
+        return render(request, "exceptions/partials/rows.html", context)
+    return render(request, "exceptions/queue.html", context)
+
+
+def export_csv(request):
+    return cases_csv(_filtered(request).qs)
+
+
+def cases_csv(cases):
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="exceptions.csv"'
+    writer = csv.writer(response)
+    writer.writerow(CSV_COLUMNS)
+    for case in cases[:50_000]:
+        row = [case.pk, case.type, case.status, case.severity, case.queue.slug,
+               case.owner.username if case.owner else "", case.title, case.money_at_stake,
+               case.currency, case.object_kind, case.object_id, case.client_id,
+               case.project_id, case.sla_state, case.response_due_at, case.resolution_due_at,
+               case.first_seen_at, case.last_seen_at, case.times_seen]
+        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+    return response
+
+
+def detail(request, pk):
+    case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
+    return render(request, "exceptions/case.html", {
+        "case": case, "timeline": timeline(case), "can_triage": can_triage(request.user),
+        "resolution_codes": services.RESOLUTION_CODES, "business_object": business_object(case),
+        "dead_letters": _dead_letters(case),
+        "users": _assignable(case),
+    })
+
+
+def timeline(case):
+    """Audit entries, the inbound events and the sync attempts of the case's object."""
+    items = [{"at": e.at, "kind": "audit", "entry": e} for e in case.entries.all()]
+    events = InboxEvent.objects.filter(correlation_id=case.object_id).order_by("-time")[:50]
+    items += [{"at": e.time or e.received_at, "kind": "event", "event": e} for e in events]
+    attempts = SyncAttempt.objects.filter(object_id=case.object_id).order_by("-occurred_at")[:50]
+    items += [{"at": a.occurred_at, "kind": "sync", "attempt": a} for a in attempts]
+    return sorted(items, key=lambda item: item["at"], reverse=True)
+
+
+def business_object(case):
+    from opsview import models as state
+
+    lookups = {"project": (state.Project, "project_id"), "invoice": (state.Invoice, "invoice_id"),
+               "milestone": (state.Milestone, "milestone_id"),
+               "time_entry": (state.TimeEntry, "time_entry_id"),
+               "client": (state.Client, "client_id"), "person": (state.Person, "person_id")}
+    if case.object_kind not in lookups:
+        return None
+    model, key = lookups[case.object_kind]
+    row = model.objects.filter(**{key: case.object_id}).first()
+    if row is None:
+        return None
+    hidden = {"id", "field_versions", "version_event_id", "version_time", "is_placeholder",
+              "placeholder_since", "updated_at", "status_event_id", "status_rank"}
+    return [(f.verbose_name, getattr(row, f.name)) for f in model._meta.concrete_fields
+            if f.name not in hidden]
+
+
+def _dead_letters(case):
+    if case.type != "dead_letter":
+        return []
+    return list(InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
+                                          status=InboxEvent.Status.DEAD)[:50])
+
+
+def _assignable(case):
+    from django.contrib.auth.models import User
+
+    members = case.queue.members.all()
+    return members if members.exists() else User.objects.filter(
+        groups__permissions__codename="triage_case").distinct()
+
+
+ACTIONS = {"claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reopen", "comment"}
+
+
+def _apply(case, action, user, data):
+    if action == "claim":
+        services.claim(case, user)
+    elif action == "assign":
+        from django.contrib.auth.models import User
+
+        owner = User.objects.filter(username=data.get("owner", "")).first()
+        if data.get("owner") and owner is None:
+            raise services.TransitionError(f"no user {data.get('owner')!r}")
+        services.assign(case, owner, user)
+    elif action == "acknowledge":
+        services.acknowledge(case, user)
+    elif action == "wait":
+        services.wait(case, user, data.get("comment", ""))
+    elif action == "resolve":
+        services.resolve(case, user, data.get("code", "fixed"), data.get("comment", ""))
+    elif action == "ignore":
+        services.ignore(case, user, data.get("comment", ""))
+    elif action == "reopen":
+        services.reopen(case, user, data.get("comment", ""))
+    elif action == "comment":
+        services.comment(case, user, data.get("comment", ""))
+
+
+@require_POST
+def act(request, pk, action):
+    if not can_triage(request.user):
+        raise PermissionDenied("you can see cases but not change them")
+    if action not in ACTIONS:
+        return HttpResponseBadRequest(f"unknown action {action!r}")
+    case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
+    try:
+        _apply(case, action, request.user, request.POST)
+    except services.TransitionError as error:
+        if request.htmx:
+            return HttpResponse(str(error), status=409)
+        messages.error(request, str(error))
+        return redirect("exceptions:case", pk=pk)
+    if request.htmx and request.POST.get("from") == "list":
+        case.refresh_from_db()
+        return render(request, "exceptions/partials/row.html", {
+            "case": case, "can_triage": True, "resolution_codes": services.RESOLUTION_CODES})
+    return redirect("exceptions:case", pk=pk)
+
+
+@require_POST
+def bulk(request):
+    if not can_triage(request.user):
+        raise PermissionDenied("you can see cases but not change them")
+    action = request.POST.get("action", "")
+    if action not in ACTIONS - {"comment"}:
+        return HttpResponseBadRequest(f"unknown action {action!r}")
+    done, failed = 0, []
+    for case in Case.objects.select_related("queue").filter(pk__in=request.POST.getlist("ids")):
+        try:
+            _apply(case, action, request.user, request.POST)
+            done += 1
+        except services.TransitionError as error:
+            failed.append(f"#{case.pk}: {error}")
+    messages.info(request, f"{action}: {done} case(s) changed" +
+                  (f"; {len(failed)} skipped ({'; '.join(failed[:5])})" if failed else ""))
+    return redirect(f"{request.path.rsplit('/bulk', 1)[0]}/?{request.POST.get('query', '')}")
+
+
+@require_POST
+def replay(request, pk):
+    if not can_triage(request.user):
+        raise PermissionDenied("you can see cases but not change them")
+    case = get_object_or_404(Case, pk=pk, type="dead_letter")
+    ids = list(InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
+                                         status=InboxEvent.Status.DEAD)
+               .values_list("pk", flat=True))
+    result = pipeline.replay(ids)
+    services.comment(case, request.user, "Replayed {replayed} dead letters: {processed} "
+                                         "processed, {dead} still dead.".format(**result))
+    from .rules import dead_letter, reconcile
+
+    reconcile("dead_letter", dead_letter(), count=False)
+    messages.info(request, "Replayed {replayed}: {processed} processed, {dead} still "
+                           "dead.".format(**result))
+    return redirect("exceptions:case", pk=pk)
