@@ -13,9 +13,8 @@ from .models import Case
 log = logging.getLogger(__name__)
 
 
-def notify(case, message):
+def notify(case, message, queue):
     """Email the queue's addresses and post Slack-compatible JSON to its webhook."""
-    queue = case.queue
     url = f"{settings.OPSVIEW_BASE_URL}/exceptions/{case.pk}/"
     text = f"{message}\n{case.get_type_display()} · {case.severity} · {queue.name}\n{url}"
     recipients = [line.strip() for line in queue.notify_emails.splitlines() if line.strip()]

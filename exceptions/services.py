@@ -174,6 +174,7 @@ def escalate(case, now, notify):
     """Past its target: notify, raise the severity and move to the escalation queue, as the
     policy says. `notify(case, message)` sends the notifications."""
     _, _, policy = targets(case)
+    original_queue = case.queue
     changes = {}
     if (policy is None or policy.escalate_raise_severity) and case.severity != "critical":
         changes["severity"] = SEVERITY_ORDER[SEVERITY_ORDER.index(case.severity) + 1]
@@ -183,5 +184,6 @@ def escalate(case, now, notify):
     _change(case, "rule:sla", changes, action="escalated",
             comment="SLA breached", now=now)
     if policy is None or policy.escalate_notify:
-        notify(case, f"SLA breached: {case.title}")
+        for queue in {original_queue, case.queue}:
+            notify(case, f"SLA breached: {case.title}", queue)
     return case
