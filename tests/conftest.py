@@ -121,9 +121,22 @@ def browser():
         browser.close()
 
 
+def reseed():
+    """Re-run the data migrations (idempotent): a live-server test flushes the tables."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("opsview.migrations.0002_role_groups").create_groups(apps, None)
+    defaults = importlib.import_module("exceptions.migrations.0002_default_queues_rules_policies")
+    defaults.seed(apps, None)
+    defaults.grant_triage(apps, None)
+
+
 @pytest.fixture
 def page(browser, live_server, django_db_serialized_rollback):
-    # Serialized rollback restores what migrations seeded (groups, queues) after the test.
+    # Serialized rollback restores what migrations seeded; reseeding makes sure of it.
+    reseed()
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)

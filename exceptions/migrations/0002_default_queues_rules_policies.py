@@ -40,15 +40,13 @@ def seed(apps, schema_editor):
 
 
 def grant_triage(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
+    ContentType = apps.get_model("contenttypes", "ContentType")
     Permission = apps.get_model("auth", "Permission")
-    triage = Permission.objects.get(codename="triage_case", content_type__app_label="exceptions")
+    Group = apps.get_model("auth", "Group")
+    case_type, _ = ContentType.objects.get_or_create(app_label="exceptions", model="case")
+    triage, _ = Permission.objects.get_or_create(
+        codename="triage_case", content_type=case_type,
+        defaults={"name": "Can triage exception cases"})
     for name in WORKING_GROUPS:
         Group.objects.get_or_create(name=name)[0].permissions.add(triage)
 
