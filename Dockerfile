@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY opsview opsview
+COPY ingestion ingestion
+COPY exceptions exceptions
+RUN pip install --no-cache-dir .
+COPY . .
+RUN SECRET_KEY=build python manage.py collectstatic --noinput
+EXPOSE 8000
+CMD ["gunicorn", "opsview.wsgi", "-b", "0.0.0.0:8000", "-w", "4"]
