@@ -40,7 +40,9 @@ def sla_sweep(now=None):
     policies = services._policies()
     calendars, changed, escalated = {}, [], 0
     for case in Case.objects.select_related("queue").filter(status__in=Case.OPEN_STATES):
-        calendar = calendars.setdefault(case.queue_id, case.queue.calendar())
+        if case.queue_id not in calendars:
+            calendars[case.queue_id] = case.queue.calendar()
+        calendar = calendars[case.queue_id]
         before = case.sla_state
         services.refresh_sla(case, now, calendar, policies)
         if case.sla_state != before:

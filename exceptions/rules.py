@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 
+from ingestion.bulk import update_rows
 from ingestion.models import InboxEvent, Source
 from opsview import kpis
 from opsview import models as state
@@ -85,10 +86,11 @@ def reconcile(case_type, findings, *, now=None, scope=None, count=True):
             services.refresh_sla(case, now, _calendar(case.queue, calendars), policies)
             created.append(case)
             continue
+        before = [getattr(case, name) for name in UPDATABLE]
         _fill(case, finding)
-        case.last_seen_at = now
-        if count:
+        if count:  # an occurrence: event-driven rules see each one
             case.times_seen += 1
+            case.last_seen_at = now
         if case.status == Case.Status.RESOLVED:  # the condition is back: a regression
             entries.append(services.entry(case, label, "reopened", field="status",
                                           from_value="resolved", to_value="open",
@@ -98,7 +100,8 @@ def reconcile(case_type, findings, *, now=None, scope=None, count=True):
             case.waiting_business_seconds, case.sla_state = 0, "on_track"
             case.reopened_count += 1
             services.refresh_sla(case, now, _calendar(case.queue, calendars), policies)
-        updated.append(case)
+        if [getattr(case, name) for name in UPDATABLE] != before:
+            updated.append(case)  # time-driven re-evaluation writes only what changed
 
     cleared = Case.objects.select_related("queue").filter(type=case_type,
                                                           status__in=Case.OPEN_STATES)
@@ -118,7 +121,7 @@ def reconcile(case_type, findings, *, now=None, scope=None, count=True):
                                            fingerprint__in=[c.fingerprint for c in created]))
         entries += [services.entry(c, label, "opened", field="status", to_value="open",
                                    comment=c.title, at=now) for c in created]
-        Case.objects.bulk_update(updated, UPDATABLE, batch_size=500)
+        update_rows(Case, updated, UPDATABLE)
         CaseEntry.objects.bulk_create(entries, batch_size=500)
     return {"opened": len(created), "updated": len(updated) - len(cleared),
             "resolved": len(cleared)}
