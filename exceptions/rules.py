@@ -62,6 +62,11 @@ def route(case, rules):
 def reconcile(case_type, findings, *, now=None, scope=None, count=True):
     """Make the open cases of `case_type` (within `scope`, a Q on Case) match `findings`."""
     now = now or timezone.now()
+    open_in_scope = Case.objects.filter(type=case_type, status__in=Case.OPEN_STATES)
+    if scope is not None:
+        open_in_scope = open_in_scope.filter(scope)
+    if not findings and not open_in_scope.exists():
+        return {"opened": 0, "updated": 0, "resolved": 0}  # the common case, in one query
     setting = _setting(case_type)
     if not setting.enabled:
         findings = []
@@ -237,13 +242,21 @@ def dead_letter():
                 "errors": rows[0][1][:10]}) for key, rows in groups.items()]
 
 
-def unknown_reference():
+PLACEHOLDER_KINDS = [("project", "opsview.Project", "project_id"),
+                     ("person", "opsview.Person", "person_id"),
+                     ("client", "opsview.Client", "client_id")]
+
+
+def unknown_reference(touched=None):
+    """Placeholders: all of them, or those among `touched` ({model label: pks})."""
+    from django.apps import apps
+
     findings = []
-    for model, kind, key in ((state.Project, "project", "project_id"),
-                             (state.Person, "person", "person_id"),
-                             (state.Client, "client", "client_id")):
-        for external_id, since in model.objects.filter(is_placeholder=True).values_list(
-                key, "placeholder_since"):
+    for kind, label, key in PLACEHOLDER_KINDS:
+        placeholders = apps.get_model(label).objects.filter(is_placeholder=True)
+        if touched is not None:
+            placeholders = placeholders.filter(pk__in=touched.get(label, ()))
+        for external_id, since in placeholders.values_list(key, "placeholder_since"):
             findings.append(Finding(
                 fingerprint=f"{kind}:{external_id}", object_kind=kind, object_id=external_id,
                 title=f"Events name {kind} {external_id}, which no master record has created",
@@ -251,6 +264,17 @@ def unknown_reference():
                 client_id=external_id if kind == "client" else "",
                 detail={"since": since.isoformat() if since else None}))
     return findings
+
+
+def _touched_fingerprints(touched):
+    from django.apps import apps
+
+    fingerprints = []
+    for kind, label, key in PLACEHOLDER_KINDS:
+        if touched.get(label):
+            fingerprints += [f"{kind}:{external_id}" for external_id in apps.get_model(label)
+                             .objects.filter(pk__in=touched[label]).values_list(key, flat=True)]
+    return fingerprints
 
 
 def stale_feed(now, flows=True):
@@ -405,12 +429,20 @@ def on_batch_processed(outcome):
     if outcome.sync_attempts:
         keys = {(a.flow, a.object_type, a.object_id) for a in outcome.sync_attempts}
         scope = Q(fingerprint__in=["|".join(k) for k in keys])
-        reconcile("sync_failed", sync_failed(keys), now=now, scope=scope)
+        failed = {(a.flow, a.object_type, a.object_id) for a in outcome.sync_attempts
+                  if not a.succeeded}
+        # Successes only matter to objects with an open case.
+        keys = failed | {tuple(c.split("|", 2)) for c in Case.objects.filter(
+            scope, type="sync_failed", status__in=Case.OPEN_STATES).values_list(
+            "fingerprint", flat=True)}
+        if keys:
+            reconcile("sync_failed", sync_failed(keys), now=now, scope=scope)
     if outcome.dead or any(row.errors for row in outcome.processed):  # new, or replayed
         reconcile("dead_letter", dead_letter(), now=now, count=bool(outcome.dead))
     touched = outcome.touched
-    if any(touched.get(f"opsview.{m}") for m in ("Project", "Person", "Client")):
-        reconcile("unknown_reference", unknown_reference(), now=now, count=False)
+    if any(touched.get(label) for _, label, _ in PLACEHOLDER_KINDS):
+        reconcile("unknown_reference", unknown_reference(touched), now=now, count=False,
+                  scope=Q(fingerprint__in=_touched_fingerprints(touched)))
     if touched.get("opsview.Invoice"):
         reconcile("invoice_blocked", invoice_blocked(), now=now, count=False)
     if touched.get("opsview.ReconciliationReport"):
