@@ -212,3 +212,95 @@ def test_every_rule_change_is_audited(deliver, process, evaluate):
     entry = CaseEntry.objects.get(case__type="missing_billing_setup")
     assert (entry.actor_label, entry.action, entry.to_value) == (
         "rule:missing_billing_setup", "opened", "open")
+
+
+def _regressed(case_type):
+    [case] = cases(case_type)
+    return case.status == "open" and case.reopened_count == 1
+
+
+def test_missing_billing_setup_regresses_when_the_rate_card_goes_again(deliver, process,
+                                                                         evaluate):
+    def version(minutes, **extra):
+        event = project("P2", **extra)
+        event["time"] = ago(minutes=minutes).isoformat()
+        return event
+
+    deliver.send(version(30, rate_card_id=None))
+    process()
+    evaluate(NOW)
+    deliver.send(version(20, rate_card_id="rc9"))
+    process()
+    evaluate(NOW)
+    assert cases("missing_billing_setup")[0].status == "resolved"
+    deliver.send(version(10, rate_card_id=None))
+    process()
+    evaluate(NOW)
+    evaluate(NOW)  # re-evaluating does not open a second case
+    assert _regressed("missing_billing_setup")
+    assert len(cases("missing_billing_setup")) == 1
+
+
+def test_reconciliation_gap_regresses_on_a_later_gap(deliver, process):
+    def report(target, hours):
+        return make_event("reconciliation.reported", {
+            "flow": "erp-to-crm", "object_type": "invoice", "period_start": "2026-10-01",
+            "period_end": "2026-10-31", "source_count": 10, "target_count": target},
+            time=ago(hours=hours))
+
+    for target, hours in ((8, 3), (10, 2), (9, 1)):
+        deliver.send(report(target, hours))
+        process()
+    assert _regressed("reconciliation_gap")
+
+
+def test_stale_feed_regresses_when_the_source_goes_quiet_again(deliver, process, evaluate,
+                                                               source):
+    Source.objects.filter(pk=source.pk).update(last_event_at=ago(hours=5),
+                                               stale_after_minutes=60)
+    evaluate(NOW)
+    deliver.send(project())
+    process()
+    assert cases("stale_feed")[0].status == "resolved"
+    Source.objects.filter(pk=source.pk).update(last_event_at=ago(hours=3))
+    evaluate(NOW)
+    assert _regressed("stale_feed")
+
+
+def test_approved_time_unposted_groups_by_project_and_regresses(deliver, process, evaluate):
+    deliver.send(project(), person(), entry("approved", ago(hours=30)),
+                 entry("approved", ago(hours=40), eid="T2"))
+    process()
+    [case] = evaluate(NOW)["approved_time_unposted"]
+    assert case.detail["entries"] == 2 and case.money_at_stake == 1600
+    deliver.send(entry("posted", ago(hours=1)), entry("posted", ago(hours=1), eid="T2"))
+    process()
+    evaluate(NOW)
+    deliver.send(entry("approved", ago(hours=26), eid="T3"))
+    process()
+    evaluate(NOW)
+    assert _regressed("approved_time_unposted")
+
+
+def test_dead_letter_regresses_when_the_same_error_comes_back(deliver, process):
+    deliver.send(make_event("client.upserted", {"client_id": "C1"}))
+    process()
+    InboxEvent.objects.filter(status="dead").update(status="discarded")
+    pipeline.replay()  # nothing dead any more
+    from exceptions.rules import dead_letter, reconcile
+
+    reconcile("dead_letter", dead_letter())
+    assert cases("dead_letter")[0].status == "resolved"
+    deliver.send(make_event("client.upserted", {"client_id": "C2"}))
+    process()
+    assert _regressed("dead_letter")
+
+
+def test_sync_failure_of_one_object_is_one_case_however_often_it_fails(deliver, process):
+    deliver.send(*[sync(False, ago(minutes=m)) for m in (50, 40, 30)])
+    process()
+    deliver.send(sync(False, ago(minutes=20)))
+    process()
+    [case] = cases("sync_failed")
+    assert case.times_seen == 2  # one per batch that saw it failing
+    assert case.detail["failures"] == 4
