@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from opsview.admin import ReadOnlyAdmin
+
 from .models import Case, CaseEntry, Holiday, Queue, RoutingRule, RuleSetting, SlaPolicy
 
 
@@ -40,32 +42,16 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
-    """Read-only: cases change through triage, where every change is audited."""
+class CaseAdmin(ReadOnlyAdmin):
+    """Cases change through triage, where every change is audited."""
 
     list_display = ["pk", "type", "title", "status", "severity", "queue", "owner", "sla_state"]
     list_filter = ["type", "status", "severity", "queue", "sla_state"]
     search_fields = ["title", "fingerprint", "object_id"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(CaseEntry)
-class CaseEntryAdmin(admin.ModelAdmin):
+class CaseEntryAdmin(ReadOnlyAdmin):
+    """The audit trail: nobody edits or deletes it, here or anywhere."""
+
     list_display = ["at", "case", "actor_label", "action", "field", "from_value", "to_value"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -3,8 +3,8 @@ from django.contrib import admin, messages
 from . import models
 
 
-class ReadOnlyStateAdmin(admin.ModelAdmin):
-    """Business state is written by events only; the admin shows it."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never changed here: business state is written by events, cases by triage."""
 
     def has_add_permission(self, request):
         return False
@@ -17,14 +17,14 @@ class ReadOnlyStateAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.Client)
-class ClientAdmin(ReadOnlyStateAdmin):
+class ClientAdmin(ReadOnlyAdmin):
     list_display = ["client_id", "name", "tax_id", "currency", "is_placeholder"]
     search_fields = ["client_id", "name", "tax_id"]
     list_filter = ["is_placeholder"]
 
 
 @admin.register(models.Project)
-class ProjectAdmin(ReadOnlyStateAdmin):
+class ProjectAdmin(ReadOnlyAdmin):
     list_display = ["project_id", "name", "client", "practice", "legal_entity", "billing_method",
                     "status", "is_placeholder"]
     search_fields = ["project_id", "name"]
@@ -32,7 +32,7 @@ class ProjectAdmin(ReadOnlyStateAdmin):
 
 
 @admin.register(models.Person)
-class PersonAdmin(ReadOnlyStateAdmin):
+class PersonAdmin(ReadOnlyAdmin):
     list_display = ["person_id", "name", "practice", "capacity_hours_per_week", "active",
                     "is_placeholder"]
     search_fields = ["person_id", "name"]
@@ -40,7 +40,7 @@ class PersonAdmin(ReadOnlyStateAdmin):
 
 
 @admin.register(models.TimeEntry)
-class TimeEntryAdmin(ReadOnlyStateAdmin):
+class TimeEntryAdmin(ReadOnlyAdmin):
     list_display = ["time_entry_id", "project", "person", "work_date", "hours", "billable",
                     "status"]
     search_fields = ["time_entry_id"]
@@ -49,7 +49,7 @@ class TimeEntryAdmin(ReadOnlyStateAdmin):
 
 
 @admin.register(models.Invoice)
-class InvoiceAdmin(ReadOnlyStateAdmin):
+class InvoiceAdmin(ReadOnlyAdmin):
     list_display = ["invoice_id", "client", "amount", "currency", "status", "blocked_reason",
                     "issued_on"]
     search_fields = ["invoice_id"]
@@ -58,7 +58,7 @@ class InvoiceAdmin(ReadOnlyStateAdmin):
 
 for model in (models.Assignment, models.Expense, models.Milestone, models.RevenueRecognition,
               models.SyncAttempt, models.ReconciliationReport):
-    admin.site.register(model, ReadOnlyStateAdmin)
+    admin.site.register(model, ReadOnlyAdmin)
 
 
 @admin.register(models.ApiToken)

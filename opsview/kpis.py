@@ -276,17 +276,22 @@ def _filtered_sum(value, condition):
     return Coalesce(Sum(value, filter=condition), Value(ZERO), output_field=AMOUNT)
 
 
+def counted_invoices(filters=None):
+    """Invoices of known clients; the client filter on the invoice's own client."""
+    filters = filters or {}
+    invoices = state.Invoice.objects.filter(client__is_placeholder=False)
+    if filters.get("client"):
+        invoices = invoices.filter(client__client_id=filters["client"])
+    if filters.get("legal_entity"):
+        invoices = invoices.filter(project__legal_entity=filters["legal_entity"])
+    if filters.get("practice"):
+        invoices = invoices.filter(project__practice=filters["practice"])
+    return invoices
+
+
 def blocked_invoices(filters=None):
     """Invoices blocked right now, by reason."""
-    filters = filters or {}
-    q = Q(status="blocked", client__is_placeholder=False)
-    if filters.get("client"):
-        q &= Q(client__client_id=filters["client"])
-    if filters.get("legal_entity"):
-        q &= Q(project__legal_entity=filters["legal_entity"])
-    if filters.get("practice"):
-        q &= Q(project__practice=filters["practice"])
-    rows = (state.Invoice.objects.filter(q).values("blocked_reason")
+    rows = (counted_invoices(filters).filter(status="blocked").values("blocked_reason")
             .annotate(n=Count("pk")).order_by("blocked_reason"))
     by_reason = {row["blocked_reason"] or "other": row["n"] for row in rows}
     return {"count": sum(by_reason.values()), "by_reason": by_reason}
@@ -508,15 +513,8 @@ def margin(*, start, end, group_by="project", filters=None):
                    "client": "client__client_id"}[group_by]
     invoice_label = {"project": "project__name", "practice": "project__practice",
                      "client": "client__name"}[group_by]
-    invoices = state.Invoice.objects.filter(
-        status__in=["issued", "paid"], issued_on__range=(start, end),
-        client__is_placeholder=False)
-    if filters.get("client"):
-        invoices = invoices.filter(client__client_id=filters["client"])
-    if filters.get("legal_entity"):
-        invoices = invoices.filter(project__legal_entity=filters["legal_entity"])
-    if filters.get("practice"):
-        invoices = invoices.filter(project__practice=filters["practice"])
+    invoices = counted_invoices(filters).filter(status__in=["issued", "paid"],
+                                                issued_on__range=(start, end))
     revenue = state.RevenueRecognition.objects.filter(
         _project_filters(filters), project__is_placeholder=False,
         period__gte=start.strftime("%Y-%m"), period__lte=end.strftime("%Y-%m"))
@@ -555,15 +553,7 @@ def margin(*, start, end, group_by="project", filters=None):
 
 # --- Receivables ---------------------------------------------------------------------------
 def receivables(*, as_of, filters=None):
-    filters = filters or {}
-    invoices = state.Invoice.objects.filter(client__is_placeholder=False,
-                                            issued_on__lte=as_of)
-    if filters.get("client"):
-        invoices = invoices.filter(client__client_id=filters["client"])
-    if filters.get("legal_entity"):
-        invoices = invoices.filter(project__legal_entity=filters["legal_entity"])
-    if filters.get("practice"):
-        invoices = invoices.filter(project__practice=filters["practice"])
+    invoices = counted_invoices(filters).filter(issued_on__lte=as_of)
     since = as_of - dt.timedelta(days=90)
     rows = _by_currency(
         invoices, "currency",

@@ -155,3 +155,18 @@ def test_queue_filters_by_owner_and_sorts_by_money(client, logged_in, case):
     page = client.get("/exceptions/?sort=money").content.decode()
     assert page.index("Sync x") < page.index("Invoice I1 blocked")
     assert other.pk
+
+
+def test_the_admin_cannot_change_or_delete_audit_entries(client, case, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw-12345678")
+    services.claim(case, admin)
+    entry = CaseEntry.objects.get()
+    client.force_login(admin)
+    assert client.get(f"/admin/exceptions/caseentry/{entry.pk}/change/").status_code == 200
+    assert client.post(f"/admin/exceptions/caseentry/{entry.pk}/change/",
+                       {"comment": "rewritten"}).status_code == 403
+    assert client.post(f"/admin/exceptions/caseentry/{entry.pk}/delete/",
+                       {"post": "yes"}).status_code == 403
+    assert client.post(f"/admin/exceptions/case/{case.pk}/delete/",
+                       {"post": "yes"}).status_code == 403
+    assert CaseEntry.objects.get().comment == ""

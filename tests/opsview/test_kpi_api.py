@@ -3,18 +3,8 @@ import pytest
 
 from opsview.models import ApiToken
 
-from .firm import firm_events
-
 ENDPOINTS = ["wip", "invoice-readiness", "posting-latency", "utilization",
              "integration-health", "margin", "receivables"]
-
-
-@pytest.fixture
-def firm(deliver, process):
-    events = firm_events()
-    for start in range(0, len(events), 100):
-        deliver.send(*events[start:start + 100])
-    process()
 
 
 @pytest.mark.parametrize("name", ENDPOINTS)

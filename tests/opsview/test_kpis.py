@@ -5,17 +5,9 @@ import pytest
 
 from opsview import kpis
 
-from .firm import at, firm_events, reconciliation, sync
+from .firm import at, reconciliation, sync
 
 MARCH = {"start": dt.date(2026, 3, 1), "end": dt.date(2026, 3, 31)}
-
-
-@pytest.fixture
-def firm(deliver, process):
-    events = firm_events()
-    for start in range(0, len(events), 100):
-        deliver.send(*events[start:start + 100])
-    process()
 
 
 def test_wip_counts_approved_and_posted_billable_work_by_currency_and_age(firm):

@@ -5,16 +5,6 @@ import pytest
 
 from opsview.views import PAGES, PANELS
 
-from .firm import firm_events
-
-
-@pytest.fixture
-def firm(deliver, process):
-    events = firm_events()
-    for start in range(0, len(events), 100):
-        deliver.send(*events[start:start + 100])
-    process()
-
 
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_anonymous_visitor_is_sent_to_login(client, db, name):
