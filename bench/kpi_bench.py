@@ -171,8 +171,11 @@ def main():
     user, _ = User.objects.get_or_create(username="bench")
     client = Client()
     client.force_login(user)
-    print(f"{args.entries:,} time entries, {args.events:,} inbox events, "
-          f"{args.syncs:,} sync attempts; {args.runs} runs each")
+    from ingestion.models import InboxEvent
+    from opsview.models import SyncAttempt, TimeEntry
+
+    print(f"{TimeEntry.objects.count():,} time entries, {InboxEvent.objects.count():,} inbox "
+          f"events, {SyncAttempt.objects.count():,} sync attempts; {args.runs} runs each")
     print(f"{'endpoint':<50} {'p50 ms':>8} {'p95 ms':>8}")
     for url in ENDPOINTS:
         timings = []
