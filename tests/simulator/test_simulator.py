@@ -1,5 +1,6 @@
 """The firm simulator: deterministic, valid except where it injects faults, end to end."""
 import datetime as dt
+import itertools
 from collections import Counter
 from io import StringIO
 
@@ -19,7 +20,7 @@ INJECTED_INVALID = {"TE-BAD-1", "INV-BAD-1"}
 
 
 def simulate(seed=7):
-    return FirmSimulator(TINY, seed=seed, end=END).events()
+    return list(FirmSimulator(TINY, seed=seed, end=END).events())
 
 
 def test_same_seed_gives_identical_events_ids_included():
@@ -98,3 +99,21 @@ def test_http_mode_needs_the_secret(db):
 
     with pytest.raises(CommandError):
         call_command("simulate", "--url", "http://127.0.0.1:9", stdout=StringIO())
+
+
+def test_a_large_firm_streams_its_year_lazily():
+    simulator = FirmSimulator("large", seed=1, end=END)
+    events = simulator.events()
+    first = list(itertools.islice(events, 5000))
+    assert len(first) == 5000
+    assert simulator.estimated_deliveries() > 2_000_000
+    assert {e["type"] for e in first} >= {"client.upserted", "person.upserted"}
+
+
+def test_the_span_follows_start_or_months():
+    by_months = FirmSimulator(TINY, seed=1, end=END, months=1)
+    assert (by_months.end - by_months.start).days == 30
+    by_start = FirmSimulator(TINY, seed=1, end=END, start=dt.date(2026, 10, 1))
+    assert by_start.start == dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
+    assert min(e["time"] for e in by_start.events()
+               if e["type"].startswith("time_entry.")) >= "2026-09-"

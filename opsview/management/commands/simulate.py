@@ -1,4 +1,7 @@
+"""`manage.py simulate`: deliver a simulated firm's events, in batches, to the inbox
+(directly through `store_events`, the webhook's own intake) or as signed HTTP."""
 import datetime as dt
+import itertools
 import sys
 import time
 
@@ -20,6 +23,7 @@ class Progress:
 
     def advance(self, n):
         self.done += n
+        self.total = max(self.total, self.done)  # the total is an estimate
         width = 30
         filled = width * self.done // max(self.total, 1)
         rate = self.done / max(time.monotonic() - self.started, 1e-6)
@@ -39,6 +43,10 @@ class Command(BaseCommand):
         parser.add_argument("--size", choices=sorted(SIZES), default="small")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: now)")
+        parser.add_argument("--start", help="first simulated day, YYYY-MM-DD "
+                                            "(default: --months before --end)")
+        parser.add_argument("--months", type=int, help="span in months (default by size: "
+                                                       "small 3, medium 6, large 12)")
         parser.add_argument("--source", default="simulator", help="source slug")
         parser.add_argument("--url", help="send signed batches to this server, e.g. "
                                           "http://127.0.0.1:8000 (needs --secret)")
@@ -53,31 +61,34 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=5.0)
 
     def handle(self, *args, **options):
-        end = None
-        if options["end"]:
-            try:
-                end = dt.datetime.combine(dt.date.fromisoformat(options["end"]),
-                                          dt.time(18), dt.timezone.utc)
-            except ValueError:
-                raise CommandError("--end must be YYYY-MM-DD") from None
-        simulator = FirmSimulator(options["size"], seed=options["seed"], end=end)
+        end = _day(options["end"], "--end")
+        start = _day(options["start"], "--start")
+        if end:
+            end = dt.datetime.combine(end, dt.time(18), dt.timezone.utc)
+        if options["batch"] < 1 or options["batch"] > 1000:
+            raise CommandError("--batch must be between 1 and 1000")
+        simulator = FirmSimulator(options["size"], seed=options["seed"], end=end, start=start,
+                                  months=options["months"])
+        if simulator.start >= simulator.end:
+            raise CommandError("--start must be before --end")
         send = self._sender(options)
-        events = simulator.events()
         self.stdout.write(f"simulating a {options['size']} firm from "
-                          f"{simulator.start:%Y-%m-%d} to {simulator.end:%Y-%m-%d}: "
-                          f"{len(events)} deliveries")
-        progress = Progress(len(events), "sending")
+                          f"{simulator.start:%Y-%m-%d} to {simulator.end:%Y-%m-%d}")
+        progress = Progress(simulator.estimated_deliveries(), "sending")
         totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
-        for start in range(0, len(events), options["batch"]):
-            batch = events[start:start + options["batch"]]
+        events, started = simulator.events(), time.monotonic()
+        while batch := list(itertools.islice(events, options["batch"])):
             result = send(batch)
             for key in totals:
                 value = result[key]
                 totals[key] += len(value) if isinstance(value, list) else value
             progress.advance(len(batch))
         progress.close()
-        self.stdout.write("accepted {accepted}, duplicates {duplicates}, rejected "
-                          "{rejected}".format(**totals))
+        seconds = time.monotonic() - started
+        self.stdout.write("{deliveries} deliveries in {seconds:.1f} s ({rate:,.0f}/s): accepted "
+                          "{accepted}, duplicates {duplicates}, rejected {rejected}".format(
+                              deliveries=progress.done, seconds=seconds,
+                              rate=progress.done / max(seconds, 1e-6), **totals))
         if options["process"] and not options["url"]:
             counts = drain_inbox()
             self.stdout.write(f"processed: {counts}")
@@ -122,3 +133,12 @@ class Command(BaseCommand):
                 time.sleep(options["interval"])
         except KeyboardInterrupt:
             self.stdout.write("live feed stopped")
+
+
+def _day(value, option):
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option} must be YYYY-MM-DD") from None

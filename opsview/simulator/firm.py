@@ -8,8 +8,14 @@ duplicate deliveries, out-of-order delivery, events for projects not yet created
 blocked for every reason, missing rate cards and POs, a stale feed, a reconciliation gap,
 events of unknown types and schema-invalid events. The same size, seed and end date always
 give the same events, ids included.
+
+`events()` is a generator: timesheets, the bulk of the traffic, are built one week at a time
+and released in time order through a small heap, so a large firm's year streams in bounded
+memory.
 """
 import datetime as dt
+import heapq
+import itertools
 import math
 import random
 import uuid
@@ -46,11 +52,19 @@ SIZES = {
 
 
 class FirmSimulator:
-    def __init__(self, size="small", seed=42, end=None, source="urn:opsview:simulator"):
+    def __init__(self, size="small", seed=42, end=None, source="urn:opsview:simulator",
+                 start=None, months=None):
         self.size = SIZES[size] if isinstance(size, str) else size
+        if months:
+            self.size = Size(clients=self.size.clients, people=self.size.people, months=months)
         self.rng = random.Random(seed)
         self.end = end or dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        self.start = (self.end - dt.timedelta(days=30 * self.size.months)).replace(hour=0)
+        if start:
+            self.start = dt.datetime.combine(start, dt.time(0), UTC)
+            self.size = Size(clients=self.size.clients, people=self.size.people,
+                             months=max(1, round((self.end - self.start).days / 30)))
+        else:
+            self.start = (self.end - dt.timedelta(days=30 * self.size.months)).replace(hour=0)
         self.source = source
         self.clients, self.projects, self.people = [], [], []
 
@@ -134,12 +148,15 @@ class FirmSimulator:
         return events
 
     # --- time ------------------------------------------------------------------------------
-    def timesheets(self):
-        rng, events = self.rng, []
+    def timesheet_weeks(self):
+        """Yields (week's first event time, the week's events), one week at a time: every
+        event of a week's timesheets happens at or after Friday 17:00 of that week."""
+        rng = self.rng
         monday = self.start.date() - dt.timedelta(days=self.start.weekday())
         entry_no = 0
         while monday <= self.end.date():
             friday = monday + dt.timedelta(days=4)
+            events = []
             for person in self.people:
                 for offset in range(5):
                     day = monday + dt.timedelta(days=offset)
@@ -151,8 +168,14 @@ class FirmSimulator:
                         entry_no += 1
                         events += self._entry_lifecycle(f"TE-{entry_no:07d}", person, project,
                                                         day, hours, friday)
+            yield _stamp(dt.datetime.combine(friday, dt.time(17), UTC)), events
             monday += dt.timedelta(days=7)
-        return events
+
+    def estimated_deliveries(self):
+        """Roughly how many events `events()` yields, for a progress bar."""
+        weekdays = sum(1 for d in range((self.end - self.start).days + 1)
+                       if (self.start + dt.timedelta(days=d)).weekday() < 5)
+        return int(self.size.people * 2 * weekdays * 3.4) + self.size.people * 4
 
     def _entry_lifecycle(self, entry_id, person, project, day, hours, friday):
         rng = self.rng
@@ -299,7 +322,7 @@ class FirmSimulator:
                         "currency": project["currency"]},
                         dt.datetime.combine(next_month + dt.timedelta(days=5), dt.time(12), UTC)))
             month = next_month
-        return [e for e in events if e["time"] <= self.end.isoformat().replace("+00:00", "Z")]
+        return [e for e in events if e["time"] <= _stamp(self.end)]
 
     # --- telemetry and faults --------------------------------------------------------------
     def telemetry(self):
@@ -367,22 +390,43 @@ class FirmSimulator:
         return events
 
     def events(self):
-        """Every event, in a realistic delivery order: mostly by time, locally shuffled,
-        with about 2 % delivered twice."""
-        rng = self.rng
-        events = (self.master_data() + self.timesheets() + self.expenses() + self.milestones()
-                  + self.invoices() + self.telemetry() + self.faults())
-        events.sort(key=lambda e: e["time"])
-        for start in range(0, len(events), 40):  # out-of-order delivery within windows
-            window = events[start:start + 40]
+        """Every event, lazily, in a realistic delivery order: by time, shuffled within
+        windows of 40 (out-of-order delivery), about 2 % delivered twice."""
+        pending, sequence = [], itertools.count()
+
+        def hold(events):
+            for event in events:
+                heapq.heappush(pending, (event["time"], next(sequence), event))
+
+        def release(before=None):
+            while pending and (before is None or pending[0][0] < before):
+                yield heapq.heappop(pending)[2]
+
+        hold(self.master_data())
+        hold(self.expenses() + self.milestones() + self.invoices() + self.telemetry()
+             + self.faults())
+
+        def in_time_order():
+            for week_starts, week_events in self.timesheet_weeks():
+                yield from release(week_starts)
+                hold(week_events)
+            yield from release()
+
+        yield from self._delivered(in_time_order())
+
+    def _delivered(self, ordered, window_size=40):
+        rng, window = self.rng, []
+        for event in itertools.chain(ordered, [None]):
+            if event is not None:
+                window.append(event)
+                if len(window) < window_size:
+                    continue
             rng.shuffle(window)
-            events[start:start + 40] = window
-        delivered = []
-        for event in events:
-            delivered.append(event)
-            if rng.random() < 0.02:
-                delivered.append(event)  # a duplicate delivery
-        return delivered
+            for delivered in window:
+                yield delivered
+                if rng.random() < 0.02:
+                    yield delivered  # a duplicate delivery
+            window = []
 
     def live_events(self, now, count=20):
         """A handful of current events for a live feed: new time approved, syncs, a failure."""
@@ -398,3 +442,8 @@ class FirmSimulator:
             events.append(self._sync("psa-to-erp", "psa", "erp", "time_entry", entry_id,
                                      now, correlation=entry_id))
         return events
+
+
+def _stamp(moment):
+    """A datetime as the RFC 3339 string events carry, so heap keys compare like event times."""
+    return moment.isoformat().replace("+00:00", "Z")
