@@ -82,6 +82,9 @@ class InboxEvent(models.Model):
                          condition=~Q(correlation_id="")),
             models.Index(fields=["type", "time"], name="inbox_type_time_idx"),
             models.Index(fields=["subject"], name="inbox_subject_idx", condition=~Q(subject="")),
+            # Data freshness: the newest time-entry event, without scanning the inbox.
+            models.Index(fields=["received_at"], name="inbox_time_entry_recv_idx",
+                         condition=Q(type__startswith="time_entry.")),
         ]
 
     def __str__(self):
