@@ -170,3 +170,25 @@ def test_the_admin_cannot_change_or_delete_audit_entries(client, case, django_us
     assert client.post(f"/admin/exceptions/case/{case.pk}/delete/",
                        {"post": "yes"}).status_code == 403
     assert CaseEntry.objects.get().comment == ""
+
+
+def test_a_routing_rule_change_reroutes_open_cases_with_an_audit_entry(case, role_user):
+    from exceptions.models import RoutingRule
+    from exceptions.routing import reroute_open_cases
+
+    owner = role_user("finance_ops")
+    integration = Queue.objects.get(slug="integration")
+    case.client_id = "C9"
+    case.save()
+    resolved = Case.objects.create(type="invoice_blocked", fingerprint="I2", title="done",
+                                   severity="high", queue=case.queue, client_id="C9",
+                                   status=Case.Status.RESOLVED)
+    RoutingRule.objects.create(priority=1, client_id="C9", queue=integration, owner=owner)
+
+    assert reroute_open_cases() == 1
+    case.refresh_from_db()
+    resolved.refresh_from_db()
+    assert (case.queue, case.owner) == (integration, owner)
+    assert resolved.queue.slug == "finance-ops"  # closed cases stay where they were resolved
+    entry = CaseEntry.objects.get(case=case, field="queue")
+    assert (entry.from_value, entry.to_value) == ("Finance ops", "Integration")
