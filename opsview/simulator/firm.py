@@ -175,7 +175,7 @@ class FirmSimulator:
         """Roughly how many events `events()` yields, for a progress bar."""
         weekdays = sum(1 for d in range((self.end - self.start).days + 1)
                        if (self.start + dt.timedelta(days=d)).weekday() < 5)
-        return int(self.size.people * 2 * weekdays * 3.4) + self.size.people * 4
+        return int(self.size.people * 2 * weekdays * 4.6) + self.size.people * 4
 
     def _entry_lifecycle(self, entry_id, person, project, day, hours, friday):
         rng = self.rng
