@@ -121,3 +121,11 @@ def test_the_span_follows_start_or_months():
     assert by_start.start == dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
     assert min(e["time"] for e in by_start.events()
                if e["type"].startswith("time_entry.")) >= "2026-09-"
+
+
+def test_live_mode_keeps_sending_current_events(db):
+    out = StringIO()
+    call_command("simulate", "--size", "small", "--months", "1", "--live", "--duration", "1",
+                 "--interval", "0.2", "--process", stdout=out)
+    assert "live feed" in out.getvalue()
+    assert TimeEntry.objects.filter(time_entry_id__startswith="TE-LIVE-").exists()
