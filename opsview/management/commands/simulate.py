@@ -91,7 +91,7 @@ class Command(BaseCommand):
                               rate=progress.done / max(seconds, 1e-6), **totals))
         if options["process"] and not options["url"]:
             counts = drain_inbox()
-            self.stdout.write(f"processed: {counts}")
+            self.stdout.write(f"drained what was still pending in the inbox: {counts}")
         if options["live"]:
             self._live(simulator, send, options)
 
