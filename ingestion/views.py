@@ -77,7 +77,7 @@ def _too_large(size, limit):
 def _handshake(request):
     """CloudEvents webhook validation (abuse protection) handshake."""
     response = HttpResponse(status=200)
-    response["Allow"] = "POST, OPTIONS"
+    response["Allow"] = "POST"
     origin = request.headers.get("WebHook-Request-Origin")
     if origin:
         response["WebHook-Allowed-Origin"] = origin
