@@ -35,29 +35,29 @@ def _num(value):
     return float(Decimal(value)) if value is not None else None
 
 
-def wip_aging(rows, label="key", limit=12):
-    """Stacked bars of WIP age buckets for the largest groups (one currency)."""
-    rows = rows[:limit]
-    names = [str(r.get("name") or r[label]) for r in rows]
+def _aging_bars(labels, buckets_of, yaxis_title):
+    """Stacked bars of the four WIP age buckets; buckets_of(i) gives label i's buckets."""
     figure = go.Figure([
-        go.Bar(name=f"{bucket} days", x=names, y=[_num(r[bucket]) for r in rows],
+        go.Bar(name=f"{bucket} days", x=labels,
+               y=[_num(buckets_of(i)[bucket]) for i in range(len(labels))],
                marker_color=AGING_COLORS[bucket])
         for bucket in AGING_COLORS
     ])
-    figure.update_layout(**_layout(barmode="stack", yaxis_title="Unbilled value"))
+    figure.update_layout(**_layout(barmode="stack", yaxis_title=yaxis_title))
     return as_spec(figure)
+
+
+def wip_aging(rows, label="key", limit=12):
+    """WIP age buckets for the largest groups (one currency)."""
+    rows = rows[:limit]
+    return _aging_bars([str(r.get("name") or r[label]) for r in rows], lambda i: rows[i],
+                       "Unbilled value")
 
 
 def wip_aging_by_currency(result):
     currencies = sorted(result["currencies"])
-    figure = go.Figure([
-        go.Bar(name=f"{bucket} days", x=currencies,
-               y=[_num(result["currencies"][c]["aging"][bucket]) for c in currencies],
-               marker_color=AGING_COLORS[bucket])
-        for bucket in AGING_COLORS
-    ])
-    figure.update_layout(**_layout(barmode="stack", yaxis_title="Unbilled WIP"))
-    return as_spec(figure)
+    return _aging_bars(currencies, lambda i: result["currencies"][currencies[i]]["aging"],
+                       "Unbilled WIP")
 
 
 def readiness(result):
