@@ -1,4 +1,9 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+
+from opsview import audit
 
 from . import pipeline
 from .models import DuplicateDelivery, InboxEvent, Source
@@ -19,17 +24,43 @@ class SourceAdmin(admin.ModelAdmin):
     def has_previous_secret(self, source):
         return bool(source.previous_secret)
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        action = "source.changed" if change else "source.created"
+        audit.record(action, f"source:{obj.slug}", request=request,
+                     fields=sorted(form.changed_data))
+
+    def delete_model(self, request, obj):
+        audit.record("source.deleted", f"source:{obj.slug}", request=request)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for source in queryset:
+            audit.record("source.deleted", f"source:{source.slug}", request=request)
+        super().delete_queryset(request, queryset)
+
     @admin.action(description="Rotate secret (the old one stays valid until retired)")
     def rotate_secret(self, request, queryset):
+        rotated = []
         for source in queryset:
-            secret = source.rotate_secret()
-            self.message_user(request, f"{source.slug}: new secret {secret} — copy it now, it "
-                                       "is not shown again.", messages.WARNING)
+            rotated.append((source.slug, source.rotate_secret()))
+            audit.record("source.secret_rotated", f"source:{source.slug}", request=request)
+        # The new secrets are shown on this one response, never put in a message or a cookie.
+        response = TemplateResponse(request, "admin/secret_once.html", {
+            **self.admin_site.each_context(request),
+            "title": "New signing secrets", "what": "each secret", "it_is": "it is",
+            "secrets": rotated,
+            "back_url": reverse("admin:ingestion_source_changelist"),
+        })
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Retire the previous secret")
     def retire_previous_secret(self, request, queryset):
         for source in queryset:
             source.retire_previous_secret()
+            audit.record("source.previous_secret_retired", f"source:{source.slug}",
+                         request=request)
         self.message_user(request, f"Retired previous secrets of {queryset.count()} source(s).")
 
 
@@ -54,7 +85,10 @@ class InboxEventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay selected dead letters")
     def replay_dead_letters(self, request, queryset):
-        result = pipeline.replay(list(queryset.values_list("pk", flat=True)))
+        ids = list(queryset.values_list("pk", flat=True))
+        result = pipeline.replay(ids)
+        audit.record("inbox.dead_letters_replayed", f"inbox:{len(ids)} rows", request=request,
+                     ids=ids[:1000], **result)
         self.message_user(request, "Replayed {replayed}: {processed} processed, {dead} still "
                                    "dead.".format(**result))
 

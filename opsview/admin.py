@@ -1,6 +1,9 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
-from . import models
+from . import audit, models
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -69,7 +72,40 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            token = obj.set_new_token()
-            self.message_user(request, f"Token for {obj.user}: {token} — copy it now, it is "
-                                       "not shown again.", messages.WARNING)
+            obj.plaintext = obj.set_new_token()
         super().save_model(request, obj, form, change)
+        if not change:
+            audit.record("api_token.created", f"api-token:{obj.pk}", request=request,
+                         user=obj.user.get_username(), hint=obj.token_hint)
+        elif "revoked" in form.changed_data:
+            action = "api_token.revoked" if obj.revoked else "api_token.restored"
+            audit.record(action, f"api-token:{obj.pk}", request=request,
+                         user=obj.user.get_username(), hint=obj.token_hint)
+
+    def delete_model(self, request, obj):
+        audit.record("api_token.deleted", f"api-token:{obj.pk}", request=request,
+                     user=obj.user.get_username(), hint=obj.token_hint)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for token in queryset.select_related("user"):
+            self.delete_model(request, token)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The token is shown on this one response, never put in a message or a cookie.
+        response = TemplateResponse(request, "admin/secret_once.html", {
+            **self.admin_site.each_context(request),
+            "title": "New API token", "what": "the token", "it_is": "it is",
+            "secrets": [(f"{obj.user} ({obj.name or 'unnamed'})", obj.plaintext)],
+            "back_url": reverse("admin:opsview_apitoken_changelist"),
+        })
+        add_never_cache_headers(response)
+        return response
+
+
+@admin.register(models.AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor_label", "action", "target", "remote_addr"]
+    list_filter = ["action"]
+    search_fields = ["actor_label", "target"]
+    date_hierarchy = "at"

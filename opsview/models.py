@@ -11,6 +11,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -297,6 +298,9 @@ class SyncAttempt(models.Model):
             models.Index(fields=["occurred_at"], name="sync_time_idx"),
             models.Index(fields=["flow", "object_type", "object_id", "occurred_at"],
                          name="sync_object_time_idx"),
+            # The sync_failed rule reads failures only: a small slice of a large table.
+            models.Index(fields=["flow", "object_type", "object_id"],
+                         condition=models.Q(succeeded=False), name="sync_failure_idx"),
         ]
 
 
@@ -371,3 +375,32 @@ class ApiToken(models.Model):
             return None
         cls.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
         return api_token.user
+
+
+class AuditEvent(models.Model):
+    """Who changed a security-relevant setting, when, and from where. Append-only: a row
+    cannot be changed or deleted, by a view, the admin or code (case history lives in
+    exceptions.CaseEntry, with the same guarantee)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.PROTECT, related_name="+")
+    actor_label = models.CharField(max_length=150)  # the username, or the command that acted
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=255)  # e.g. "source:mulesoft", "api-token:7"
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)  # never a secret
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionDenied("audit events cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionDenied("audit events cannot be deleted")

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "opsview.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -124,17 +125,42 @@ CACHES = {
 }
 
 # --- Security -----------------------------------------------------------------------------
+# Production is any run with DEBUG off and its own SECRET_KEY: cookies are then Secure, HTTP is
+# redirected to HTTPS and HSTS is sent, unless a setting below says otherwise (a TLS-less
+# local stack sets SECURE_COOKIES=0, SECURE_SSL_REDIRECT=0, SECURE_HSTS_SECONDS=0).
+PRODUCTION = not DEBUG and bool(os.environ.get("SECRET_KEY"))
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not DEBUG and bool(os.environ.get("SECRET_KEY")))
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+CSRF_COOKIE_HTTPONLY = True  # pages send the token from the form or the hx-headers attribute
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Only the app's own scripts run: no inline script, no eval, no other origin. Styles allow
+# inline attributes because plotly.js positions chart parts with them.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+# Login throttling: failures per username and per client address within one window.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_IP_FAILURE_LIMIT = envint("LOGIN_IP_FAILURE_LIMIT", 30)
+LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 900)
 
 # --- Ingestion ----------------------------------------------------------------------------
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)
@@ -150,6 +176,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, 2_621_440)
 
 # --- KPIs and rules ------------------------------------------------------------------------
 POSTING_SLA_HOURS = envint("POSTING_SLA_HOURS", 24)
+# Dashboard panels computed within this many seconds are shared (0: always computed).
+PANEL_CACHE_SECONDS = envint("PANEL_CACHE_SECONDS", 30)
 STALE_FLOW_MINUTES = envint("STALE_FLOW_MINUTES", 240)
 OPSVIEW_BASE_URL = os.environ.get("OPSVIEW_BASE_URL", "http://127.0.0.1:8000")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"
@@ -177,7 +205,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "opsview")
 CELERY_BEAT_SCHEDULE = {
-    "sweep-inbox": {"task": "ingestion.tasks.sweep_inbox", "schedule": 60.0},
+    "sweep-inbox": {"task": "ingestion.tasks.sweep_inbox",
+                    "schedule": float(envint("INGEST_SWEEP_EVERY_SECONDS", 60))},
     "evaluate-time-rules": {"task": "exceptions.tasks.evaluate_time_rules", "schedule": 300.0},
     "sla-sweep": {"task": "exceptions.tasks.sla_sweep", "schedule": 60.0},
 }

@@ -25,11 +25,32 @@ def _eager_celery(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_panels(settings):
+    """Panels are computed on every request in tests (test_pages.py checks the cache)."""
+    settings.PANEL_CACHE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     from django.core.cache import cache
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def case(db):
+    """One open case: invoice I1 blocked, USD 1,200 at stake, in the finance-ops queue."""
+    from exceptions import services
+    from exceptions.models import Case, Queue
+
+    queue = Queue.objects.get(slug="finance-ops")
+    case = Case(type="invoice_blocked", fingerprint="I1", title="Invoice I1 blocked",
+                severity="high", queue=queue, object_kind="invoice", object_id="I1",
+                money_at_stake=1200, currency="USD")
+    services.refresh_sla(case)
+    case.save()
+    return case
 
 
 @pytest.fixture
@@ -141,8 +162,16 @@ def page(browser, live_server, django_db_serialized_rollback):
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.base_url = live_server.url
+    # The Content-Security-Policy allows the app's own scripts only: a page that needs an
+    # inline script, eval or a foreign origin shows up here as a violation.
+    violations = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.on("pageerror", lambda error: violations.append(str(error))
+            if "Content Security Policy" in str(error) else None)
     yield page
     context.close()
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 @pytest.fixture

@@ -11,17 +11,6 @@ UTC = dt.timezone.utc
 ACTIONS = ["claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reopen", "comment"]
 
 
-@pytest.fixture
-def case(db):
-    queue = Queue.objects.get(slug="finance-ops")
-    case = Case(type="invoice_blocked", fingerprint="I1", title="Invoice I1 blocked",
-                severity="high", queue=queue, object_kind="invoice", object_id="I1",
-                money_at_stake=1200, currency="USD")
-    services.refresh_sla(case)
-    case.save()
-    return case
-
-
 @pytest.mark.parametrize("action", ACTIONS)
 def test_an_executive_can_see_but_every_mutation_is_403(client, logged_in, case, action):
     logged_in("executive")

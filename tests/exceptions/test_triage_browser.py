@@ -1,5 +1,6 @@
 """The triage flow as finance ops works it, in headless Chromium."""
 import pytest
+from playwright.sync_api import expect
 
 from exceptions import services
 from exceptions.models import Case, CaseEntry, Queue
@@ -44,19 +45,16 @@ def test_filter_claim_resolve_bulk_and_keyboard(page, browser_login, cases):
     page.evaluate("window.notReloaded = true")
     row = page.locator(f"#case-{cases[0].pk}")
     row.locator("button", has_text="Claim").click()
-    page.wait_for_function(f"document.querySelector('#case-{cases[0].pk}').innerText"
-                           ".includes('fiona')")
+    expect(page.locator(f"#case-{cases[0].pk}")).to_contain_text("fiona")
     assert page.evaluate("window.notReloaded") is True
     page.locator(f"#case-{cases[0].pk} button", has_text="Resolve").click()
-    page.wait_for_function(f"document.querySelector('#case-{cases[0].pk}').innerText"
-                           ".includes('Resolved')")
+    expect(page.locator(f"#case-{cases[0].pk}")).to_contain_text("Resolved")
 
     # Keyboard: j moves to the next row, a claims it, ? shows the help.
     page.goto(page.base_url + "/exceptions/?sort=money")
     page.keyboard.press("j")
     page.keyboard.press("a")
-    page.wait_for_function(f"document.querySelector('#case-{cases[1].pk}').innerText"
-                           ".includes('fiona')")
+    expect(page.locator(f"#case-{cases[1].pk}")).to_contain_text("fiona")
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
     screenshot(page, "triage-help")

@@ -1,6 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from opsview import audit
 from opsview.models import ApiToken
 
 
@@ -15,7 +16,10 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user {username!r}")
-        _, token = ApiToken.issue(user, name)
+        api_token, token = ApiToken.issue(user, name)
+        audit.record("api_token.created", f"api-token:{api_token.pk}",
+                     actor_label="command:create_api_token", user=username,
+                     hint=api_token.token_hint)
         self.stdout.write(f"Token for {username} (stored hashed; shown once). Send it as "
                           "'Authorization: Bearer <token>':")
         self.stdout.write(token)

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
 from ingestion.models import Source
+from opsview import audit
 
 
 class Command(BaseCommand):
@@ -24,6 +25,8 @@ class Command(BaseCommand):
             if source is None:
                 raise CommandError(f"no source {slug!r} to rotate")
             secret = source.rotate_secret()
+            audit.record("source.secret_rotated", f"source:{slug}",
+                         actor_label="command:create_source")
             self.stdout.write(f"Rotated the secret of {slug}; the previous one stays valid until "
                               "retired in the admin.")
         else:
@@ -33,6 +36,7 @@ class Command(BaseCommand):
             if rate_limit is not None:
                 source.rate_limit_per_minute = rate_limit
             source.save()
+            audit.record("source.created", f"source:{slug}", actor_label="command:create_source")
             secret = source.secret
             self.stdout.write(f"Created source {slug}: POST events to /ingest/{slug}/events, "
                               "signed with this secret (shown once):")

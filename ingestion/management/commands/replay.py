@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand
 
 from ingestion import pipeline
 from ingestion.models import InboxEvent
+from opsview import audit
 
 
 class Command(BaseCommand):
@@ -25,5 +26,7 @@ class Command(BaseCommand):
         if not selected:
             return
         result = pipeline.replay(selected)
+        audit.record("inbox.dead_letters_replayed", f"inbox:{len(selected)} rows",
+                     actor_label="command:replay", ids=selected[:1000], **result)
         self.stdout.write("replayed {replayed}: processed {processed}, still dead {dead}, "
                           "unhandled {unhandled}".format(**result))

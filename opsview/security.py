@@ -1,0 +1,117 @@
+"""Response hardening and login throttling.
+
+The Content-Security-Policy lets a page run only the scripts the app serves itself (htmx,
+plotly.js, the app's own files): no inline script, no eval, no third-party origin.
+"""
+import logging
+import math
+import time
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.core.cache import cache
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from . import audit
+
+log = logging.getLogger(__name__)
+
+
+def content_security_policy():
+    return "; ".join(f"{name} {value}" for name, value in settings.CONTENT_SECURITY_POLICY.items())
+
+
+class ContentSecurityPolicyMiddleware:
+    """Sets Content-Security-Policy on every response that does not set its own."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.header = content_security_policy()
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", self.header)
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        response.headers.setdefault("Permissions-Policy",
+                                    "camera=(), microphone=(), geolocation=(), payment=()")
+        return response
+
+
+class FailureCounter:
+    """Failed attempts per key in a fixed window, kept in the shared cache."""
+
+    def __init__(self, prefix, limit, window_seconds):
+        self.prefix, self.limit, self.window = prefix, limit, window_seconds
+
+    def _key(self, key):
+        return f"{self.prefix}:{int(time.time() // self.window)}:{key}"
+
+    # If the cache (Redis) is away, nobody is locked out and nothing is counted: logged, and
+    # the password check itself still stands.
+    def blocked_for(self, key):
+        """Seconds until the key may try again, or 0."""
+        try:
+            failures = cache.get(self._key(key), 0)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("login throttle not checked, cache unavailable: %s", exc)
+            return 0
+        if not self.limit or failures < self.limit:
+            return 0
+        return max(1, math.ceil(self.window - time.time() % self.window))
+
+    def fail(self, key):
+        cache_key = self._key(key)
+        try:
+            cache.add(cache_key, 0, self.window)
+            return cache.incr(cache_key)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("login failure not counted, cache unavailable: %s", exc)
+            return 0
+
+    def clear(self, key):
+        try:
+            cache.delete(self._key(key))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("login counter not cleared, cache unavailable: %s", exc)
+
+
+@method_decorator(sensitive_post_parameters("password"), name="dispatch")
+class LoginView(auth_views.LoginView):
+    """Django's login, throttled: after LOGIN_FAILURE_LIMIT failures for one username, or
+    LOGIN_IP_FAILURE_LIMIT from one address, within LOGIN_FAILURE_WINDOW seconds, further
+    attempts get 429 with Retry-After until the window ends, right password or not."""
+
+    def counters(self):
+        window = settings.LOGIN_FAILURE_WINDOW
+        username = (self.request.POST.get("username") or "").strip().lower()[:150]
+        return [
+            (FailureCounter("login-user", settings.LOGIN_FAILURE_LIMIT, window), username),
+            (FailureCounter("login-ip", settings.LOGIN_IP_FAILURE_LIMIT, window),
+             audit.client_ip(self.request) or "unknown"),
+        ]
+
+    def post(self, request, *args, **kwargs):
+        wait = max(counter.blocked_for(key) for counter, key in self.counters())
+        if wait:
+            # An unbound form: the password is not even checked while throttled.
+            form = self.get_form_class()(request)
+            message = ("Too many failed log-in attempts. Try again in "
+                       f"{math.ceil(wait / 60)} minute(s).")
+            context = self.get_context_data(form=form, throttled=message)
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        for counter, key in self.counters():
+            if counter.fail(key) == counter.limit:
+                log.warning("login throttled: %s %r", counter.prefix, key)
+                audit.record("login.throttled", f"{counter.prefix}:{key}", request=self.request)
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        user_counter, username = self.counters()[0]
+        user_counter.clear(username)
+        return super().form_valid(form)
