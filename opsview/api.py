@@ -3,6 +3,7 @@
 Every endpoint answers JSON; every rejection is an RFC 9457 problem document that names
 the parameter at fault.
 """
+import calendar
 import datetime as dt
 import functools
 import re
@@ -59,6 +60,11 @@ def bad_parameter(name, message):
                    f"Parameter {name!r}: {message}.", [f"{name}: {message}"])
 
 
+# Dates outside these years are refused: windows and aging buckets computed from them
+# would leave the calendar, and no firm's books hold them.
+FIRST_YEAR, LAST_YEAR = 1900, 2199
+
+
 def date_param(params, name, default=None):
     value = params.get(name)
     if value in (None, ""):
@@ -66,9 +72,12 @@ def date_param(params, name, default=None):
             raise bad_parameter(name, "is required (YYYY-MM-DD)")
         return default
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise bad_parameter(name, f"{value[:40]!r} is not a date (YYYY-MM-DD)") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise bad_parameter(name, f"must be a date in the years {FIRST_YEAR}-{LAST_YEAR}")
+    return day
 
 
 def period_param(params, name="period", default=None):
@@ -77,8 +86,10 @@ def period_param(params, name="period", default=None):
     if not value or not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
         raise bad_parameter(name, f"{str(value)[:40]!r} is not a month (YYYY-MM)")
     year, month = int(value[:4]), int(value[5:])
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise bad_parameter(name, f"must be a month in the years {FIRST_YEAR}-{LAST_YEAR}")
     first = dt.date(year, month, 1)
-    last = (dt.date(year + month // 12, month % 12 + 1, 1)) - dt.timedelta(days=1)
+    last = first.replace(day=calendar.monthrange(year, month)[1])
     return value, first, last
 
 
@@ -113,6 +124,8 @@ def kpi_filters(params):
         value = params.get(name, "")
         if len(value) > 255:
             raise bad_parameter(name, "is longer than 255 characters")
+        if "\x00" in value:
+            raise bad_parameter(name, "must not contain NUL characters")
         if value:
             filters[name] = value
     return filters

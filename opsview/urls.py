@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import openapi, security, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,10 +12,11 @@ urlpatterns = [
     path("integration/", views.page, {"name": "integration"}, name="integration"),
     path("margin/", views.page, {"name": "margin"}, name="margin"),
     path("panels/<str:name>/", views.panel, name="panel"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", security.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("ingest/", include("ingestion.urls")),
+    path("api/schema/", openapi.schema_view, name="openapi"),
     path("api/v1/", include("opsview.api_urls")),
     path("exceptions/", include("exceptions.urls")),
 ]

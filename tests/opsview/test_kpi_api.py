@@ -67,6 +67,11 @@ def test_latency_utilization_and_health_endpoints(client, logged_in, firm):
     ("/api/v1/kpis/margin?group_by=person", "group_by"),
     ("/api/v1/kpis/receivables?as_of=2026-02-30", "as_of"),
     ("/api/v1/kpis/wip?client=" + "x" * 300, "client"),
+    ("/api/v1/kpis/wip?legal_entity=a%00b", "legal_entity"),
+    ("/api/v1/kpis/wip?as_of=0001-01-01", "as_of"),
+    ("/api/v1/kpis/invoice-readiness?period=0000-01", "period"),
+    ("/api/v1/kpis/invoice-readiness?period=9999-12", "period"),
+    ("/api/v1/kpis/utilization?end=9999-12-31", "end"),
 ])
 def test_bad_parameter_is_a_400_problem_naming_it(client, logged_in, url, parameter):
     logged_in("executive")

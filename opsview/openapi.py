@@ -1,0 +1,382 @@
+"""The OpenAPI 3.1 document of the ingestion and read APIs, served at /api/schema/.
+
+Built from the same sources the endpoints use: the event contracts (pydantic), the case
+filter's choices and the KPI parameter rules, so the document cannot drift far from the
+code. The property-based contract tests (tests/test_openapi.py) run against it.
+"""
+import functools
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from exceptions.filters import AGE_BUCKETS, SORTS
+from exceptions.models import Case, CaseType, Severity
+from ingestion import contracts
+
+PROBLEM = "application/problem+json"
+REF = "#/components/schemas/"
+
+
+def ref(name):
+    return {"$ref": REF + name}
+
+
+def problem(description, headers=None):
+    response = {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+# --- Schemas -------------------------------------------------------------------------------
+DECIMAL = {"type": "string", "pattern": r"^-?\d+\.\d{2}$", "description": "Decimal, two places"}
+RATIO = {"type": ["number", "null"], "description": "null where the denominator is 0"}
+SECONDS = {"type": ["number", "null"], "description": "Seconds"}
+DATETIME = {"type": ["string", "null"], "format": "date-time"}
+BY_CURRENCY = {"type": "object", "description": "Keyed by ISO 4217 currency code"}
+
+
+def _object(required, properties=None, **extra):
+    """An object with these required keys; more keys may follow (the contract says so)."""
+    schema = {"type": "object", "required": list(required),
+              "properties": {key: {} for key in required}}
+    schema["properties"].update(properties or {})
+    schema.update(extra)
+    return schema
+
+
+def _money_by_currency(keys):
+    return {**BY_CURRENCY, "additionalProperties": _object(
+        keys, {key: DECIMAL for key in keys})}
+
+
+KPI_SCHEMAS = {
+    "WipKpi": _object(["as_of", "currencies"], {
+        "as_of": {"type": "string", "format": "date"},
+        "currencies": {**BY_CURRENCY, "additionalProperties": _object(
+            ["total", "time", "expenses", "milestones", "aging"],
+            {"total": DECIMAL, "time": DECIMAL, "expenses": DECIMAL, "milestones": DECIMAL,
+             "aging": _object(["0-30", "31-60", "61-90", "90+"])})}}),
+    "InvoiceReadinessKpi": _object(["period", "currencies", "blocked_invoices"], {
+        "period": {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+        "currencies": {**BY_CURRENCY, "additionalProperties": _object(
+            ["billable_value", "invoiced_value", "ready_value", "not_ready_value", "not_ready",
+             "readiness_ratio"],
+            {"readiness_ratio": RATIO,
+             "not_ready": _object(["unposted", "missing_billing_setup"])})},
+        "blocked_invoices": _object(["count", "by_reason"], {"count": {"type": "integer"}})}),
+    "PostingLatencyKpi": _object(
+        ["start", "end", "sla_seconds", "count", "p50_seconds", "p90_seconds", "p95_seconds",
+         "within_sla_ratio", "backlog"],
+        {"count": {"type": "integer"}, "p50_seconds": SECONDS, "p90_seconds": SECONDS,
+         "p95_seconds": SECONDS, "within_sla_ratio": RATIO,
+         "backlog": _object(["count", "hours", "oldest_approved_at", "currencies"],
+                            {"oldest_approved_at": DATETIME})}),
+    "UtilizationKpi": _object(
+        ["start", "end", "billable_hours", "total_hours", "capacity_hours", "utilization_ratio",
+         "freshness_seconds", "by_practice", "by_person"],
+        {"billable_hours": DECIMAL, "total_hours": DECIMAL, "capacity_hours": DECIMAL,
+         "utilization_ratio": RATIO, "freshness_seconds": SECONDS,
+         "by_practice": {"type": "array", "items": _object(
+             ["practice", "billable_hours", "capacity_hours", "utilization_ratio"])},
+         "by_person": {"type": "array", "items": _object(["person_id"])}}),
+    "IntegrationHealthKpi": _object(
+        ["start", "end", "flows", "inbox", "duplicates", "reconciliation_gaps"],
+        {"flows": {"type": "array", "items": _object(
+            ["flow", "source_system", "target_system", "succeeded", "failed", "success_ratio",
+             "p95_latency_ms", "last_event_at", "stale", "open_failures"],
+            {"success_ratio": RATIO, "stale": {"type": "boolean"}})},
+         "inbox": _object(["pending", "oldest_pending_age_seconds", "dead"]),
+         "reconciliation_gaps": {"type": "array", "items": _object(
+             ["flow", "object_type", "period_start", "period_end", "source_count",
+              "target_count", "gap"])}}),
+    "MarginKpi": _object(["start", "end", "group_by", "rows"], {
+        "group_by": {"enum": ["project", "practice", "client"]},
+        "rows": {"type": "array", "items": _object(
+            ["key", "currency", "earned_revenue", "labor_cost", "margin", "margin_ratio",
+             "billed_revenue", "recognized_revenue"], {"margin_ratio": RATIO})}}),
+    "ReceivablesKpi": _object(["as_of", "currencies"], {
+        "currencies": {**BY_CURRENCY, "additionalProperties": _object(
+            ["open_ar", "issued_90d", "dso_days"], {"dso_days": RATIO})}}),
+    "ExceptionsKpi": _object(
+        ["open", "breached", "at_risk", "by_type", "by_queue", "by_severity", "by_owner",
+         "aging", "mtta_seconds", "mttr_seconds"],
+        {"open": {"type": "integer"}, "breached": {"type": "integer"},
+         "at_risk": {"type": "integer"}, "mtta_seconds": SECONDS, "mttr_seconds": SECONDS,
+         "aging": _object(list(AGE_BUCKETS))}),
+}
+
+SCHEMAS = {
+    "Problem": {
+        "type": "object", "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail", "errors"],
+        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"},
+                       "errors": {"type": "array", "items": {"type": "string"}}},
+    },
+    "CloudEvent": {
+        "type": "object",
+        "description": "A CloudEvents 1.0 event. `data` follows the JSON Schema of its type "
+                       "at /ingest/schemas/<type>.json. An event whose envelope is invalid is "
+                       "still accepted with 202, listed in `rejected` and kept as a dead "
+                       "letter.",
+        "required": ["specversion", "id", "source", "type", "time"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "minLength": 1, "maxLength": 255},
+            "source": {"type": "string", "minLength": 1, "maxLength": 500},
+            "type": {"type": "string", "enum": sorted(contracts.CONTRACTS)},
+            "time": {"type": "string", "format": "date-time"},
+            "subject": {"type": "string", "maxLength": 500},
+            "correlationid": {"type": "string", "minLength": 1, "maxLength": 255},
+            "datacontenttype": {"type": "string"},
+            "data": {"type": "object"},
+        },
+    },
+    "IngestResult": {
+        "type": "object", "required": ["accepted", "duplicates", "rejected"],
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 0},
+            "duplicates": {"type": "integer", "minimum": 0},
+            "rejected": {"type": "array", "items": {
+                "type": "object", "required": ["index", "id", "errors"],
+                "properties": {"index": {"type": "integer"}, "id": {"type": ["string", "null"]},
+                               "errors": {"type": "array", "items": {"type": "string"}}}}},
+        },
+    },
+    "SchemaCatalog": _object(["specversion", "types"], {"types": {"type": "array", "items": {
+        "type": "object", "required": ["type", "schema"]}}}),
+    "Case": _object(
+        ["id", "type", "fingerprint", "title", "status", "severity", "queue", "owner",
+         "money_at_stake", "currency", "object", "first_seen_at", "last_seen_at",
+         "times_seen", "sla", "resolved_at", "resolution_code"],
+        {"id": {"type": "integer"}, "type": {"enum": CaseType.values},
+         "status": {"enum": Case.Status.values}, "severity": {"enum": Severity.values},
+         "owner": {"type": ["string", "null"]},
+         "money_at_stake": {"anyOf": [DECIMAL, {"type": "null"}]},
+         "sla": _object(["state", "breached", "response_due_at", "resolution_due_at",
+                         "acknowledged_at"])}),
+    "CaseList": _object(["count", "page", "page_size", "pages", "results"], {
+        "count": {"type": "integer"}, "page": {"type": "integer"},
+        "page_size": {"type": "integer"}, "pages": {"type": "integer"},
+        "results": {"type": "array", "items": ref("Case")}}),
+    **KPI_SCHEMAS,
+}
+
+
+# --- Parameters ----------------------------------------------------------------------------
+def query(name, description, schema=None, **extra):
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}, **extra}
+
+
+DATE = {"type": "string", "format": "date"}
+FILTERS = [query(name, f"Only records of this {name.replace('_', ' ')} (its id).",
+                 {"type": "string", "maxLength": 255})
+           for name in ("legal_entity", "practice", "client")]
+WINDOW = [query("start", "First day, inclusive (default: 29 days before end).", DATE),
+          query("end", "Last day, inclusive (default: today).", DATE)]
+AS_OF = [query("as_of", "The day the figures are for (default: today).", DATE)]
+
+
+def read_operation(summary, schema_name, parameters, operation_id, description=""):
+    return {"get": {
+        "operationId": operation_id, "summary": summary, "description": description,
+        "tags": ["read"], "parameters": parameters,
+        "security": [{"bearer": []}, {"session": []}],
+        "responses": {
+            "200": {"description": "The figures and the inputs they used.",
+                    "content": {"application/json": {"schema": ref(schema_name)}}},
+            "400": problem("A parameter is invalid; the problem names it."),
+            "401": problem("No session and no valid bearer token."),
+        },
+    }}
+
+
+def _read_paths():
+    kpi = "/api/v1/kpis/"
+    return {
+        kpi + "wip": read_operation("Unbilled work in progress and its aging", "WipKpi",
+                                    AS_OF + FILTERS, "kpiWip"),
+        kpi + "invoice-readiness": read_operation(
+            "Invoice readiness of a billing period", "InvoiceReadinessKpi",
+            [query("period", "Billing period YYYY-MM (default: this month).",
+                   {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"})] + FILTERS,
+            "kpiInvoiceReadiness"),
+        kpi + "posting-latency": read_operation(
+            "Approval-to-posting latency and the unposted backlog", "PostingLatencyKpi",
+            WINDOW + FILTERS, "kpiPostingLatency"),
+        kpi + "utilization": read_operation("Utilization", "UtilizationKpi", WINDOW + FILTERS,
+                                            "kpiUtilization"),
+        kpi + "integration-health": read_operation(
+            "Integration health per flow, inbox and reconciliation gaps",
+            "IntegrationHealthKpi",
+            [query("window", "A window ending now: 90m, 24h, 7d (default 24h). Not with "
+                             "start/end.", {"type": "string", "pattern": r"^\d{1,5}[mhd]$"})]
+            + WINDOW, "kpiIntegrationHealth"),
+        kpi + "margin": read_operation(
+            "Margin by project, practice or client", "MarginKpi",
+            WINDOW + [query("group_by", "Grouping (default project).",
+                            {"enum": ["project", "practice", "client"]})] + FILTERS,
+            "kpiMargin"),
+        kpi + "receivables": read_operation("Open receivables and DSO", "ReceivablesKpi",
+                                            AS_OF + FILTERS, "kpiReceivables"),
+        kpi + "exceptions": read_operation("Exception cases: open, breached, aging, MTTA/MTTR",
+                                           "ExceptionsKpi", FILTERS, "kpiExceptions"),
+        "/api/v1/exceptions": read_operation(
+            "Exception cases, filtered and paginated", "CaseList",
+            CASE_FILTERS + [
+                query("page", "Page number, from 1.",
+                      {"type": "integer", "minimum": 1, "maximum": 10**6}),
+                query("page_size", "Cases per page (default 50).",
+                      {"type": "integer", "minimum": 1, "maximum": 500})],
+            "listExceptions"),
+        "/api/v1/exceptions.csv": _csv_operation(),
+    }
+
+
+CASE_FILTERS = [
+    query("status", "Case status; `active` (default) is every open state.",
+          {"enum": ["active", *Case.Status.values]}),
+    query("type", "Case type.", {"enum": CaseType.values}),
+    query("queue", "Queue slug.", {"type": "string", "maxLength": 50}),
+    query("owner", "A username, or me, unassigned, someone.", {"type": "string"}),
+    query("breached", "Only cases whose SLA is (true) or is not (false) breached.",
+          {"type": "boolean"}),
+    query("severity", "Severity.", {"enum": Severity.values}),
+    query("sla", "SLA state.", {"enum": ["on_track", "at_risk", "breached"]}),
+    query("age", "Age bucket.", {"enum": list(AGE_BUCKETS)}),
+    query("client", "Client id.", {"type": "string"}),
+    query("project", "Project id.", {"type": "string"}),
+    query("q", "Search in title, object id and fingerprint.", {"type": "string"}),
+    query("sort", "Order (default: resolution due first).", {"enum": list(SORTS)}),
+]
+
+
+def _csv_operation():
+    operation = read_operation("Exception cases as CSV", "CaseList", CASE_FILTERS,
+                               "exportExceptionsCsv")
+    operation["get"]["responses"]["200"] = {
+        "description": "One row per case, same filters as /api/v1/exceptions.",
+        "content": {"text/csv": {"schema": {"type": "string"}}}}
+    return operation
+
+
+def _ingestion_paths():
+    signature_headers = [
+        {"name": "webhook-id", "in": "header", "required": True,
+         "description": "Standard Webhooks message id.", "schema": {"type": "string"}},
+        {"name": "webhook-timestamp", "in": "header", "required": True,
+         "description": "Unix seconds; more than 5 minutes from now is rejected.",
+         "schema": {"type": "string", "pattern": r"^\d+$"}},
+        {"name": "webhook-signature", "in": "header", "required": True,
+         "description": 'Space-separated "v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>"'
+                        " keyed by the Source's secret.",
+         "schema": {"type": "string"}},
+    ]
+    source = {"name": "source", "in": "path", "required": True,
+              "description": "The Source's slug.",
+              "schema": {"type": "string", "pattern": r"^[-a-zA-Z0-9_]{1,64}$"}}
+    event_or_object = {"anyOf": [ref("CloudEvent"), {"type": "object"}]}
+    return {
+        "/ingest/{source}/events": {
+            "parameters": [source],
+            "post": {
+                "operationId": "ingestEvents", "tags": ["ingestion"],
+                "summary": "Deliver CloudEvents (structured, batched or binary mode)",
+                "description": "Verified (Standard Webhooks) before anything is parsed; 202 "
+                               "only once every event is committed to the durable inbox. "
+                               "Idempotent on (source, event id).",
+                "parameters": signature_headers,
+                "security": [{"webhookSignature": []}],
+                "requestBody": {"required": True, "content": {
+                    "application/cloudevents+json": {"schema": event_or_object},
+                    "application/cloudevents-batch+json": {"schema": {
+                        "type": "array", "maxItems": settings.INGEST_MAX_BATCH, "items": event_or_object}},
+                    "application/json": {"schema": {"type": "object"}},
+                }, "description": "Structured: one event. Batched: an array of events. "
+                                  "Binary (application/json): the body is `data`, the "
+                                  "attributes are ce-id, ce-type, ce-source, ce-specversion, "
+                                  "ce-time (and optional ce-subject, ce-correlationid) "
+                                  "headers."},
+                "responses": {
+                    "202": {"description": "Committed to the inbox.",
+                            "content": {"application/json": {"schema": ref("IngestResult")}}},
+                    "400": problem("The body is not JSON, not the shape the content type "
+                                   "says, or a batch is over the limit."),
+                    "401": problem("Unknown or disabled source, missing headers, bad "
+                                   "signature or stale timestamp (one body for each)."),
+                    "413": problem("The body is over the limit (5 MiB by default)."),
+                    "415": problem("Another content type."),
+                    "429": problem("Over the Source's rate limit.", {
+                        "Retry-After": {"schema": {"type": "string"},
+                                        "description": "Seconds to wait."}}),
+                },
+            },
+            "options": {
+                "operationId": "webhookHandshake", "tags": ["ingestion"],
+                "summary": "CloudEvents webhook validation handshake",
+                "parameters": [{"name": "WebHook-Request-Origin", "in": "header",
+                                "required": False, "schema": {"type": "string"}}],
+                "security": [],
+                "responses": {"200": {"description": "Allowed; `Allow: POST`."}},
+            },
+        },
+        "/ingest/schemas/": {"get": {
+            "operationId": "eventSchemaCatalog", "tags": ["ingestion"], "security": [],
+            "summary": "The catalog of event types and their JSON Schemas",
+            "responses": {"200": {"description": "Every event type and its schema's URL.",
+                                  "content": {"application/json": {
+                                      "schema": ref("SchemaCatalog")}}}}}},
+        "/ingest/schemas/{event_type}.json": {"get": {
+            "operationId": "eventSchema", "tags": ["ingestion"], "security": [],
+            "summary": "The JSON Schema of one event type's data",
+            "parameters": [{"name": "event_type", "in": "path", "required": True,
+                            "schema": {"enum": sorted(contracts.CONTRACTS)}}],
+            "responses": {
+                "200": {"description": "A JSON Schema (2020-12).",
+                        "content": {"application/schema+json": {"schema": {
+                            "type": "object"}}}},
+                "404": problem("No such event type."),
+            }}},
+    }
+
+
+@functools.cache
+def document():
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "OpsView API", "version": "1",
+            "description": "Ingestion of signed CloudEvents webhooks, the read API of KPIs "
+                           "and exception cases. Every rejection is an RFC 9457 problem "
+                           "document. The contract is docs/api.md.",
+        },
+        "paths": {**_ingestion_paths(), **_read_paths(), "/api/schema/": {"get": {
+            "operationId": "openapiDocument", "tags": ["meta"], "security": [],
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1",
+                                  "content": {"application/vnd.oai.openapi+json": {
+                                      "schema": {"type": "object"}}}}}}}},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "A token from `create_api_token` or the admin."},
+                "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+                "webhookSignature": {
+                    "type": "apiKey", "in": "header", "name": "webhook-signature",
+                    "description": "Standard Webhooks HMAC-SHA256 with the Source's secret "
+                                   "(with webhook-id and webhook-timestamp)."},
+            },
+        },
+    }
+
+
+@login_not_required
+@require_GET
+def schema_view(request):
+    return JsonResponse(document(), content_type="application/vnd.oai.openapi+json",
+                        json_dumps_params={"indent": 1})
