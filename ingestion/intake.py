@@ -6,6 +6,7 @@ repeat of (source, id) is a duplicate with no second effect.
 """
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -40,32 +41,43 @@ def media_type(content_type):
 MAX_DEPTH = 64
 
 
-def _depth_and_nul(value):
-    """(nesting depth, whether any key or string holds a NUL), without recursion."""
-    deepest, has_nul, stack = 0, False, [(value, 1)]
+# Characters PostgreSQL cannot store in text or jsonb: NUL, and surrogates a JSON \u escape
+# left unpaired (a paired escape decodes to one character outside this range).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _depth_and_unstorable(value):
+    """(nesting depth, whether any key or string holds an unstorable character), without
+    recursion."""
+    deepest, unstorable, stack = 0, False, [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
             deepest = max(deepest, depth)
-            has_nul |= any("\x00" in key for key in item)
+            unstorable |= any(_UNSTORABLE.search(key) for key in item)
             stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             deepest = max(deepest, depth)
             stack.extend((child, depth + 1) for child in item)
         elif isinstance(item, str):
-            has_nul |= "\x00" in item
-    return deepest, has_nul
+            unstorable |= bool(_UNSTORABLE.search(item))
+    return deepest, unstorable
 
 
-def _without_nul(value):
-    """A copy with NUL characters replaced, since PostgreSQL cannot store them in text."""
+def _storable(value):
+    """A copy with unstorable characters replaced by U+FFFD, to keep as a dead letter."""
     if isinstance(value, dict):
-        return {k.replace("\x00", "\ufffd"): _without_nul(v) for k, v in value.items()}
+        return {_UNSTORABLE.sub("\ufffd", k): _storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_storable(v) for v in value]
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _UNSTORABLE.sub("\ufffd", value)
     return value
+
+
+def _reject_constant(name):
+    """NaN and Infinity are not JSON (RFC 8259), though Python's parser takes them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _loads(body):
@@ -76,7 +88,7 @@ def _loads(body):
                       f"The body is not UTF-8 (byte {exc.start}).",
                       [f"body: invalid UTF-8 at byte {exc.start}"]) from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise Problem(400, "too-deep", "Body nests too deeply",
                       f"An event may nest at most {MAX_DEPTH} levels.",
@@ -138,16 +150,17 @@ def _envelope_row(source, raw, received_at):
     """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
     if not isinstance(raw, dict):
         errors = ["(root): an event must be a JSON object"]
-        return _dead_row(source, _without_nul(raw), received_at, errors), errors
-    depth, has_nul = _depth_and_nul(raw)
+        return _dead_row(source, _storable(raw), received_at, errors), errors
+    depth, unstorable = _depth_and_unstorable(raw)
     if depth > MAX_DEPTH:
         errors = [f"(root): an event may nest at most {MAX_DEPTH} levels"]
         kept = {"id": _raw_id(raw), "type": str(raw.get("type", ""))[:255],
                 "unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
-        return _dead_row(source, _without_nul(kept), received_at, errors), errors
-    if has_nul:
-        errors = ["(root): strings must not contain NUL (\\u0000) characters"]
-        return _dead_row(source, _without_nul(raw), received_at, errors), errors
+        return _dead_row(source, _storable(kept), received_at, errors), errors
+    if unstorable:
+        errors = ["(root): strings must not contain NUL (\\u0000) or unpaired surrogate "
+                  "(\\ud800-\\udfff) characters"]
+        return _dead_row(source, _storable(raw), received_at, errors), errors
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
@@ -210,6 +223,8 @@ RETURNING id, event_id
 
 def insert_inbox_rows(rows):
     """Insert inbox rows in one statement; returns (pk, event_id) of the rows inserted."""
+    if not rows:  # an empty batch
+        return []
     if connection.vendor != "postgresql":
         return insert_returning(InboxEvent, rows, INBOX_COLUMNS,
                                 conflict=["source_id", "event_id"], returning=["id", "event_id"])

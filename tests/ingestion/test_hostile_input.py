@@ -1,12 +1,16 @@
 """Whatever an authenticated client sends, the answer is a 202 or a problem document."""
+import datetime as dt
 import json
+import time
 
+import pytest
 from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestion.events import signed_request
+from ingestion.events import STRUCTURED, make_event, signed_request
 from ingestion.models import InboxEvent
+from ingestion.signing import signed_headers
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(
     allow_nan=False, allow_infinity=False) | st.text(max_size=20)
@@ -62,3 +66,208 @@ def test_json_body_round_trips_untouched(deliver):
              "time": "2026-11-02T10:00:00Z", "data": {"amount": 1250.10, "ü": "ß"}}
     deliver.send(event)
     assert InboxEvent.objects.get().raw == json.loads(json.dumps(event))
+
+
+# --- Event data: every type, values valid, at the edges and hostile ------------------------
+def _value_for(schema, name):
+    """A strategy for one field: mostly what its JSON Schema allows (so events get past
+    validation into processing), sometimes edge values and junk."""
+    if "anyOf" in schema:
+        return st.one_of([_value_for(option, name) for option in schema["anyOf"]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    ids = st.sampled_from(["A1", "A2", "B1"]) if name.endswith("_id") else st.text(
+        min_size=1, max_size=12)
+    if kind == "string" and schema.get("format") == "date":
+        return st.dates(min_value=dt.date(1, 1, 1)).map(str) | st.sampled_from(
+            ["2026-02-30", "2026-11-02T00:00:00Z", "02/11/2026"])
+    if kind == "string" and schema.get("format") == "date-time":
+        return st.sampled_from(["2026-11-02T10:00:00Z", "2026-11-02T10:00:00+14:00",
+                                "2026-11-02 10:00", "9999-12-31T23:59:59-14:00"])
+    if kind == "string" and "pattern" in schema and "d+" in schema["pattern"]:  # money, hours
+        return st.decimals(min_value=-10**13, max_value=10**13, places=2).map(str) | \
+            st.sampled_from(["1e400", "NaN", "-0.00", "99999999999999999999.99", "0.001"])
+    if kind == "string" and schema.get("pattern") == "^[A-Z]{3}$":
+        return st.sampled_from(["USD", "EUR", "usd", "XXXX"])
+    if kind == "string":
+        return ids | st.text(max_size=300)
+    if kind == "number":
+        return st.floats(allow_nan=False, allow_infinity=False) | st.integers(-2**80, 2**80)
+    if kind == "integer":
+        return st.integers(-2**40, 2**40)
+    if kind == "boolean":
+        return st.booleans() | st.sampled_from(["true", 1, None])
+    if kind == "null":
+        return st.none()
+    return json_values
+
+
+def typed_events():
+    from ingestion import contracts
+
+    def for_type(event_type):
+        schema = contracts.json_schema(event_type)
+        fields = {name: _value_for(field, name)
+                  for name, field in schema["properties"].items()}
+        required = {name: fields.pop(name) for name in schema.get("required", [])}
+        data = st.fixed_dictionaries(required, optional=fields) | st.fixed_dictionaries(
+            {}, optional={**required, **fields})
+        return st.builds(lambda data, n: make_event(event_type, data, event_id=f"f-{n}",
+                                                    time="2026-11-02T10:00:00Z"),
+                         data, st.integers(0, 10**9))
+
+    return st.sampled_from(sorted(contracts.CONTRACTS)).flatmap(for_type)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(batch=st.lists(typed_events(), min_size=1, max_size=6))
+def test_fuzzed_event_data_is_processed_or_dead_lettered_never_stuck(client, source, batch):
+    from ingestion import pipeline
+
+    with transaction.atomic():
+        body, headers = signed_request(source.secret, batch)
+        content_type = headers.pop("content-type")
+        response = client.post(f"/ingest/{source.slug}/events", data=body,
+                               content_type=content_type, headers=headers)
+        assert response.status_code == 202, response.content
+        pipeline.drain_inbox()
+        statuses = set(InboxEvent.objects.values_list("status", flat=True))
+        assert statuses <= {"processed", "dead"}, statuses
+        # A dead letter always says why.
+        assert not InboxEvent.objects.filter(status="dead", errors=[]).exists()
+        transaction.set_rollback(True)
+
+
+# --- Transport-level hostility -------------------------------------------------------------
+APPROVED = {"time_entry_id": "te-1", "project_id": "p-1", "person_id": "u-1",
+            "work_date": "2026-11-02", "hours": "7.50", "billable": True}
+
+
+def post(client, source, body, headers, content_type=STRUCTURED):
+    return client.post(f"/ingest/{source.slug}/events", data=body, content_type=content_type,
+                       headers=headers)
+
+
+def assert_problem(response, status):
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status and problem["detail"] and "errors" in problem
+    return problem
+
+
+@pytest.mark.parametrize("body", [
+    b'{"specversion": "1.0", "id": "\xff\xfe", "type": "x"}',   # invalid UTF-8 in a string
+    b"\xef\xbb\xbf{}",                                           # a byte-order mark
+    b"\xc3\x28",                                                 # invalid two-byte sequence
+    b"\x00" * 64,                                                # NUL bytes
+    b'{"specversion": "1.0", "data": {"hours": NaN}}',           # not JSON, though Python
+    b'{"specversion": "1.0", "data": {"hours": -Infinity}}',     # would parse it
+])
+def test_invalid_utf8_or_json_is_a_400_problem_and_stores_nothing(client, source, body):
+    body_headers = signed_headers(source.secret, "msg_utf8", body)
+    assert_problem(post(client, source, body, body_headers), 400)
+    assert not InboxEvent.objects.exists()
+
+
+def test_header_injection_in_binary_mode_is_contained(client, source):
+    """CR/LF and non-ASCII bytes in ce-* headers never reach a response header and never
+    cause a 500; the event is stored as sent (a dead letter if the id is unusable)."""
+    body = json.dumps(APPROVED).encode()
+    headers = signed_headers(source.secret, "msg_inject", body)
+    response = client.post(
+        f"/ingest/{source.slug}/events", data=body, content_type="application/json",
+        headers=headers, HTTP_CE_ID="te-1\r\nSet-Cookie: owned=1", HTTP_CE_SPECVERSION="1.0",
+        HTTP_CE_SOURCE="urn:x\r\nX-Injected: 1", HTTP_CE_TYPE="time_entry.approved",
+        HTTP_CE_TIME="2026-11-02T10:00:00Z", HTTP_CE_SUBJECT="\udcff\udcfe latin-1 \xe9")
+    assert response.status_code == 202, response.content
+    assert "Set-Cookie" not in response.headers and "X-Injected" not in response.headers
+    assert InboxEvent.objects.count() == 1
+
+
+def test_header_injection_in_the_signature_headers_is_a_401(client, source):
+    body = json.dumps(make_event("time_entry.approved", APPROVED)).encode()
+    headers = signed_headers(source.secret, "msg_1", body)
+    headers["webhook-id"] = "msg_1\r\nX-Injected: 1"
+    response = post(client, source, body, headers)
+    assert_problem(response, 401)
+    assert "X-Injected" not in response.headers
+    assert not InboxEvent.objects.exists()
+
+
+def test_a_replayed_request_is_counted_as_duplicates_not_stored_twice(client, source):
+    body, headers = signed_request(source.secret, [make_event("time_entry.approved", APPROVED,
+                                                              event_id="e-1")])
+    content_type = headers.pop("content-type")
+    first = post(client, source, body, dict(headers), content_type).json()
+    again = post(client, source, body, dict(headers), content_type).json()
+    assert (first["accepted"], first["duplicates"]) == (1, 0)
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+    assert InboxEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize("offset", [-301, -3600, 301, 86400 * 365])
+def test_replayed_old_or_future_timestamps_are_401_and_store_nothing(client, source, offset):
+    body, headers = signed_request(source.secret, [make_event("time_entry.approved", APPROVED)],
+                                   timestamp=int(time.time()) + offset)
+    content_type = headers.pop("content-type")
+    problem = assert_problem(post(client, source, body, headers, content_type), 401)
+    assert "source" not in problem["detail"].lower() or source.slug not in problem["detail"]
+    assert not InboxEvent.objects.exists()
+
+
+@pytest.mark.parametrize("timestamp", ["1e10", "-1", "99999999999999999999", "１２３", ""])
+def test_malformed_timestamps_are_401_not_500(client, source, timestamp):
+    body = json.dumps(make_event("time_entry.approved", APPROVED)).encode()
+    headers = signed_headers(source.secret, "msg_1", body)
+    headers["webhook-timestamp"] = timestamp
+    assert_problem(post(client, source, body, headers), 401)
+
+
+def test_oversize_body_is_413_before_it_is_read_in_full(client, source, settings):
+    settings.INGEST_MAX_BODY_BYTES = 1024
+    body = json.dumps(make_event("time_entry.approved", {**APPROVED, "pad": "x" * 5000})).encode()
+    assert_problem(post(client, source, body, signed_headers(source.secret, "m", body)), 413)
+    assert not InboxEvent.objects.exists()
+
+
+@pytest.mark.parametrize("depth", [100, 10_000, 200_000])
+def test_deeply_nested_json_is_a_problem_not_a_crash(client, source, depth):
+    nested = "[" * depth + "]" * depth
+    body = ('{"specversion":"1.0","id":"deep","source":"s","type":"time_entry.approved",'
+            '"time":"2026-11-02T10:00:00Z","data":' + nested + '}').encode()
+    response = post(client, source, body, signed_headers(source.secret, "m", body))
+    assert response.status_code in (202, 400)
+    if response.status_code == 202:  # stored as a dead letter that says why
+        assert response.json()["rejected"][0]["errors"]
+    else:
+        assert_problem(response, 400)
+
+
+@pytest.mark.parametrize("text", ["\\ud800", "x\\udfff", "\\udcff\\udcfe"])
+def test_unpaired_surrogates_are_rejected_and_kept_readable(client, source, text):
+    """JSON lets a \\u escape name half a surrogate pair; PostgreSQL cannot store one."""
+    body = ('{"specversion":"1.0","id":"sur","source":"s","type":"time_entry.approved",'
+            '"time":"2026-11-02T10:00:00Z","subject":"' + text + '","data":{}}').encode()
+    response = post(client, source, body, signed_headers(source.secret, "m", body))
+    assert response.status_code == 202, response.content
+    [rejected] = response.json()["rejected"]
+    assert "surrogate" in rejected["errors"][0]
+    stored = InboxEvent.objects.get()
+    assert stored.status == "dead" and "\ufffd" in stored.raw["subject"]
+
+
+def test_a_paired_surrogate_escape_is_an_ordinary_character(deliver):
+    body = deliver.send(make_event("time_entry.approved", APPROVED, subject="\U0001F600 ok"))
+    assert body["accepted"] == 1
+
+
+def test_an_empty_batch_is_accepted_as_nothing(client, source):
+    body, headers = signed_request(source.secret, [])
+    content_type = headers.pop("content-type")
+    response = post(client, source, body, headers, content_type)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 0, "duplicates": 0, "rejected": []}
+    assert not InboxEvent.objects.exists()

@@ -268,3 +268,18 @@ def test_event_nesting_too_deep_is_rejected_not_a_500(deliver):
     assert body["accepted"] == 1
     assert "nest" in body["rejected"][0]["errors"][0]
     assert InboxEvent.objects.filter(status="dead").count() == 1
+
+
+def test_database_outage_is_a_503_to_retry_not_a_500(client, source, monkeypatch):
+    from django.db import OperationalError
+
+    from ingestion import views
+
+    def outage(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(views, "store_events", outage)
+    response = post_raw(client, source, json.dumps(time_entry()), "application/cloudevents+json")
+    problem = assert_problem(response, 503)
+    assert response["Retry-After"] == "5"
+    assert "nothing from this request was accepted" in problem["detail"]

@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 import requests
-from django.conf import settings as django_settings
 from django.db import connection
 
 from ingestion import tasks
