@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from ingestion.bulk import update_rows
@@ -169,19 +169,23 @@ def sync_failed(keys=None):
         if not keys:
             return []
         attempts = attempts.filter(object_id__in={k[2] for k in keys})
+    # The latest success of each failed object, looked up by the (flow, object) index rather
+    # than aggregating every success there is.
+    last_ok = (state.SyncAttempt.objects
+               .filter(flow=OuterRef("flow"), object_type=OuterRef("object_type"),
+                       object_id=OuterRef("object_id"), succeeded=True)
+               .order_by("-occurred_at").values("occurred_at")[:1])
     failures = (attempts.filter(succeeded=False)
                 .values("flow", "object_type", "object_id")
                 .annotate(last_failed=Max("occurred_at"), failures=Count("pk"),
-                          code=Max("error_code"), message=Max("error_message")).order_by())
-    successes = {(r["flow"], r["object_type"], r["object_id"]): r["last_ok"] for r in
-                 attempts.filter(succeeded=True).values("flow", "object_type", "object_id")
-                 .annotate(last_ok=Max("occurred_at")).order_by()}
+                          code=Max("error_code"), message=Max("error_message"),
+                          last_ok=Subquery(last_ok)).order_by())
     findings = []
     for row in failures:
         key = (row["flow"], row["object_type"], row["object_id"])
         if keys is not None and key not in keys:
             continue
-        if successes.get(key) and successes[key] > row["last_failed"]:
+        if row["last_ok"] and row["last_ok"] > row["last_failed"]:
             continue
         findings.append(Finding(
             fingerprint="|".join(key), object_kind=row["object_type"] or "object",

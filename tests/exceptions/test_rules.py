@@ -2,11 +2,10 @@
 reopens when it comes back — with an audit entry each time."""
 import datetime as dt
 
+from exceptions.models import Case, CaseEntry
 from ingestion import pipeline
 from ingestion.events import make_event
 from ingestion.models import InboxEvent, Source
-
-from exceptions.models import Case, CaseEntry
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)

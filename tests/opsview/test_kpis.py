@@ -94,6 +94,18 @@ def test_posting_latency_of_an_empty_window_has_null_percentiles(firm):
     assert (result["count"], result["p50_seconds"], result["within_sla_ratio"]) == (0, None, None)
 
 
+def test_posting_latency_trend_has_each_weeks_percentiles(firm):
+    end = dt.date(2026, 3, 31)
+    trend = kpis.posting_latency_trend(end=end, weeks=6)
+    assert [week["week"] for week in trend][-1] == "2026-03-25"
+    assert sum(week["count"] for week in trend) == 3  # March's three posted entries
+    for week in trend:
+        start = dt.date.fromisoformat(week["week"])
+        alone = kpis.posting_latency(start=start, end=start + dt.timedelta(days=6))
+        assert week == {"week": week["week"], **{key: alone[key] for key in (
+            "count", "p50_seconds", "p90_seconds", "p95_seconds", "within_sla_ratio")}}
+
+
 def test_percentile_cont_is_linear_interpolation():
     assert kpis.percentile_cont([7200, 43200, 172800], 0.9) == pytest.approx(146880)
     assert kpis.percentile_cont([1, 2, 3, 4], 0.5) == 2.5
