@@ -3,10 +3,14 @@ and refreshes on its own, computed by the same KPI functions as the read API, an
 the table behind it as CSV."""
 import csv
 import datetime as dt
+import hashlib
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core.cache import cache
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -15,7 +19,9 @@ from django.utils import timezone
 from ingestion.problems import Problem
 
 from . import charts, kpis
-from .api import period_param
+from .api import kpi_filters, period_param
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,15 +45,17 @@ class Filters:
         except Problem as problem:
             errors.append(problem.detail)
             period, first, last = period_param({}, default=today.strftime("%Y-%m"))
-        kpi_filters = {name: request.GET.get(name, "")[:255]
-                       for name in ("legal_entity", "practice", "client")
-                       if request.GET.get(name)}
+        try:
+            filters = kpi_filters(request.GET)
+        except Problem as problem:
+            errors.append(problem.detail)
+            filters = {}
         group_by = request.GET.get("group_by", "client")
         if group_by not in kpis.GROUPS:
             errors.append(f"group_by must be one of {', '.join(kpis.GROUPS)}")
             group_by = "client"
         return cls(period=period, first_day=first, last_day=last, as_of=min(last, today),
-                   kpi=kpi_filters, group_by=group_by, errors=errors)
+                   kpi=filters, group_by=group_by, errors=errors)
 
     def query(self, **overrides):
         params = {"period": self.period, **self.kpi, "group_by": self.group_by, **overrides}
@@ -301,11 +309,34 @@ def panel(request, name):
     if name not in PANELS:
         raise Http404("no such panel")
     f = Filters.from_request(request)
-    context = PANELS[name](f)
+    context = _panel_context(name, f)
     if request.GET.get("format") == "csv":
         return _csv(name, context["table"])
     return render(request, f"opsview/partials/{name}.html",
                   {**context, "filters": f, "query": f.query(), "panel": name})
+
+
+def _panel_context(name, f):
+    """A panel's figures, shared for PANEL_CACHE_SECONDS by everyone who asks for the same
+    panel with the same filters: open dashboards refreshing on a timer then cost the
+    database one computation per interval, not one per viewer. The read API is not cached."""
+    seconds = settings.PANEL_CACHE_SECONDS
+    if not seconds:
+        return PANELS[name](f)
+    key = "panel:" + hashlib.sha256(
+        f"{name}?{f.query()}&as_of={f.as_of}".encode()).hexdigest()
+    try:
+        context = cache.get(key)
+    except Exception as exc:  # noqa: BLE001 - the cache is away: compute, as without one
+        log.warning("panel cache unavailable: %s", exc)
+        return PANELS[name](f)
+    if context is None:
+        context = PANELS[name](f)
+        try:
+            cache.set(key, context, seconds)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("panel cache unavailable: %s", exc)
+    return context
 
 
 def _csv(name, table):

@@ -50,6 +50,31 @@ def test_a_bad_period_is_explained_not_a_500(client, logged_in, firm):
     assert "is not a month" in response.content.decode()
 
 
+def test_a_nul_in_a_filter_is_explained_not_a_500(client, logged_in, firm):
+    logged_in("executive")
+    response = client.get("/wip/?client=a%00b")
+    assert response.status_code == 200
+    assert "must not contain NUL" in response.content.decode()
+
+
+def test_panels_are_shared_for_the_cache_interval(client, logged_in, firm, settings,
+                                                  deliver, event, process):
+    from django.core.cache import cache
+
+    settings.PANEL_CACHE_SECONDS = 30
+    logged_in("executive")
+    url = "/panels/wip_summary/?period=2026-03&format=csv"
+    before = client.get(url).content.decode()
+    deliver.send(event("expense.approved", {
+        "expense_id": "X-NEW", "project_id": "P1", "person_id": "U1",
+        "incurred_on": "2026-03-10", "amount": "1000.00", "currency": "USD",
+        "billable": True}))
+    process()
+    assert client.get(url).content.decode() == before  # within the interval: the same figures
+    cache.clear()
+    assert client.get(url).content.decode() != before  # after it: recomputed
+
+
 def test_unknown_panel_is_404(client, logged_in):
     logged_in("executive")
     assert client.get("/panels/nope/").status_code == 404
