@@ -392,6 +392,23 @@ def fetch_kpis(token, urls):
     return result
 
 
+def read_during_outage(token):
+    """What the read API answers while the database is down: 503 with Retry-After, not 500
+    (tests/opsview/test_errors.py shows the same for pages)."""
+    base = f"http://127.0.0.1:{WEB_PORT}"
+    reads = {"api": (f"{base}/api/v1/kpis/wip", {"Authorization": f"Bearer {token}"})}
+    statuses = {}
+    for name, (url, headers) in reads.items():
+        try:
+            response = requests.get(url, headers=headers, timeout=30, allow_redirects=False)
+            statuses[name] = response.status_code
+            if response.status_code == 503 and "Retry-After" not in response.headers:
+                statuses[name] = "503 without Retry-After"
+        except requests.RequestException as exc:
+            statuses[name] = type(exc).__name__
+    return statuses
+
+
 def probe(db, evaluate_at):
     output = run([sys.executable, "bench/faults_probe.py", "--evaluate-at", evaluate_at],
                  cwd=ROOT, env=app_env(db)).stdout
@@ -417,7 +434,7 @@ def differences(expected, actual, path=""):
 
 
 # --- Scenarios -------------------------------------------------------------------------------
-def inject(scenario, stack, pg, redis, sender, notes):
+def inject(scenario, stack, pg, redis, sender, notes, token, outage_reads):
     """Runs beside the sender: waits for the moment, breaks something, repairs it."""
 
     def when(fraction):
@@ -447,7 +464,10 @@ def inject(scenario, stack, pg, redis, sender, notes):
         when(0.3)
         pg.crash()
         notes.append(f"PostgreSQL crashed (immediate shutdown) at {sender.fraction:.0%} sent")
-        time.sleep(6)
+        time.sleep(1)
+        outage_reads.update(read_during_outage(token))
+        notes.append(f"reads while it was down: {outage_reads}")
+        time.sleep(5)
         pg.start()
         notes.append(f"PostgreSQL back at {sender.fraction:.0%} sent")
 
@@ -457,7 +477,7 @@ def run_scenario(scenario, pg, redis, delivered, secret, token, rate, evaluate_a
     pg.execute(f"DROP DATABASE IF EXISTS {db}")
     pg.execute(f"CREATE DATABASE {db} TEMPLATE faults_template")
     stack, sweeper = Stack(db), Sweeper()
-    notes, started = [], time.monotonic()
+    notes, outage_reads, started = [], {}, time.monotonic()
     try:
         stack.start_web()
         if scenario != "backlog":
@@ -468,7 +488,8 @@ def run_scenario(scenario, pg, redis, delivered, secret, token, rate, evaluate_a
         sender = Sender(secret, "faults", batches, rate)
         sender.start()
         injector = threading.Thread(target=inject,
-                                    args=(scenario, stack, pg, redis, sender, notes))
+                                    args=(scenario, stack, pg, redis, sender, notes, token,
+                                          outage_reads))
         injector.start()
         sender.join()
         injector.join()
@@ -490,7 +511,7 @@ def run_scenario(scenario, pg, redis, delivered, secret, token, rate, evaluate_a
         "duplicates": sender.duplicates, "rejected": sender.rejected,
         "failures": sender.failures, "send_seconds": round(send_seconds, 1),
         "drain_seconds_after_send": round(drain_seconds, 1), "pending_after_send": at_start,
-        "notes": notes, "kpis": kpis, "state": state,
+        "notes": notes, "outage_reads": outage_reads, "kpis": kpis, "state": state,
     }
 
 
@@ -510,6 +531,8 @@ def compare(clean, result):
         found.append(f"inbox: {result['state']['inbox']['pending']} pending")
     if result["failures"]:
         found.append(f"deliveries failed: {result['failures'][:3]}")
+    if any(status != 503 for status in result.get("outage_reads", {}).values()):
+        found.append(f"reads during the outage not answered 503: {result['outage_reads']}")
     if any(status.startswith("5") and status != "503" for status in result["statuses"]):
         found.append(f"a 5xx other than 503: {result['statuses']}")
     return found

@@ -30,6 +30,11 @@ def problem(description, headers=None):
     return response
 
 
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."}}
+UNAVAILABLE = problem("The database cannot be reached (down or restarting); nothing was "
+                      "changed. Retry after the given seconds.", RETRY_AFTER)
+
+
 # --- Schemas -------------------------------------------------------------------------------
 DECIMAL = {"type": "string", "pattern": r"^-?\d+\.\d{2}$", "description": "Decimal, two places"}
 RATIO = {"type": ["number", "null"], "description": "null where the denominator is 0"}
@@ -191,6 +196,7 @@ def read_operation(summary, schema_name, parameters, operation_id, description="
                     "content": {"application/json": {"schema": ref(schema_name)}}},
             "400": problem("A parameter is invalid; the problem names it."),
             "401": problem("No session and no valid bearer token."),
+            "503": UNAVAILABLE,
         },
     }}
 
@@ -310,9 +316,8 @@ def _ingestion_paths():
                                    "signature or stale timestamp (one body for each)."),
                     "413": problem("The body is over the limit (5 MiB by default)."),
                     "415": problem("Another content type."),
-                    "429": problem("Over the Source's rate limit.", {
-                        "Retry-After": {"schema": {"type": "string"},
-                                        "description": "Seconds to wait."}}),
+                    "429": problem("Over the Source's rate limit.", RETRY_AFTER),
+                    "503": UNAVAILABLE,
                 },
             },
             "options": {

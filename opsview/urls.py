@@ -20,3 +20,5 @@ urlpatterns = [
     path("api/v1/", include("opsview.api_urls")),
     path("exceptions/", include("exceptions.urls")),
 ]
+
+handler500 = "opsview.errors.server_error"

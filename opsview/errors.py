@@ -1,0 +1,49 @@
+"""Answers for requests that failed on the server's side.
+
+A database that is down or restarting is not a fault of the request: the answer is
+`503 Service Unavailable` with `Retry-After` — an RFC 9457 problem document on the APIs, a
+short page that retries on its own for people — so that API clients, senders and browsers
+come back, instead of a `500` that reads like a bug. Any other failure keeps Django's 500.
+"""
+import logging
+import sys
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
+from django.views import defaults
+
+from ingestion.problems import Problem, problem_response
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+MACHINE_PATHS = ("/api/", "/ingest/")
+
+# Standalone: rendering must not need the database (no user, no context processors).
+UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{seconds}">
+<title>OpsView is unavailable</title></head>
+<body><h1>OpsView cannot reach its database</h1>
+<p>Nothing was changed. This page tries again in {seconds} seconds.</p></body></html>
+"""
+
+
+def database_unavailable(request):
+    """The 503 for a request that could not reach the database."""
+    if request.path.startswith(MACHINE_PATHS):
+        return problem_response(Problem(
+            503, "unavailable", "Service Unavailable",
+            "The database cannot be reached right now; nothing was changed. Retry later.",
+            ["database unavailable"], headers={"Retry-After": str(RETRY_AFTER_SECONDS)}))
+    response = HttpResponse(UNAVAILABLE_PAGE.format(seconds=RETRY_AFTER_SECONDS), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def server_error(request):
+    """handler500: Django calls it while handling the exception, so sys.exc_info() names it."""
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return database_unavailable(request)
+    return defaults.server_error(request)
