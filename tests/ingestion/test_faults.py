@@ -44,6 +44,7 @@ def test_every_fault_ends_in_the_clean_runs_state_and_kpis(tmp_path):
         assert not run["failures"], name
     # The faults really happened.
     assert runs["pg_restart"]["statuses"].get("503", 0) > 0  # refused, retried, not lost
+    assert runs["pg_restart"]["outage_reads"] == {"api": 503}  # a read while it was down
     assert any("killed -9" in note for note in runs["kill9"]["notes"])
     assert runs["backlog"]["pending_after_send"] > 0
     assert runs["duplicate_shuffle"]["duplicates"] >= clean["accepted"]
