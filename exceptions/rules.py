@@ -5,15 +5,22 @@ turns a rule's findings into cases: new fingerprints open cases, known ones upda
 seen, times seen, money at stake), resolved ones whose condition is back reopen (a
 regression), and open ones whose condition cleared resolve themselves — each with an audit
 entry by the rule.
+
+Reconciling a case type is serialized across workers (a PostgreSQL advisory lock per type;
+SQLite serializes writers anyway), and the rule's query runs under that lock: otherwise a
+worker whose findings predate another's commit could resolve the case the other just
+opened, and the result would depend on the order batches were processed in.
 """
 import datetime as dt
 import re
+import zlib
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
@@ -59,9 +66,30 @@ def route(case, rules):
 
 
 # --- Reconciliation --------------------------------------------------------------------------
-def reconcile(case_type, findings, *, now=None, scope=None, count=True):
-    """Make the open cases of `case_type` (within `scope`, a Q on Case) match `findings`."""
+# Advisory-lock keys: (this namespace, a stable number per case type).
+LOCK_NAMESPACE = 0x0B5E
+
+
+@contextmanager
+def exclusive(case_type):
+    """A transaction in which no other worker reconciles `case_type`."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                               [LOCK_NAMESPACE, zlib.crc32(case_type.encode()) & 0x7FFFFFFF])
+        yield
+
+
+def reconcile(case_type, find, *, now=None, scope=None, count=True):
+    """Make the open cases of `case_type` (within `scope`, a Q on Case) match the findings
+    that `find()` returns, computed under the type's lock."""
     now = now or timezone.now()
+    with exclusive(case_type):
+        return _reconcile(case_type, find(), now, scope, count)
+
+
+def _reconcile(case_type, findings, now, scope, count):
     open_in_scope = Case.objects.filter(type=case_type, status__in=Case.OPEN_STATES)
     if scope is not None:
         open_in_scope = open_in_scope.filter(scope)
@@ -120,14 +148,13 @@ def reconcile(case_type, findings, *, now=None, scope=None, count=True):
         case.status, case.resolution_code, case.resolved_at = "resolved", "cleared", now
         updated.append(case)
 
-    with transaction.atomic():
-        Case.objects.bulk_create(created, batch_size=500)
-        created = list(Case.objects.filter(type=case_type,
-                                           fingerprint__in=[c.fingerprint for c in created]))
-        entries += [services.entry(c, label, "opened", field="status", to_value="open",
-                                   comment=c.title, at=now) for c in created]
-        update_rows(Case, updated, UPDATABLE)
-        CaseEntry.objects.bulk_create(entries, batch_size=500)
+    Case.objects.bulk_create(created, batch_size=500)
+    created = list(Case.objects.filter(type=case_type,
+                                       fingerprint__in=[c.fingerprint for c in created]))
+    entries += [services.entry(c, label, "opened", field="status", to_value="open",
+                               comment=c.title, at=now) for c in created]
+    update_rows(Case, updated, UPDATABLE)
+    CaseEntry.objects.bulk_create(entries, batch_size=500)
     return {"opened": len(created), "updated": len(updated) - len(cleared),
             "resolved": len(cleared)}
 
@@ -440,20 +467,20 @@ def on_batch_processed(outcome):
             scope, type="sync_failed", status__in=Case.OPEN_STATES).values_list(
             "fingerprint", flat=True)}
         if keys:
-            reconcile("sync_failed", sync_failed(keys), now=now, scope=scope)
+            reconcile("sync_failed", lambda: sync_failed(keys), now=now, scope=scope)
     if outcome.dead or any(row.errors for row in outcome.processed):  # new, or replayed
-        reconcile("dead_letter", dead_letter(), now=now, count=bool(outcome.dead))
+        reconcile("dead_letter", dead_letter, now=now, count=bool(outcome.dead))
     touched = outcome.touched
     if any(touched.get(label) for _, label, _ in PLACEHOLDER_KINDS):
-        reconcile("unknown_reference", unknown_reference(touched), now=now, count=False,
+        reconcile("unknown_reference", lambda: unknown_reference(touched), now=now, count=False,
                   scope=Q(fingerprint__in=_touched_fingerprints(touched)))
     if touched.get("opsview.Invoice"):
-        reconcile("invoice_blocked", invoice_blocked(), now=now, count=False)
+        reconcile("invoice_blocked", invoice_blocked, now=now, count=False)
     if touched.get("opsview.ReconciliationReport"):
-        reconcile("reconciliation_gap", reconciliation_gap(), now=now)
+        reconcile("reconciliation_gap", reconciliation_gap, now=now)
     if outcome.processed or outcome.dead or outcome.unhandled:
         # An event arrived: a source that was stale is not any more.
-        reconcile("stale_feed", stale_feed(now, flows=False), now=now, count=False,
+        reconcile("stale_feed", lambda: stale_feed(now, flows=False), now=now, count=False,
                   scope=Q(fingerprint__startswith="source:"))
 
 
@@ -461,22 +488,24 @@ def evaluate_time_rules(now=None):
     """Every rule over the whole state (time-driven ones included), then the SLA sweep."""
     now = now or timezone.now()
     results = {
-        "sync_failed": reconcile("sync_failed", sync_failed(), now=now, count=False),
-        "dead_letter": reconcile("dead_letter", dead_letter(), now=now, count=False),
-        "unknown_reference": reconcile("unknown_reference", unknown_reference(), now=now,
+        "sync_failed": reconcile("sync_failed", sync_failed, now=now, count=False),
+        "dead_letter": reconcile("dead_letter", dead_letter, now=now, count=False),
+        "unknown_reference": reconcile("unknown_reference", unknown_reference, now=now,
                                        count=False),
-        "stale_feed": reconcile("stale_feed", stale_feed(now), now=now, count=False),
-        "reconciliation_gap": reconcile("reconciliation_gap", reconciliation_gap(), now=now,
+        "stale_feed": reconcile("stale_feed", lambda: stale_feed(now), now=now, count=False),
+        "reconciliation_gap": reconcile("reconciliation_gap", reconciliation_gap, now=now,
                                         count=False),
         "approved_time_unposted": reconcile("approved_time_unposted",
-                                            approved_time_unposted(now), now=now, count=False),
-        "invoice_blocked": reconcile("invoice_blocked", invoice_blocked(), now=now,
+                                            lambda: approved_time_unposted(now), now=now,
+                                            count=False),
+        "invoice_blocked": reconcile("invoice_blocked", invoice_blocked, now=now,
                                      count=False),
         "milestone_not_invoiced": reconcile("milestone_not_invoiced",
-                                            milestone_not_invoiced(now), now=now, count=False),
-        "missing_billing_setup": reconcile("missing_billing_setup", missing_billing_setup(),
+                                            lambda: milestone_not_invoiced(now), now=now,
+                                            count=False),
+        "missing_billing_setup": reconcile("missing_billing_setup", missing_billing_setup,
                                            now=now, count=False),
-        "duplicate_client": reconcile("duplicate_client", duplicate_client(), now=now,
+        "duplicate_client": reconcile("duplicate_client", duplicate_client, now=now,
                                       count=False),
     }
     from .escalation import sla_sweep

@@ -195,7 +195,7 @@ def replay(request, pk):
                                          "processed, {dead} still dead.".format(**result))
     from .rules import dead_letter, reconcile
 
-    reconcile("dead_letter", dead_letter(), count=False)
+    reconcile("dead_letter", dead_letter, count=False)
     messages.info(request, "Replayed {replayed}: {processed} processed, {dead} still "
                            "dead.".format(**result))
     return redirect("exceptions:case", pk=pk)

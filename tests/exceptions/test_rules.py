@@ -288,7 +288,7 @@ def test_dead_letter_regresses_when_the_same_error_comes_back(deliver, process):
     pipeline.replay()  # nothing dead any more
     from exceptions.rules import dead_letter, reconcile
 
-    reconcile("dead_letter", dead_letter())
+    reconcile("dead_letter", dead_letter)
     assert cases("dead_letter")[0].status == "resolved"
     deliver.send(make_event("client.upserted", {"client_id": "C2"}))
     process()
