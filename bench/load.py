@@ -783,28 +783,36 @@ def write_chart(report, path):
         return [None] + [(b[key] - a[key]) / max(b["t"] - a["t"], 1e-9)
                          for a, b in itertools.pairwise(samples)]
 
-    fig.add_trace(go.Scatter(x=t, y=per_second("accepted"), name="accepted/s"), 1, 1)
-    fig.add_trace(go.Scatter(x=t, y=per_second("processed"), name="processed/s"), 1, 1)
-    fig.add_trace(go.Scatter(x=[t[0], t[-1]], y=[report["config"]["rate"]] * 2, name="target",
-                             line={"dash": "dot"}), 1, 1)
-    fig.add_trace(go.Scatter(x=t, y=[s["pending"] for s in samples], name="pending"), 2, 1)
-    fig.add_trace(go.Scatter(x=t, y=[s["oldest_pending_s"] for s in samples],
-                             name="oldest pending"), 3, 1)
+    def add(row, **trace):
+        # Each panel has its own legend beside it (legend, legend2, …): one long legend
+        # for six panels would leave the reader matching colours across the page.
+        kind = trace.pop("kind", go.Scatter)
+        fig.add_trace(kind(legend="legend" if row == 1 else f"legend{row}", **trace), row, 1)
+
+    add(1, x=t, y=per_second("accepted"), name="accepted/s")
+    add(1, x=t, y=per_second("processed"), name="processed/s")
+    add(1, x=[t[0], t[-1]], y=[report["config"]["rate"]] * 2, name="target",
+        line={"dash": "dot"})
+    add(2, x=t, y=[s["pending"] for s in samples], name="pending rows")
+    add(3, x=t, y=[s["oldest_pending_s"] for s in samples], name="oldest pending")
     for name in samples[-1]["rss_mib"]:
-        fig.add_trace(go.Scatter(x=t, y=[s["rss_mib"].get(name) for s in samples],
-                                 name=f"{name} RSS"), 4, 1)
+        add(4, x=t, y=[s["rss_mib"].get(name) for s in samples], name=name)
     for component in samples[-1]["cpu_s"]:
-        fig.add_trace(go.Scatter(x=t, y=[None] + [
+        add(5, x=t, y=[None] + [
             100 * (b["cpu_s"].get(component, 0) - a["cpu_s"].get(component, 0))
             / max(b["t"] - a["t"], 1e-9) for a, b in itertools.pairwise(samples)],
-            name=component), 5, 1)
+            name=component)
     by_kind = defaultdict(lambda: ([], []))
     for when, url, kind, ms, status in report["series"]["dashboard"]:
         by_kind[kind][0].append(when)
         by_kind[kind][1].append(ms)
     for kind, (x, y) in by_kind.items():
-        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=f"{kind} ms",
-                                 marker={"size": 4}), 6, 1)
+        add(6, x=x, y=y, mode="markers", name=kind, marker={"size": 4})
+    fig.update_yaxes(type="log", title_text="ms (log)", row=6, col=1)
+    for row in range(1, 7):
+        top = fig.layout[f"yaxis{'' if row == 1 else row}"].domain[1]
+        fig.update_layout({"legend" if row == 1 else f"legend{row}": {
+            "x": 1.01, "y": top, "xanchor": "left", "yanchor": "top"}})
     start, end = report["window_s"]
     fig.add_vrect(x0=0, x1=start, fillcolor="grey", opacity=0.12, line_width=0,
                   annotation_text="warm-up", row="all", col=1)
