@@ -88,6 +88,7 @@ class Postgres:
 
     def init(self):
         if os.path.exists(self.data):
+            self.stop()  # a cluster left running by an interrupted run
             shutil.rmtree(self.data)
         os.makedirs(self.data)
         if os.geteuid() == 0:

@@ -120,6 +120,22 @@ def test_invoice_blocked_until_issued(deliver, process):
     assert cases("invoice_blocked")[0].status == "resolved"
 
 
+def test_invoice_blocked_before_its_client_is_known_opens_when_the_client_arrives(
+        deliver, process):
+    """Order independence: a blocked invoice of an unknown client is an unknown reference,
+    not yet a case; the client's record arriving later opens it at once, as in-order
+    delivery would have, without waiting for the time-based evaluation."""
+    deliver.send(make_event("invoice.blocked", {
+        "invoice_id": "I1", "client_id": "C1", "amount": "1200.00", "currency": "USD",
+        "blocked_reason": "missing_po"}))
+    process()
+    assert cases("invoice_blocked") == []
+    deliver.send(make_event("client.upserted", {"client_id": "C1", "name": "Acme"}))
+    process()
+    [case] = cases("invoice_blocked")
+    assert (case.status, case.money_at_stake) == ("open", 1200)
+
+
 def test_milestone_not_invoiced_after_the_grace_period(deliver, process, evaluate):
     done = (NOW - dt.timedelta(days=10)).date().isoformat()
     fresh = (NOW - dt.timedelta(days=2)).date().isoformat()
