@@ -2,10 +2,11 @@
 import logging
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
+
+from opsview.errors import DATABASE_UNAVAILABLE, database_unavailable
 
 from . import contracts
 from .intake import parse_events, store_events
@@ -30,14 +31,13 @@ def webhook(request, source):
         result = _accept(request, source)
     except Problem as problem:
         return problem_response(problem)
-    except (OperationalError, InterfaceError) as exc:
+    except DATABASE_UNAVAILABLE as exc:
         # The database is down or restarting: nothing of this request was committed, so the
         # sender must retry (Standard Webhooks senders do on any 5xx).
         log.warning("webhook for %s not accepted, database unavailable: %s", source[:64], exc)
-        return problem_response(Problem(
-            503, "unavailable", "Service Unavailable",
-            "The inbox cannot be written right now; nothing from this request was accepted. "
-            "Retry later.", ["database unavailable"], headers={"Retry-After": "5"}))
+        return database_unavailable(
+            request, "The inbox cannot be written right now; nothing from this request was "
+                     "accepted. Retry later.")
     return JsonResponse(result.as_dict(), status=202)
 
 

@@ -30,13 +30,13 @@ UNAVAILABLE_PAGE = """<!doctype html>
 """
 
 
-def database_unavailable(request):
+def database_unavailable(request, detail="The database cannot be reached right now; nothing "
+                                         "was changed. Retry later."):
     """The 503 for a request that could not reach the database."""
     if request.path.startswith(MACHINE_PATHS):
         return problem_response(Problem(
-            503, "unavailable", "Service Unavailable",
-            "The database cannot be reached right now; nothing was changed. Retry later.",
-            ["database unavailable"], headers={"Retry-After": str(RETRY_AFTER_SECONDS)}))
+            503, "unavailable", "Service Unavailable", detail, ["database unavailable"],
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}))
     response = HttpResponse(UNAVAILABLE_PAGE.format(seconds=RETRY_AFTER_SECONDS), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
