@@ -10,6 +10,7 @@ import sys
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
+from django.templatetags.static import static
 from django.views import defaults
 
 from ingestion.problems import Problem, problem_response
@@ -20,13 +21,17 @@ RETRY_AFTER_SECONDS = 5
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 MACHINE_PATHS = ("/api/", "/ingest/")
 
-# Standalone: rendering must not need the database (no user, no context processors).
+# Standalone: rendering must not need the database (no user, no context processors). The
+# stylesheet is a static file, served without it.
 UNAVAILABLE_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{seconds}">
-<title>OpsView is unavailable</title></head>
-<body><h1>OpsView cannot reach its database</h1>
-<p>Nothing was changed. This page tries again in {seconds} seconds.</p></body></html>
+<title>OpsView is unavailable</title>
+<link rel="stylesheet" href="{stylesheet}"></head>
+<body><main class="login-page"><section class="login-card">
+<h1>Ops<span>View</span> cannot reach its database</h1>
+<p class="muted">Nothing was changed. This page tries again in {seconds} seconds.</p>
+</section></main></body></html>
 """
 
 
@@ -37,7 +42,9 @@ def database_unavailable(request, detail="The database cannot be reached right n
         return problem_response(Problem(
             503, "unavailable", "Service Unavailable", detail, ["database unavailable"],
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)}))
-    response = HttpResponse(UNAVAILABLE_PAGE.format(seconds=RETRY_AFTER_SECONDS), status=503)
+    page = UNAVAILABLE_PAGE.format(seconds=RETRY_AFTER_SECONDS,
+                                   stylesheet=static("opsview/app.css"))
+    response = HttpResponse(page, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

@@ -42,6 +42,7 @@ def test_a_panel_answers_a_503_page_that_retries(browser_client, monkeypatch):
     assert response["Retry-After"] == "5"
     body = response.content.decode()
     assert "cannot reach its database" in body and 'http-equiv="refresh"' in body
+    assert "opsview/app.css" in body  # styled like the app, from a static file
 
 
 def test_other_failures_stay_500(browser_client, monkeypatch):
