@@ -4,6 +4,7 @@ With nothing set, OpsView runs on SQLite with Celery in eager mode (the laptop d
 Set DATABASE_URL and CELERY_BROKER_URL for PostgreSQL and Redis.
 """
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -88,6 +89,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several writers (web, eager tasks, the simulator) share one file: wait rather than fail.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Tests use a file, not Django's shared-cache in-memory database: with several threads
+    # (the live server behind the browser tests) a shared cache can deadlock SQLite's mutex
+    # against Python's GIL when a query calls one of Django's Python SQL functions.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"opsview-test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
