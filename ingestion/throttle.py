@@ -1,5 +1,10 @@
-"""A fixed-window request counter in the cache (Redis in production)."""
+"""Fixed-window counters in the shared cache (Redis in production).
+
+Every operation fails open: with the cache away it logs, counts nothing and blocks no one —
+an authenticated event or a correct password must not be refused because a counter is gone.
+"""
 import logging
+import math
 import time
 
 from django.core.cache import cache
@@ -7,24 +12,52 @@ from django.core.cache import cache
 log = logging.getLogger(__name__)
 
 
+class FixedWindow:
+    """Hits per key within windows of `seconds`, named by `prefix`."""
+
+    def __init__(self, prefix, seconds):
+        self.prefix, self.seconds = prefix, seconds
+
+    def _key(self, key):
+        return f"{self.prefix}:{key}:{int(time.time() // self.seconds)}"
+
+    def seconds_left(self):
+        return max(1, math.ceil(self.seconds - time.time() % self.seconds))
+
+    def hit(self, key):
+        """Count one hit; the count so far in this window, or None if the cache is away."""
+        cache_key = self._key(key)
+        try:
+            cache.add(cache_key, 0, timeout=self.seconds + 5)
+            try:
+                return cache.incr(cache_key)
+            except ValueError:  # evicted between add and incr
+                cache.set(cache_key, 1, timeout=self.seconds + 5)
+                return 1
+        except Exception as exc:  # noqa: BLE001 - the cache (Redis) is down
+            log.warning("%s for %s not counted, cache unavailable: %s", self.prefix, key, exc)
+            return None
+
+    def count(self, key):
+        try:
+            return cache.get(self._key(key), 0)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s for %s not checked, cache unavailable: %s", self.prefix, key, exc)
+            return 0
+
+    def reset(self, key):
+        try:
+            cache.delete(self._key(key))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s for %s not reset, cache unavailable: %s", self.prefix, key, exc)
+
+
 def over_limit(key, limit, window=60):
     """Count one hit; return seconds until the window resets if `limit` is exceeded, else None."""
     if not limit:
         return None
-    now = time.time()
-    window_start = int(now // window) * window
-    cache_key = f"throttle:{key}:{window_start}"
-    try:
-        cache.add(cache_key, 0, timeout=window + 5)
-        try:
-            hits = cache.incr(cache_key)
-        except ValueError:  # evicted between add and incr
-            cache.set(cache_key, 1, timeout=window + 5)
-            hits = 1
-    except Exception as exc:  # noqa: BLE001 - the cache (Redis) is down
-        # Fail open: an authenticated event must not be refused because the counter is away.
-        log.warning("rate limit for %s not checked, cache unavailable: %s", key, exc)
-        return None
-    if hits > limit:
-        return max(1, int(window_start + window - now) + 1)
+    counter = FixedWindow("throttle", window)
+    hits = counter.hit(key)
+    if hits is not None and hits > limit:
+        return counter.seconds_left()
     return None

@@ -5,13 +5,13 @@ plotly.js, the app's own files): no inline script, no eval, no third-party origi
 """
 import logging
 import math
-import time
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.core.cache import cache
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
+
+from ingestion.throttle import FixedWindow
 
 from . import audit
 
@@ -38,42 +38,22 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
-class FailureCounter:
-    """Failed attempts per key in a fixed window, kept in the shared cache."""
+class FailureCounter(FixedWindow):
+    """Failed attempts per key in a fixed window; `limit` of them block the key until the
+    window ends. With the cache away nobody is blocked, and the password check still stands."""
 
     def __init__(self, prefix, limit, window_seconds):
-        self.prefix, self.limit, self.window = prefix, limit, window_seconds
+        super().__init__(prefix, window_seconds)
+        self.limit = limit
 
-    def _key(self, key):
-        return f"{self.prefix}:{int(time.time() // self.window)}:{key}"
-
-    # If the cache (Redis) is away, nobody is locked out and nothing is counted: logged, and
-    # the password check itself still stands.
     def blocked_for(self, key):
         """Seconds until the key may try again, or 0."""
-        try:
-            failures = cache.get(self._key(key), 0)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("login throttle not checked, cache unavailable: %s", exc)
+        if not self.limit or self.count(key) < self.limit:
             return 0
-        if not self.limit or failures < self.limit:
-            return 0
-        return max(1, math.ceil(self.window - time.time() % self.window))
+        return self.seconds_left()
 
     def fail(self, key):
-        cache_key = self._key(key)
-        try:
-            cache.add(cache_key, 0, self.window)
-            return cache.incr(cache_key)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("login failure not counted, cache unavailable: %s", exc)
-            return 0
-
-    def clear(self, key):
-        try:
-            cache.delete(self._key(key))
-        except Exception as exc:  # noqa: BLE001
-            log.warning("login counter not cleared, cache unavailable: %s", exc)
+        return self.hit(key) or 0
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
@@ -113,5 +93,5 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form):
         user_counter, username = self.counters()[0]
-        user_counter.clear(username)
+        user_counter.reset(username)
         return super().form_valid(form)

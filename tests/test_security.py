@@ -329,6 +329,24 @@ def test_ingestion_is_rate_limited_per_source(client, db):
     assert codes == [202, 202, 429]
 
 
+def test_ingestion_is_accepted_while_the_rate_limit_cache_is_away(client, db, monkeypatch):
+    """The counter fails open: an authenticated event is never refused for want of Redis."""
+    from django.core.cache import cache
+
+    def away(*args, **kwargs):
+        raise ConnectionError("cache unavailable")
+
+    source = Source.objects.create(slug="limited", name="Limited", rate_limit_per_minute=1)
+    for name in ("add", "incr", "set"):
+        monkeypatch.setattr(cache, name, away)
+    for n in range(3):
+        body, headers = signed_request(source.secret, [make_event(
+            "time_entry.approved", APPROVED, event_id=f"away-{n}")])
+        response = client.post("/ingest/limited/events", data=body,
+                               content_type=headers.pop("content-type"), headers=headers)
+        assert response.status_code == 202, response.content
+
+
 # --- Secrets ------------------------------------------------------------------------------------
 @pytest.fixture
 def admin_client(db):
