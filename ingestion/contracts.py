@@ -122,6 +122,7 @@ class ClientUpserted(Contract):
     name: Text
     tax_id: Annotated[str, Field(max_length=64)] | None = None
     currency: Currency | None = None
+    merged_into: Id | None = None
 
 
 class ProjectUpserted(Contract):
@@ -174,6 +175,10 @@ class TimeEntryEvent(Contract):
     invoice_id: Id | None = None
 
 
+class TimeEntryInvoiced(TimeEntryEvent):
+    invoice_id: Id  # the invoice that bills it (SPEC section 2, "What an invoice bills")
+
+
 class ExpenseEvent(Contract):
     expense_id: Id
     project_id: Id
@@ -182,6 +187,11 @@ class ExpenseEvent(Contract):
     amount: Money
     currency: Currency
     billable: StrictBool
+    invoice_id: Id | None = None
+
+
+class ExpenseInvoiced(ExpenseEvent):
+    invoice_id: Id
 
 
 class MilestoneEvent(Contract):
@@ -195,6 +205,10 @@ class MilestoneEvent(Contract):
 
 class MilestoneCompleted(MilestoneEvent):
     completed_on: Date
+
+
+class MilestoneInvoiced(MilestoneEvent):
+    invoice_id: Id
 
 
 BlockedReason = Literal["missing_po", "missing_project_metadata", "rate_mismatch",
@@ -259,10 +273,12 @@ CONTRACTS = {
     "person.upserted": PersonUpserted,
     "assignment.upserted": AssignmentUpserted,
     **{f"time_entry.{stage}": TimeEntryEvent
-       for stage in ("submitted", "approved", "rejected", "posted", "invoiced", "reversed")},
-    **{f"expense.{stage}": ExpenseEvent for stage in ("approved", "posted", "invoiced")},
+       for stage in ("submitted", "approved", "rejected", "posted", "reversed")},
+    "time_entry.invoiced": TimeEntryInvoiced,
+    **{f"expense.{stage}": ExpenseEvent for stage in ("approved", "posted")},
+    "expense.invoiced": ExpenseInvoiced,
     "milestone.completed": MilestoneCompleted,
-    "milestone.invoiced": MilestoneEvent,
+    "milestone.invoiced": MilestoneInvoiced,
     **{f"invoice.{stage}": InvoiceEvent for stage in ("drafted", "issued", "paid", "voided")},
     "invoice.blocked": InvoiceBlocked,
     "revenue.recognized": RevenueRecognized,

@@ -24,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
 
+from opsview import derived
 from opsview import models as state
 
 from .bulk import insert_new, update_rows
@@ -54,26 +55,49 @@ class BatchOutcome:
     unhandled: list = field(default_factory=list)
     touched: dict = field(default_factory=lambda: defaultdict(set))  # model label -> pks
     sync_attempts: list = field(default_factory=list)
+    # Records with new lifecycle events, whose derived state must be refreshed.
+    staged: dict = field(default_factory=lambda: defaultdict(set))  # kind -> pks
 
     def touch(self, model, pks):
         self.touched[model._meta.label].update(pks)
 
+    def clear(self):
+        self.touched.clear()
+        self.sync_attempts.clear()
+        self.staged.clear()
+
 
 # --- Reference resolution ------------------------------------------------------------------
-def ensure_entities(model, key_field, keys, outcome):
-    """{external id: pk} for `keys`, creating placeholders for ids not yet known."""
-    keys = sorted({k for k in keys if k})
+def named(pairs):
+    """{external id: earliest event time} from (id, event time) pairs, blank ids left out."""
+    earliest = {}
+    for key, when in pairs:
+        if key and (key not in earliest or when < earliest[key]):
+            earliest[key] = when
+    return earliest
+
+
+def ensure_entities(model, key_field, names, outcome):
+    """{external id: pk} for the ids of `names` ({id: earliest event time naming it}),
+    creating placeholders for ids not yet known. A placeholder remembers the earliest event
+    time that named it: the moment its unknown reference began."""
+    keys = sorted(names)
     if not keys:
         return {}
-    mapping = dict(model.objects.filter(**{f"{key_field}__in": keys})
-                   .values_list(key_field, "pk"))
+    known = {key: (pk, placeholder, since) for key, pk, placeholder, since in
+             model.objects.filter(**{f"{key_field}__in": keys})
+             .values_list(key_field, "pk", "is_placeholder", "placeholder_since")}
+    mapping = {key: row[0] for key, row in known.items()}
+    earlier = [model(pk=pk, placeholder_since=names[key])
+               for key, (pk, placeholder, since) in sorted(known.items())
+               if placeholder and (since is None or names[key] < since)]
+    update_rows(model, earlier, ["placeholder_since"])
     missing = [key for key in keys if key not in mapping]
     if missing:
-        now = timezone.now()
         # Sorted inserts keep concurrent workers from deadlocking on the unique index.
         model.objects.bulk_create(
-            [model(**{key_field: key, "is_placeholder": True, "placeholder_since": now})
-             for key in missing],
+            [model(**{key_field: key, "is_placeholder": True,
+                      "placeholder_since": names[key]}) for key in missing],
             ignore_conflicts=True,
         )
         mapping.update(model.objects.filter(**{f"{key_field}__in": missing})
@@ -110,16 +134,34 @@ def _winners(items):
     return best
 
 
-def apply_master(model, key_field, items, outcome):
-    """Whole-record last-writer-wins upsert. items: [(key, version, values)]."""
+def apply_master(model, key_field, items, outcome, firsts=None):
+    """Whole-record last-writer-wins upsert. items: [(key, version, values)]; firsts:
+    {key: {field: moment}} kept at their earliest whichever event wins."""
     winners = _winners(items)
     if not winners:
         return
+    earliest = defaultdict(dict)
+    for key, version, _ in items:
+        moment = _epoch_us_to_datetime(version[0])
+        if moment < earliest[key].get("first_event_at", moment + dt.timedelta(1)):
+            earliest[key]["first_event_at"] = moment
+    for key, moments in (firsts or {}).items():
+        for name, moment in moments.items():
+            if moment < earliest[key].get(name, moment + dt.timedelta(1)):
+                earliest[key][name] = moment
     rows = lock_rows(model, key_field, winners, lambda key: model(**{key_field: key}))
     changed, fields = [], set()
     for row in rows.values():
         version, values = winners[getattr(row, key_field)]
+        first_changed = False
+        for name, moment in earliest[getattr(row, key_field)].items():
+            if getattr(row, name) is None or moment < getattr(row, name):
+                setattr(row, name, moment)
+                fields.add(name)
+                first_changed = True
         if not _newer(version, row.version_time, row.version_event_id):
+            if first_changed:
+                changed.append(row)
             continue
         for name, value in values.items():
             setattr(row, name, value)
@@ -147,15 +189,22 @@ def _text(value):
 
 
 def apply_clients(events, outcome):
+    received = defaultdict(dict)
+    for row, c in events:
+        if row.received_at < received[c.client_id].get("first_received_at", row.received_at
+                                                        + dt.timedelta(1)):
+            received[c.client_id]["first_received_at"] = row.received_at
     apply_master(state.Client, "client_id", [
         (c.client_id, version_of(row),
-         {"name": c.name, "tax_id": _text(c.tax_id), "currency": _text(c.currency)})
+         {"name": c.name, "tax_id": _text(c.tax_id), "currency": _text(c.currency),
+          "merged_into": _text(c.merged_into)})
         for row, c in events
-    ], outcome)
+    ], outcome, firsts=received)
 
 
 def apply_projects(events, outcome):
-    clients = ensure_entities(state.Client, "client_id", [c.client_id for _, c in events], outcome)
+    clients = ensure_entities(state.Client, "client_id",
+                              named((c.client_id, row.time) for row, c in events), outcome)
     apply_master(state.Project, "project_id", [
         (p.project_id, version_of(row), {
             "client_id": clients[p.client_id], "name": p.name, "practice": p.practice,
@@ -181,9 +230,10 @@ def apply_people(events, outcome):
 
 
 def apply_assignments(events, outcome):
-    projects = ensure_entities(state.Project, "project_id", [a.project_id for _, a in events],
-                               outcome)
-    people = ensure_entities(state.Person, "person_id", [a.person_id for _, a in events], outcome)
+    projects = ensure_entities(state.Project, "project_id",
+                               named((a.project_id, row.time) for row, a in events), outcome)
+    people = ensure_entities(state.Person, "person_id",
+                             named((a.person_id, row.time) for row, a in events), outcome)
     apply_master(state.Assignment, "assignment_id", [
         (a.assignment_id, version_of(row), {
             "project_id": projects[a.project_id], "person_id": people[a.person_id],
@@ -195,8 +245,8 @@ def apply_assignments(events, outcome):
 
 
 def apply_revenue(events, outcome):
-    projects = ensure_entities(state.Project, "project_id", [r.project_id for _, r in events],
-                               outcome)
+    projects = ensure_entities(state.Project, "project_id",
+                               named((r.project_id, row.time) for row, r in events), outcome)
     winners = _winners([
         ((projects[r.project_id], r.period), version_of(row),
          {"amount": r.amount, "currency": r.currency})
@@ -231,6 +281,12 @@ def apply_reconciliations(events, outcome):
         })
         for row, r in events
     ])
+    state.ReconciliationReading.objects.bulk_create([
+        state.ReconciliationReading(
+            flow=r.flow, object_type=r.object_type, period_start=r.period_start,
+            period_end=r.period_end, source_count=r.source_count, target_count=r.target_count,
+            reported_at=row.time, event_id=row.event_id, inbox_event_id=row.pk)
+        for row, r in events], ignore_conflicts=True)
     Report = state.ReconciliationReport
     Report.objects.bulk_create(
         [Report(flow=k[0], object_type=k[1], period_start=k[2], period_end=k[3], **values)
@@ -255,16 +311,22 @@ def apply_reconciliations(events, outcome):
 
 # --- Transactions --------------------------------------------------------------------------
 def apply_lifecycle(model, key_field, events, references, outcome):
-    """Merge lifecycle events into `model` rows.
+    """Merge lifecycle events into `model` rows and record each in the history.
 
     events: [(inbox row, contract)]; references: {contract field: (model, key field)} for the
-    entities the event names, resolved to placeholders where unknown.
+    entities the event names, resolved to placeholders where unknown. An item's invoice is
+    not merged here: the history's latest `invoiced` event decides it (`opsview.derived`).
+    Returns {key: row}.
     """
     maps = {
         name: ensure_entities(ref_model, ref_key,
-                              [getattr(c, name) for _, c in events if getattr(c, name)], outcome)
+                              named((getattr(c, name), row.time) for row, c in events), outcome)
         for name, (ref_model, ref_key) in references.items()
     }
+    if model is not state.Invoice:
+        ensure_entities(state.Invoice, "invoice_id", named(
+            (c.invoice_id, row.time) for row, c in events if row.type.endswith(".invoiced")),
+            outcome)
     first = {}
     for row, contract in sorted(events, key=lambda item: version_of(item[0])):
         first.setdefault(getattr(contract, key_field), contract)
@@ -278,11 +340,17 @@ def apply_lifecycle(model, key_field, events, references, outcome):
     rows = lock_rows(model, key_field, first, new_row)
     changed_fields = {"status", "status_rank", "status_time", "status_event_id",
                       "field_versions", "updated_at"}
+    history = []
     for inbox_row, contract in events:
         record = rows[getattr(contract, key_field)]
         stage = inbox_row.type.rsplit(".", 1)[1]
         version = version_of(inbox_row)
         rank = model.RANKS[stage]
+        history.append(state.StageEvent(
+            kind=model.KIND, record_id=record.pk, stage=stage, rank=rank, at=inbox_row.time,
+            event_id=inbox_row.event_id, inbox_event_id=inbox_row.pk,
+            invoice_ref=(getattr(contract, "invoice_id", None) or "")
+            if stage == "invoiced" else ""))
         current = (record.status_rank,
                    int(record.status_time.timestamp() * 1_000_000) if record.status_time else -1,
                    record.status_event_id)
@@ -296,7 +364,8 @@ def apply_lifecycle(model, key_field, events, references, outcome):
         versions = dict(record.field_versions or {})
         for name in type(contract).model_fields:
             value = getattr(contract, name)
-            if name == key_field or value is None:
+            if name == key_field or value is None or (name == "invoice_id"
+                                                      and model is not state.Invoice):
                 continue
             if list(version) > versions.get(name, [-1, ""]):
                 # A reference ("project_id") maps to the FK column of the same name.
@@ -306,7 +375,10 @@ def apply_lifecycle(model, key_field, events, references, outcome):
         record.field_versions = versions
         record.updated_at = timezone.now()
     update_rows(model, list(rows.values()), sorted(changed_fields))
+    state.StageEvent.objects.bulk_create(history, ignore_conflicts=True)
     outcome.touch(model, [r.pk for r in rows.values()])
+    outcome.staged[model.KIND].update(r.pk for r in rows.values())
+    return rows
 
 
 TIME_REFERENCES = {"project_id": (state.Project, "project_id"),
@@ -327,9 +399,14 @@ def apply_milestones(events, outcome):
 
 
 def apply_invoices(events, outcome):
-    apply_lifecycle(state.Invoice, "invoice_id", events,
-                    {"client_id": (state.Client, "client_id"),
-                     "project_id": (state.Project, "project_id")}, outcome)
+    rows = apply_lifecycle(state.Invoice, "invoice_id", events,
+                           {"client_id": (state.Client, "client_id"),
+                            "project_id": (state.Project, "project_id")}, outcome)
+    # An invoice event announces the invoice: a placeholder items named is one no more.
+    announced = [row for row in rows.values() if row.is_placeholder]
+    for row in announced:
+        row.is_placeholder, row.placeholder_since = False, None
+    update_rows(state.Invoice, announced, ["is_placeholder", "placeholder_since"])
 
 
 def apply_sync(events, outcome):
@@ -371,13 +448,16 @@ def _applier(event_type):
 
 
 def apply_events(valid, outcome):
-    """Apply validated [(row, contract)] grouped by kind, in dependency order."""
+    """Apply validated [(row, contract)] grouped by kind, in dependency order; then refresh
+    what derives from the lifecycle history of the records they touched."""
     groups = defaultdict(list)
     for row, contract in valid:
         groups[_applier(row.type)].append((row, contract))
     for _, apply in APPLIERS:
         if groups.get(apply):
             apply(groups[apply], outcome)
+    items = {kind: pks for kind, pks in outcome.staged.items() if kind != "invoice"}
+    derived.refresh(items, outcome.staged.get("invoice", set()))
 
 
 # --- The batch -----------------------------------------------------------------------------
@@ -419,8 +499,7 @@ def process_events(event_ids=None, limit=500):
             raise  # deadlock, lost connection…: the batch rolls back and is retried whole
         except Exception:
             log.exception("batch of %d failed; applying its events one by one", len(valid))
-            outcome.touched.clear()
-            outcome.sync_attempts.clear()
+            outcome.clear()
             _apply_one_by_one(valid, outcome)
         _record_statuses(rows, outcome)
     _after_batch(outcome)

@@ -6,6 +6,11 @@ a lifecycle: the status is the highest rank seen, each stage keeps its own times
 the event time, and each data field keeps the value of the latest event that carried it.
 A record that names an entity not yet known points at a placeholder row until the master
 record arrives; KPIs count only records whose named entities are all known.
+
+Every lifecycle event is also kept as a `StageEvent`, so any past status can be rebuilt
+("as of" is point in time, SPEC section 2), and the stretches of time during which an item
+was unbilled WIP are kept as `WipSpan`s, derived from those events and the states of the
+invoices the item was on.
 """
 import hashlib
 import secrets
@@ -21,9 +26,12 @@ class MasterRecord(models.Model):
     """Last-writer-wins state: the version is the (time, event id) of the event that wrote it."""
 
     is_placeholder = models.BooleanField(default=False)
+    # A placeholder's: the earliest event time of the events that name it.
     placeholder_since = models.DateTimeField(null=True, blank=True)
     version_time = models.DateTimeField(null=True, blank=True)
     version_event_id = models.CharField(max_length=255, blank=True)
+    # The earliest event time of the record's own upserts.
+    first_event_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -35,6 +43,10 @@ class Client(MasterRecord):
     name = models.CharField(max_length=255, blank=True)
     tax_id = models.CharField(max_length=64, blank=True)
     currency = models.CharField(max_length=3, blank=True)
+    # The client that replaces this one after a merge in the source system.
+    merged_into = models.CharField(max_length=255, blank=True)
+    # When OpsView first received an upsert of this client ("first seen", by receipt).
+    first_received_at = models.DateTimeField(null=True, blank=True)
     # Set by a person in triage when two similar clients are genuinely distinct.
     marked_distinct = models.BooleanField(default=False)
 
@@ -61,8 +73,8 @@ class Project(MasterRecord):
     client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.PROTECT,
                                related_name="projects")
     name = models.CharField(max_length=255, blank=True)
-    practice = models.CharField(max_length=128, blank=True, db_index=True)
-    legal_entity = models.CharField(max_length=128, blank=True, db_index=True)
+    practice = models.CharField(max_length=255, blank=True, db_index=True)
+    legal_entity = models.CharField(max_length=255, blank=True, db_index=True)
     currency = models.CharField(max_length=3, blank=True)
     billing_method = models.CharField(max_length=32, choices=BillingMethod.choices, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, blank=True)
@@ -80,9 +92,12 @@ class Project(MasterRecord):
 
     @property
     def billing_setup_complete(self):
+        """A billing method that bills, a rate card where time is billed by the hour, a PO
+        where the client requires one (SPEC section 4, invoice readiness)."""
         return (
             self.billing_method not in ("", self.BillingMethod.NON_BILLABLE)
-            and bool(self.rate_card_id)
+            and (self.billing_method != self.BillingMethod.TIME_AND_MATERIALS
+                 or bool(self.rate_card_id))
             and (not self.po_required or bool(self.po_number))
         )
 
@@ -91,7 +106,8 @@ def billing_setup_complete_q(prefix=""):
     """The Q form of Project.billing_setup_complete, for set-based queries."""
     return (
         ~Q(**{f"{prefix}billing_method__in": ["", Project.BillingMethod.NON_BILLABLE]})
-        & ~Q(**{f"{prefix}rate_card_id": ""})
+        & (~Q(**{f"{prefix}billing_method": Project.BillingMethod.TIME_AND_MATERIALS})
+           | ~Q(**{f"{prefix}rate_card_id": ""}))
         & (Q(**{f"{prefix}po_required": False}) | ~Q(**{f"{prefix}po_number": ""}))
     )
 
@@ -99,7 +115,7 @@ def billing_setup_complete_q(prefix=""):
 class Person(MasterRecord):
     person_id = models.CharField(max_length=255, unique=True)
     name = models.CharField(max_length=255, blank=True)
-    practice = models.CharField(max_length=128, blank=True, db_index=True)
+    practice = models.CharField(max_length=255, blank=True, db_index=True)
     cost_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     bill_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     capacity_hours_per_week = models.DecimalField(max_digits=6, decimal_places=2, default=40)
@@ -146,6 +162,7 @@ class LifecycleRecord(models.Model):
 
 
 class TimeEntry(LifecycleRecord):
+    KIND = "time_entry"
     RANKS = {"submitted": 1, "approved": 2, "rejected": 2, "posted": 3, "invoiced": 4,
              "reversed": 5}
 
@@ -161,7 +178,9 @@ class TimeEntry(LifecycleRecord):
     bill_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     cost_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     erp_document_id = models.CharField(max_length=255, blank=True)
-    invoice_id = models.CharField(max_length=255, blank=True)
+    # The invoice the latest `invoiced` event names (a placeholder until it arrives).
+    invoice = models.ForeignKey("Invoice", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="time_entries")
     submitted_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     rejected_at = models.DateTimeField(null=True, blank=True)
@@ -185,6 +204,7 @@ class TimeEntry(LifecycleRecord):
 
 
 class Expense(LifecycleRecord):
+    KIND = "expense"
     RANKS = {"approved": 1, "posted": 2, "invoiced": 3}
 
     expense_id = models.CharField(max_length=255, unique=True)
@@ -194,6 +214,8 @@ class Expense(LifecycleRecord):
     amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     currency = models.CharField(max_length=3, blank=True)
     billable = models.BooleanField(default=False)
+    invoice = models.ForeignKey("Invoice", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="expenses")
     approved_at = models.DateTimeField(null=True, blank=True)
     posted_at = models.DateTimeField(null=True, blank=True)
     invoiced_at = models.DateTimeField(null=True, blank=True)
@@ -206,6 +228,7 @@ class Expense(LifecycleRecord):
 
 
 class Milestone(LifecycleRecord):
+    KIND = "milestone"
     RANKS = {"completed": 1, "invoiced": 2}
 
     milestone_id = models.CharField(max_length=255, unique=True)
@@ -213,7 +236,8 @@ class Milestone(LifecycleRecord):
     name = models.CharField(max_length=255, blank=True)
     amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     completed_on = models.DateField(null=True, blank=True)
-    invoice_id = models.CharField(max_length=255, blank=True)
+    invoice = models.ForeignKey("Invoice", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="milestones")
     completed_at = models.DateTimeField(null=True, blank=True)
     invoiced_at = models.DateTimeField(null=True, blank=True)
 
@@ -225,6 +249,10 @@ class Milestone(LifecycleRecord):
 
 
 class Invoice(LifecycleRecord):
+    """An invoice. One that items name before any `invoice.*` event announced it is a
+    placeholder: the items on it are unbilled until it arrives."""
+
+    KIND = "invoice"
     # A blocked invoice that is then issued is unblocked; voided ends every path.
     RANKS = {"drafted": 1, "blocked": 2, "issued": 3, "paid": 4, "voided": 5}
 
@@ -237,7 +265,10 @@ class Invoice(LifecycleRecord):
         OTHER = "other"
 
     invoice_id = models.CharField(max_length=255, unique=True)
-    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="invoices")
+    is_placeholder = models.BooleanField(default=False)
+    placeholder_since = models.DateTimeField(null=True, blank=True)
+    client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="invoices")
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="invoices")
     amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
@@ -252,12 +283,86 @@ class Invoice(LifecycleRecord):
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
+    # Derived from the invoice's events (SPEC section 2, "What an invoice bills"): when it was
+    # first announced, and the dates it counts as issued, paid and voided on.
+    announced_at = models.DateTimeField(null=True, blank=True)
+    first_drafted_at = models.DateTimeField(null=True, blank=True)
+    issued_date = models.DateField(null=True, blank=True)
+    paid_date = models.DateField(null=True, blank=True)
+    voided_date = models.DateField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "issued_on"], name="invoice_status_issued_idx")]
+        indexes = [models.Index(fields=["status", "issued_on"], name="invoice_status_issued_idx"),
+                   models.Index(fields=["issued_date"], name="invoice_issued_date_idx")]
 
     def __str__(self):
         return self.invoice_id
+
+
+class StageEvent(models.Model):
+    """One lifecycle event of a transaction (time entry, expense, milestone or invoice): the
+    history from which its status at any past moment is rebuilt."""
+
+    class Kind(models.TextChoices):
+        TIME_ENTRY = "time_entry"
+        EXPENSE = "expense"
+        MILESTONE = "milestone"
+        INVOICE = "invoice"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    record_id = models.BigIntegerField()  # the pk in the kind's table
+    stage = models.CharField(max_length=16)
+    rank = models.PositiveSmallIntegerField()
+    at = models.DateTimeField()  # the event time
+    event_id = models.CharField(max_length=255)
+    # The inbox row it came from: an event is recorded once, whatever retries happen.
+    inbox_event_id = models.BigIntegerField(unique=True)
+    # An item's `invoiced` event: the invoice it names.
+    invoice_ref = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["kind", "record_id"], name="stage_record_idx"),
+            models.Index(fields=["invoice_ref"], name="stage_invoice_ref_idx",
+                         condition=~Q(invoice_ref="")),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.record_id} {self.stage} {self.at:%Y-%m-%d %H:%M}"
+
+
+class WipSpan(models.Model):
+    """A stretch of time [start, end) during which an item was unbilled WIP: approved (a
+    milestone: completed) and on or after its date, and not on an invoice that was issued
+    and not voided at that moment. `in_billing`: on a drafted or blocked invoice meanwhile.
+
+    The item's figures are copied here so that WIP as of any date is read from this table
+    alone; its value is computed from them and today's master data (billing method, rates).
+    """
+
+    kind = models.CharField(max_length=16, choices=StageEvent.Kind.choices)
+    record_id = models.BigIntegerField()
+    start = models.DateTimeField()
+    end = models.DateTimeField(null=True, blank=True)  # open: still WIP now
+    in_billing = models.BooleanField(default=False)
+    project = models.ForeignKey(Project, on_delete=models.DO_NOTHING, db_constraint=False,
+                                related_name="+")
+    person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.DO_NOTHING,
+                               db_constraint=False, related_name="+")
+    on_date = models.DateField()  # work_date, incurred_on or completed_on: ages count from it
+    hours = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    bill_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, blank=True)  # expenses carry their own
+    billable = models.BooleanField(default=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["kind", "record_id"], name="wipspan_record_idx"),
+            # Today's WIP: the open spans. (PostgreSQL also has a GiST index on the range.)
+            models.Index(fields=["project"], name="wipspan_open_idx",
+                         condition=Q(end__isnull=True)),
+        ]
 
 
 class RevenueRecognition(MasterRecord):
@@ -280,14 +385,14 @@ class SyncAttempt(models.Model):
     inbox_event = models.OneToOneField("ingestion.InboxEvent", on_delete=models.CASCADE,
                                        related_name="sync_attempt")
     flow = models.CharField(max_length=255)
-    source_system = models.CharField(max_length=128, blank=True)
-    target_system = models.CharField(max_length=128, blank=True)
-    object_type = models.CharField(max_length=128, blank=True)
+    source_system = models.CharField(max_length=255, blank=True)
+    target_system = models.CharField(max_length=255, blank=True)
+    object_type = models.CharField(max_length=255, blank=True)
     object_id = models.CharField(max_length=255, blank=True)
     succeeded = models.BooleanField()
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     attempt = models.PositiveIntegerField(null=True, blank=True)
-    error_code = models.CharField(max_length=128, blank=True)
+    error_code = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
     retryable = models.BooleanField(null=True)
     occurred_at = models.DateTimeField()
@@ -308,7 +413,7 @@ class ReconciliationReport(MasterRecord):
     """The latest count (and amount) comparison of one flow, object type and period."""
 
     flow = models.CharField(max_length=255)
-    object_type = models.CharField(max_length=128)
+    object_type = models.CharField(max_length=255)
     period_start = models.DateField()
     period_end = models.DateField()
     source_count = models.IntegerField()
@@ -327,6 +432,39 @@ class ReconciliationReport(MasterRecord):
         return self.source_count - self.target_count
 
 
+class ReconciliationReading(models.Model):
+    """Every `reconciliation.reported` event, kept so a gap's case can say when it began."""
+
+    flow = models.CharField(max_length=255)
+    object_type = models.CharField(max_length=255)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    source_count = models.IntegerField()
+    target_count = models.IntegerField()
+    reported_at = models.DateTimeField()  # the event time
+    event_id = models.CharField(max_length=255)
+    inbox_event_id = models.BigIntegerField(unique=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["flow", "object_type", "period_start", "period_end",
+                                        "reported_at"], name="recon_reading_idx")]
+
+
+class FlowRhythm(models.Model):
+    """A flow's learned rhythm (SPEC section 3, stale_feed): for each hour of the week, the
+    longest gap between consecutive events that began in that hour over the last 28 days."""
+
+    flow = models.CharField(max_length=255, unique=True)
+    # {"<hour of week 0..167>": longest gap in seconds}; hour 0 is Monday 00:00, firm time.
+    longest_gaps = models.JSONField(default=dict, blank=True)
+    events = models.PositiveIntegerField(default=0)  # in the 28 days
+    first_event_at = models.DateTimeField(null=True, blank=True)  # ever
+    computed_at = models.DateTimeField()
+
+    def __str__(self):
+        return self.flow
+
+
 def hash_token(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -338,7 +476,7 @@ class ApiToken(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="api_tokens")
-    name = models.CharField(max_length=128, blank=True)
+    name = models.CharField(max_length=255, blank=True)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_hint = models.CharField(max_length=12, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -106,7 +106,9 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The firm's time zone: "as of" a date means the end of that date here (SPEC section 2).
+OPSVIEW_TIME_ZONE = os.environ.get("OPSVIEW_TIME_ZONE", "UTC")
+TIME_ZONE = OPSVIEW_TIME_ZONE
 USE_I18N = False
 USE_TZ = True
 

@@ -1,0 +1,110 @@
+"""State derived from the lifecycle history, refreshed for the records a batch touched.
+
+After a batch is merged, the invoices it touched get their dates again (announced, issued,
+paid, voided: `opsview.timeline.invoice_dates`), and every item it touched — or that names a
+touched invoice — gets its current invoice and its WIP spans again. A fixed number of
+statements per kind, whatever the batch holds.
+"""
+from collections import defaultdict
+
+from ingestion.bulk import update_rows
+
+from . import models as state
+from .timeline import InvoiceDates, Stage, current_invoice, firm_zone, invoice_dates, wip_spans
+
+ITEMS = {
+    "time_entry": (state.TimeEntry, "work_date"),
+    "expense": (state.Expense, "incurred_on"),
+    "milestone": (state.Milestone, "completed_on"),
+}
+
+
+def stages_of(kind, record_ids):
+    """{record id: [Stage]} from the history."""
+    result = defaultdict(list)
+    rows = (state.StageEvent.objects.filter(kind=kind, record_id__in=list(record_ids))
+            .values_list("record_id", "at", "rank", "stage", "event_id", "invoice_ref"))
+    for record_id, at, rank, stage, event_id, invoice_ref in rows:
+        result[record_id].append(Stage(at, rank, stage, event_id, invoice_ref))
+    return result
+
+
+def refresh_invoices(invoice_pks):
+    """Recompute the derived dates of these invoices from their events."""
+    if not invoice_pks:
+        return []
+    zone = firm_zone()
+    history = stages_of("invoice", invoice_pks)
+    invoices = list(state.Invoice.objects.filter(pk__in=list(invoice_pks)).order_by("pk"))
+    fields = ["announced_at", "first_drafted_at", "issued_date", "paid_date", "voided_date"]
+    for invoice in invoices:
+        dates = invoice_dates(history.get(invoice.pk, []), invoice.issued_on, invoice.paid_on,
+                              zone)
+        for name in fields:
+            setattr(invoice, name, getattr(dates, name))
+    update_rows(state.Invoice, invoices, fields)
+    return [invoice.invoice_id for invoice in invoices]
+
+
+def items_naming(invoice_ids):
+    """{kind: {record id}} of the items whose events ever named one of these invoices."""
+    result = defaultdict(set)
+    if invoice_ids:
+        for kind, record_id in (state.StageEvent.objects
+                                .filter(invoice_ref__in=list(invoice_ids))
+                                .exclude(kind="invoice").values_list("kind", "record_id")):
+            result[kind].add(record_id)
+    return result
+
+
+def refresh_items(kind, record_ids):
+    """Recompute the current invoice and the WIP spans of these items."""
+    if not record_ids:
+        return
+    model, date_field = ITEMS[kind]
+    zone = firm_zone()
+    history = stages_of(kind, record_ids)
+    refs = {s.invoice_ref for stages in history.values() for s in stages if s.invoice_ref}
+    invoices, invoice_pks = {}, {}
+    for row in state.Invoice.objects.filter(invoice_id__in=refs).values(
+            "pk", "invoice_id", "announced_at", "first_drafted_at", "issued_date", "paid_date",
+            "voided_date"):
+        invoice_id = row.pop("invoice_id")
+        invoice_pks[invoice_id] = row.pop("pk")
+        invoices[invoice_id] = InvoiceDates(**row)
+    items = list(model.objects.filter(pk__in=list(record_ids)).order_by("pk"))
+    spans, moved = [], []
+    for item in items:
+        stages = history.get(item.pk, [])
+        invoice_pk = invoice_pks.get(current_invoice(stages))
+        if item.invoice_id != invoice_pk:
+            item.invoice_id = invoice_pk
+            moved.append(item)
+        if kind != "milestone" and not item.billable:
+            continue  # never billable value: no WIP to keep
+        spans += [_span_row(kind, item, date_field, span)
+                  for span in wip_spans(kind, stages, getattr(item, date_field), invoices, zone)]
+    update_rows(model, moved, ["invoice"])
+    state.WipSpan.objects.filter(kind=kind, record_id__in=[i.pk for i in items]).delete()
+    state.WipSpan.objects.bulk_create(spans, batch_size=2000)
+
+
+def _span_row(kind, item, date_field, span):
+    return state.WipSpan(
+        kind=kind, record_id=item.pk, start=span.start, end=span.end,
+        in_billing=span.in_billing, project_id=item.project_id,
+        person_id=getattr(item, "person_id", None), on_date=getattr(item, date_field),
+        hours=getattr(item, "hours", 0), bill_rate=getattr(item, "bill_rate", None),
+        amount=getattr(item, "amount", 0), currency=getattr(item, "currency", ""),
+        billable=getattr(item, "billable", True))
+
+
+def refresh(touched_items, touched_invoices):
+    """touched_items: {kind: {pk}}; touched_invoices: {invoice pk}. Invoices first: the
+    items' spans read their dates."""
+    invoice_ids = refresh_invoices(touched_invoices)
+    items = defaultdict(set, {kind: set(pks) for kind, pks in touched_items.items()})
+    for kind, pks in items_naming(invoice_ids).items():
+        items[kind] |= pks
+    for kind, pks in items.items():
+        refresh_items(kind, pks)
