@@ -1,10 +1,11 @@
-"""The KPIs of SPEC section 4: one function each, plain arguments in, JSON-ready dicts out.
+"""The KPIs of SPEC section 4 (version 2): one function each, plain arguments in, JSON-ready
+dicts out.
 
 The pages, the read API and the tests all call these functions. Money and hours come out as
 decimal strings with two places, ratios as numbers (None on an empty denominator), durations
-in seconds. Amounts are grouped by currency and never converted. Time entries that were
-rejected or reversed count nowhere; a record whose project or person is still a placeholder
-is not counted until the master record arrives.
+in seconds. Amounts are grouped by currency and never converted. "Value" is billable value
+(`opsview.selectors`); "as of T" is point in time, read from the WIP spans and the invoices'
+dates (`opsview.timeline`).
 """
 import datetime as dt
 import math
@@ -13,31 +14,46 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import (
-    Case,
-    Count,
-    DecimalField,
-    ExpressionWrapper,
-    F,
-    Max,
-    Min,
-    Q,
-    Sum,
-    Value,
-    When,
-)
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Max, Min, Q, Sum, Value
 from django.utils import timezone
 
 from ingestion.models import DuplicateDelivery, InboxEvent
 
 from . import models as state
+from .rhythm import expected_silence
+from .selectors import (
+    AMOUNT,
+    BILLABLE_EXPENSE,
+    BILLABLE_MILESTONE,
+    BILLABLE_TIME,
+    BILLED_NOW,
+    EXPENSE_VALUE,
+    IN_BILLING_NOW,
+    LABOR_COST,
+    MILESTONE_VALUE,
+    SPAN_CURRENCY,
+    SPAN_EXPENSE,
+    SPAN_MILESTONE,
+    SPAN_TIME,
+    SPAN_VALUE,
+    TIME_VALUE,
+    ZERO,
+    counted_expenses,
+    counted_invoices,
+    counted_milestones,
+    counted_time,
+    project_filters,
+    spans_as_of,
+    total,
+    unposted_expenses,
+    unposted_time,
+)
+from .timeline import InvoiceDates, Stage, day_start, end_of, firm_zone, invoice_at
 
 CENT = Decimal("0.01")
-ZERO = Decimal("0")
-AMOUNT = DecimalField(max_digits=24, decimal_places=6)
-APPROVED_OR_LATER = ["approved", "posted", "invoiced"]
 AGING_BUCKETS = ["0-30", "31-60", "61-90", "90+"]
+WIP_PARTS = ["time", "expenses", "milestones", "fixed_fee"]
+SPAN_PART = {"time_entry": "time", "expense": "expenses", "milestone": "milestones"}
 
 
 # --- Formatting ------------------------------------------------------------------------------
@@ -75,112 +91,179 @@ def weekdays(start, end):
     return count
 
 
-# --- Shared querysets ----------------------------------------------------------------------
-def _project_filters(filters, prefix="project__"):
-    q = Q()
-    if filters.get("legal_entity"):
-        q &= Q(**{f"{prefix}legal_entity": filters["legal_entity"]})
-    if filters.get("practice"):
-        q &= Q(**{f"{prefix}practice": filters["practice"]})
-    if filters.get("client"):
-        q &= Q(**{f"{prefix}client__client_id": filters["client"]})
-    return q
+def age_bucket(days):
+    if days <= 30:
+        return "0-30"
+    if days <= 60:
+        return "31-60"
+    if days <= 90:
+        return "61-90"
+    return "90+"
 
 
-def counted_time(filters=None, statuses=APPROVED_OR_LATER):
-    return state.TimeEntry.objects.filter(
-        _project_filters(filters or {}), status__in=statuses,
-        project__is_placeholder=False, person__is_placeholder=False)
-
-
-def counted_expenses(filters=None, statuses=APPROVED_OR_LATER):
-    return state.Expense.objects.filter(
-        _project_filters(filters or {}), status__in=statuses,
-        project__is_placeholder=False, person__is_placeholder=False)
-
-
-def counted_milestones(filters=None, statuses=("completed", "invoiced")):
-    return state.Milestone.objects.filter(
-        _project_filters(filters or {}), status__in=statuses, project__is_placeholder=False)
-
-
-# hours × bill rate when billable (the entry's rate, else the person's), else 0
-TIME_VALUE = Case(
-    When(billable=True, then=ExpressionWrapper(
-        F("hours") * Coalesce(F("bill_rate"), F("person__bill_rate"), Value(ZERO)),
-        output_field=AMOUNT)),
-    default=Value(ZERO), output_field=AMOUNT)
-LABOR_COST = ExpressionWrapper(
-    F("hours") * Coalesce(F("cost_rate"), F("person__cost_rate"), Value(ZERO)),
-    output_field=AMOUNT)
-
-
-def _sum(expression, **filter_kwargs):
-    condition = Q(**filter_kwargs) if filter_kwargs else None
-    return Coalesce(Sum(expression, filter=condition), Value(ZERO), output_field=AMOUNT)
-
-
-
-def _by_currency(queryset, currency_field, **aggregates):
+def _by_currency(queryset, currency, **aggregates):
     """{currency: {name: value}} from one grouped query."""
     return {row.pop("ccy"): row for row in
-            queryset.values(ccy=F(currency_field)).annotate(**aggregates).order_by()}
+            queryset.values(ccy=currency if not isinstance(currency, str) else F(currency))
+            .annotate(**aggregates).order_by()}
 
 
 # --- Unbilled WIP --------------------------------------------------------------------------
-def _aging(date_field, value, as_of):
-    edges = {"0-30": Q(**{f"{date_field}__gte": as_of - dt.timedelta(days=30)}),
-             "31-60": Q(**{f"{date_field}__lte": as_of - dt.timedelta(days=31),
-                           f"{date_field}__gte": as_of - dt.timedelta(days=60)}),
-             "61-90": Q(**{f"{date_field}__lte": as_of - dt.timedelta(days=61),
-                           f"{date_field}__gte": as_of - dt.timedelta(days=90)}),
-             "90+": Q(**{f"{date_field}__lte": as_of - dt.timedelta(days=91)})}
-    return {f"age_{i}": Coalesce(Sum(value, filter=edges[bucket]), Value(ZERO),
-                                 output_field=AMOUNT)
+def _aging(as_of):
+    """Conditional sums of span value by age bucket (age = as-of − the item's date)."""
+    edges = {"0-30": Q(on_date__gte=as_of - dt.timedelta(days=30)),
+             "31-60": Q(on_date__lte=as_of - dt.timedelta(days=31),
+                        on_date__gte=as_of - dt.timedelta(days=60)),
+             "61-90": Q(on_date__lte=as_of - dt.timedelta(days=61),
+                        on_date__gte=as_of - dt.timedelta(days=90)),
+             "90+": Q(on_date__lte=as_of - dt.timedelta(days=91))}
+    return {f"age_{i}": total(SPAN_VALUE, edges[bucket])
             for i, bucket in enumerate(AGING_BUCKETS)}
 
 
-def wip_parts(*, as_of, filters=None):
-    """(time, expenses, milestones) querysets of unbilled WIP as of a date."""
-    filters = filters or {}
-    time = counted_time(filters, ["approved", "posted"]).filter(
-        billable=True, work_date__lte=as_of)
-    expenses = counted_expenses(filters, ["approved", "posted"]).filter(
-        billable=True, incurred_on__lte=as_of)
-    milestones = counted_milestones(filters, ["completed"]).filter(completed_on__lte=as_of)
-    return time, expenses, milestones
+def _valued_spans(as_of, filters):
+    """The spans that hold billable value as of the end of `as_of`."""
+    return spans_as_of(as_of, filters).filter(SPAN_TIME | SPAN_EXPENSE | SPAN_MILESTONE)
+
+
+def _blank_wip():
+    return {"total": ZERO, **dict.fromkeys(WIP_PARTS, ZERO), "in_billing": ZERO,
+            "aging": dict.fromkeys(AGING_BUCKETS, ZERO)}
 
 
 def wip(*, as_of, filters=None):
-    time, expenses, milestones = wip_parts(as_of=as_of, filters=filters)
-    parts = {
-        "time": _by_currency(time, "project__currency", value=_sum(TIME_VALUE),
-                             **_aging("work_date", TIME_VALUE, as_of)),
-        "expenses": _by_currency(expenses, "currency", value=_sum(F("amount")),
-                                 **_aging("incurred_on", F("amount"), as_of)),
-        "milestones": _by_currency(milestones, "project__currency", value=_sum(F("amount")),
-                                   **_aging("completed_on", F("amount"), as_of)),
-    }
-    currencies = {}
-    for part, rows in parts.items():
-        for currency, row in rows.items():
-            figures = currencies.setdefault(currency, {"total": ZERO, "time": ZERO,
-                                                       "expenses": ZERO, "milestones": ZERO,
-                                                       "aging": dict.fromkeys(AGING_BUCKETS, ZERO)})
-            figures[part] += row["value"]
-            figures["total"] += row["value"]
-            for i, bucket in enumerate(AGING_BUCKETS):
-                figures["aging"][bucket] += row[f"age_{i}"]
+    """Unbilled WIP as of the end of a date: approved work not billed then, per currency."""
+    filters = filters or {}
+    currencies = defaultdict(_blank_wip)
+    rows = (_valued_spans(as_of, filters).values("kind", ccy=SPAN_CURRENCY)
+            .annotate(value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
+                      **_aging(as_of)).order_by())
+    for row in rows:
+        figures = currencies[row["ccy"]]
+        figures[SPAN_PART[row["kind"]]] += row["value"]
+        figures["total"] += row["value"]
+        figures["in_billing"] += row["billing"]
+        for i, bucket in enumerate(AGING_BUCKETS):
+            figures["aging"][bucket] += row[f"age_{i}"]
+    for position in fixed_fee_wip(as_of=as_of, filters=filters):
+        figures = currencies[position["currency"]]
+        figures["fixed_fee"] += position["value"]
+        figures["total"] += position["value"]
+        figures["in_billing"] += position["in_billing"]
+        figures["aging"][age_bucket(position["age_days"])] += position["value"]
     return {
         "as_of": as_of.isoformat(),
         "filters": _clean(filters),
         "currencies": {
-            currency: {**{k: money(figures[k]) for k in ("total", "time", "expenses",
-                                                         "milestones")},
+            currency: {**{k: money(figures[k]) for k in ("total", *WIP_PARTS, "in_billing")},
                        "aging": {b: money(v) for b, v in figures["aging"].items()}}
             for currency, figures in sorted(currencies.items()) if currency
         },
     }
+
+
+def fixed_fee_wip(*, as_of, filters=None):
+    """Per fixed-fee project with unbilled revenue as of a date: recognized revenue up to
+    that month less the invoices on the project issued and not voided by then (less the
+    expenses they bill), floored at 0; `in_billing` the part its drafted or blocked
+    invoices cover; aged from the last day of the oldest period the billing has not yet
+    covered (billing covers periods oldest first)."""
+    projects = {p["pk"]: p for p in state.Project.objects.filter(
+        project_filters(filters, prefix=""), is_placeholder=False,
+        billing_method=state.Project.BillingMethod.FIXED_FEE).values(
+        "pk", "project_id", "name", "currency", "practice", "legal_entity",
+        client_key=F("client__client_id"), client_name=F("client__name"))}
+    if not projects:
+        return []
+    revenue = defaultdict(list)
+    for project_id, period, amount in (state.RevenueRecognition.objects
+                                       .filter(project_id__in=projects,
+                                               period__lte=as_of.strftime("%Y-%m"))
+                                       .order_by("period")
+                                       .values_list("project_id", "period", "amount")):
+        revenue[project_id].append((period, amount))
+    moment = end_of(as_of)
+    billed, in_billing = _fixed_fee_billing(projects, moment)
+    positions = []
+    for pk, periods in revenue.items():
+        recognized = sum((amount for _, amount in periods), ZERO)
+        covered = billed.get(pk, ZERO)
+        value = max(ZERO, recognized - covered)
+        if not value:
+            continue
+        cumulative, oldest = ZERO, periods[-1][0]
+        for period, amount in periods:
+            cumulative += amount
+            if cumulative > covered:
+                oldest = period
+                break
+        project = projects[pk]
+        positions.append({
+            "project_pk": pk, "project_id": project["project_id"], "name": project["name"],
+            "client": project["client_key"], "client_name": project["client_name"],
+            "practice": project["practice"], "legal_entity": project["legal_entity"],
+            "currency": project["currency"], "value": value,
+            "in_billing": min(value, max(ZERO, in_billing.get(pk, ZERO))),
+            "age_days": max(0, (as_of - _period_end(oldest)).days), "oldest_period": oldest})
+    return positions
+
+
+def _period_end(period):
+    year, month = int(period[:4]), int(period[5:7])
+    return dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def _fixed_fee_billing(projects, moment):
+    """({project pk: amount billed at `moment`}, {project pk: amount in billing}) over the
+    project's invoices (its own, and those its milestones name), each less the value of the
+    expenses it bills at that moment."""
+    on_project = defaultdict(set)
+    for invoice_pk, project_pk in state.Invoice.objects.filter(
+            project_id__in=projects, is_placeholder=False).values_list("pk", "project_id"):
+        on_project[invoice_pk].add(project_pk)
+    for invoice_pk, project_pk in state.Milestone.objects.filter(
+            project_id__in=projects, invoice__is_placeholder=False).values_list(
+            "invoice_id", "project_id"):
+        on_project[invoice_pk].add(project_pk)
+    invoices = {row.pop("pk"): row for row in state.Invoice.objects.filter(
+        pk__in=on_project).values("pk", "invoice_id", "amount", "announced_at",
+                                  "first_drafted_at", "issued_date", "paid_date", "voided_date")}
+    expenses = _expenses_billed_by({row["invoice_id"] for row in invoices.values()}, moment)
+    zone = firm_zone()
+    billed, in_billing = defaultdict(lambda: ZERO), defaultdict(lambda: ZERO)
+    for pk, row in invoices.items():
+        amount = row.pop("amount") - expenses.get(row.pop("invoice_id"), ZERO)
+        state_then = InvoiceDates(**row).state_at(moment, zone)
+        for project_pk in on_project[pk]:
+            if state_then == "billed":
+                billed[project_pk] += amount
+            elif state_then == "in_billing":
+                in_billing[project_pk] += amount
+    return billed, in_billing
+
+
+def _expenses_billed_by(invoice_ids, moment):
+    """{invoice id: value of the billable expenses on it at `moment`}."""
+    if not invoice_ids:
+        return {}
+    expense_pks = set(state.StageEvent.objects.filter(
+        kind="expense", stage="invoiced", invoice_ref__in=invoice_ids,
+        at__lt=moment).values_list("record_id", flat=True))
+    if not expense_pks:
+        return {}
+    stages = defaultdict(list)
+    for record_id, at, event_id, ref in state.StageEvent.objects.filter(
+            kind="expense", stage="invoiced", record_id__in=expense_pks,
+            at__lt=moment).values_list("record_id", "at", "event_id", "invoice_ref"):
+        stages[record_id].append(Stage(at, 3, "invoiced", event_id, ref))
+    values = dict(state.Expense.objects.filter(pk__in=expense_pks).annotate(
+        value=EXPENSE_VALUE).values_list("pk", "value"))
+    result = defaultdict(lambda: ZERO)
+    for record_id, history in stages.items():
+        ref = invoice_at(history, moment)
+        if ref in invoice_ids:
+            result[ref] += values.get(record_id, ZERO)
+    return result
 
 
 GROUPS = {
@@ -189,28 +272,34 @@ GROUPS = {
     "practice": ("project__practice", "project__practice"),
     "legal_entity": ("project__legal_entity", "project__legal_entity"),
 }
+FIXED_FEE_GROUP = {"client": ("client", "client_name"), "project": ("project_id", "name"),
+                   "practice": ("practice", "practice"),
+                   "legal_entity": ("legal_entity", "legal_entity")}
 
 
 def wip_breakdown(*, as_of, group_by="client", filters=None):
     """WIP rows by client, project, practice or legal entity, with aging, per currency."""
     key, label = GROUPS[group_by]
-    time, expenses, milestones = wip_parts(as_of=as_of, filters=filters)
-    totals = defaultdict(lambda: {"total": ZERO, **dict.fromkeys(AGING_BUCKETS, ZERO)})
-    sources = [
-        (time, "project__currency", TIME_VALUE, "work_date"),
-        (expenses, "currency", F("amount"), "incurred_on"),
-        (milestones, "project__currency", F("amount"), "completed_on"),
-    ]
+    totals = defaultdict(lambda: {"total": ZERO, "in_billing": ZERO,
+                                  **dict.fromkeys(AGING_BUCKETS, ZERO)})
     names = {}
-    for queryset, currency, value, date_field in sources:
-        rows = (queryset.values(key=F(key), label=F(label), ccy=F(currency))
-                .annotate(value=_sum(value), **_aging(date_field, value, as_of)).order_by())
-        for row in rows:
-            figures = totals[(row["key"], row["ccy"])]
-            names[row["key"]] = row["label"]
-            figures["total"] += row["value"]
-            for i, bucket in enumerate(AGING_BUCKETS):
-                figures[bucket] += row[f"age_{i}"]
+    rows = (_valued_spans(as_of, filters).values(key=F(key), label=F(label), ccy=SPAN_CURRENCY)
+            .annotate(value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
+                      **_aging(as_of)).order_by())
+    for row in rows:
+        figures = totals[(row["key"], row["ccy"])]
+        names[row["key"]] = row["label"]
+        figures["total"] += row["value"]
+        figures["in_billing"] += row["billing"]
+        for i, bucket in enumerate(AGING_BUCKETS):
+            figures[bucket] += row[f"age_{i}"]
+    ff_key, ff_label = FIXED_FEE_GROUP[group_by]
+    for position in fixed_fee_wip(as_of=as_of, filters=filters):
+        figures = totals[(position[ff_key], position["currency"])]
+        names[position[ff_key]] = position[ff_label]
+        figures["total"] += position["value"]
+        figures["in_billing"] += position["in_billing"]
+        figures[age_bucket(position["age_days"])] += position["value"]
     result = [
         {"key": key_value, "name": names.get(key_value) or key_value, "currency": currency,
          **{name: money(value) for name, value in figures.items()}}
@@ -219,93 +308,167 @@ def wip_breakdown(*, as_of, group_by="client", filters=None):
     return sorted(result, key=lambda r: (r["currency"], -Decimal(r["total"]), str(r["key"])))
 
 
+ENTRY_SOURCES = {
+    "time_entry": (state.TimeEntry, "time_entry_id"),
+    "expense": (state.Expense, "expense_id"),
+    "milestone": (state.Milestone, "milestone_id"),
+}
+
+
+def wip_entries(*, as_of, filters=None, limit=None):
+    """Everything behind a WIP figure, oldest first: each unbilled time entry, expense and
+    milestone, and each fixed-fee project's unbilled revenue. Its values add up to the WIP
+    total."""
+    spans = list(_valued_spans(as_of, filters).values(
+        "kind", "record_id", "on_date", "hours", "in_billing", value=SPAN_VALUE,
+        ccy=SPAN_CURRENCY, client=F("project__client__name"), project_key=F("project__project_id"),
+        project_name=F("project__name"), person_name=F("person__name"))
+        .order_by("on_date", "kind", "record_id")[:limit])
+    external = {}
+    for kind, (model, key) in ENTRY_SOURCES.items():
+        pks = [s["record_id"] for s in spans if s["kind"] == kind]
+        if pks:
+            external[kind] = dict(model.objects.filter(pk__in=pks)
+                                  .values_list("pk", key))
+    rows = [{
+        "kind": s["kind"], "id": external.get(s["kind"], {}).get(s["record_id"], ""),
+        "date": s["on_date"].isoformat(), "age_days": (as_of - s["on_date"]).days,
+        "client": s["client"], "project": s["project_name"] or s["project_key"],
+        "person": s["person_name"] or "",
+        "hours": money(s["hours"]) if s["kind"] == "time_entry" else None,
+        "value": money(s["value"]), "currency": s["ccy"], "in_billing": s["in_billing"]}
+        for s in spans]
+    for position in fixed_fee_wip(as_of=as_of, filters=filters):
+        oldest_end = _period_end(position["oldest_period"])
+        rows.append({"kind": "fixed_fee", "id": position["project_id"],
+                     "date": oldest_end.isoformat(), "age_days": position["age_days"],
+                     "client": position["client_name"],
+                     "project": position["name"] or position["project_id"], "person": "",
+                     "hours": None, "value": money(position["value"]),
+                     "currency": position["currency"],
+                     "in_billing": position["in_billing"] > 0})
+    rows.sort(key=lambda r: (r["date"], r["kind"], r["id"]))
+    return rows[:limit] if limit else rows
+
+
 # --- Invoice readiness ---------------------------------------------------------------------
-SETUP_COMPLETE = state.billing_setup_complete_q("project__")
+UNBILLED_NOW = Q(invoice__isnull=True) | Q(invoice__status__in=["", "voided"])
 
 
-def invoice_readiness(*, period, first_day, last_day, filters=None):
-    filters = filters or {}
-    time = counted_time(filters).filter(billable=True, work_date__range=(first_day, last_day))
-    expenses = counted_expenses(filters).filter(billable=True,
-                                                incurred_on__range=(first_day, last_day))
-    milestones = counted_milestones(filters).filter(completed_on__range=(first_day, last_day))
-    sources = [
-        _by_currency(time, "project__currency", **_readiness(TIME_VALUE, "approved")),
-        _by_currency(expenses, "currency", **_readiness(F("amount"), "approved")),
-        _by_currency(milestones, "project__currency", **_readiness(F("amount"), None)),
-    ]
-    currencies = {}
-    for rows in sources:
-        for currency, row in rows.items():
-            figures = currencies.setdefault(currency, defaultdict(lambda: ZERO))
-            for name, value in row.items():
-                figures[name.removeprefix("sum_")] += value
-    result = {}
-    for currency, f in sorted(currencies.items()):
-        not_ready = f["unposted"] + f["missing_billing_setup"]
-        result[currency] = {
-            "billable_value": money(f["billable"]),
-            "invoiced_value": money(f["invoiced"]),
-            "ready_value": money(f["ready"]),
-            "not_ready_value": money(not_ready),
-            "not_ready": {"unposted": money(f["unposted"]),
-                          "missing_billing_setup": money(f["missing_billing_setup"])},
-            "readiness_ratio": ratio(f["ready"], f["ready"] + not_ready),
-        }
-    blocked = blocked_invoices(filters)
-    return {"period": period, "filters": _clean(filters), "currencies": result,
-            "blocked_invoices": blocked}
-
-
-def _readiness(value, unposted_status):
-    """Conditional sums splitting a population into invoiced, ready and the first failing
-    reason. `unposted_status` is the status meaning 'not yet posted' (None: milestones).
-    The names avoid model fields ("billable"), which an annotation would shadow."""
-    pending = ~Q(status="invoiced")
-    sums = {"sum_billable": _sum(value), "sum_invoiced": _sum(value, status="invoiced"),
-            "sum_unposted": _sum(Value(ZERO, output_field=AMOUNT))}
-    if unposted_status:
-        sums["sum_unposted"] = _filtered_sum(value, pending & Q(status=unposted_status))
-        pending &= ~Q(status=unposted_status)
-    sums["sum_missing_billing_setup"] = _filtered_sum(value, pending & ~SETUP_COMPLETE)
-    sums["sum_ready"] = _filtered_sum(value, pending & SETUP_COMPLETE)
+def _readiness(value, postable):
+    """Conditional sums splitting a population into billed, in billing, ready and the first
+    failing reason (unposted, then missing billing set-up). `postable`: whether the items
+    are posted to ERP (time and expenses) or not (milestones). The names avoid model
+    fields, which an annotation would shadow."""
+    rest = UNBILLED_NOW
+    sums = {"sum_billable": total(value), "sum_invoiced": total(value, BILLED_NOW),
+            "sum_in_billing": total(value, IN_BILLING_NOW),
+            "sum_unposted": total(Value(ZERO, output_field=AMOUNT))}
+    if postable:
+        sums["sum_unposted"] = total(value, rest & Q(posted_at__isnull=True))
+        rest &= Q(posted_at__isnull=False)
+    sums["sum_missing_billing_setup"] = total(value, rest & ~SETUP_COMPLETE)
+    sums["sum_ready"] = total(value, rest & SETUP_COMPLETE)
     return sums
 
 
-def _filtered_sum(value, condition):
-    return Coalesce(Sum(value, filter=condition), Value(ZERO), output_field=AMOUNT)
+SETUP_COMPLETE = state.billing_setup_complete_q("project__")
 
 
-def counted_invoices(filters=None):
-    """Invoices of known clients; the client filter on the invoice's own client."""
+def readiness_population(first_day, last_day, filters=None):
+    """(queryset, currency, value, postable) of each kind of item billable in a period:
+    time-and-materials time, billable expenses and milestones of milestone projects,
+    approved (milestones: completed) or later, dated in the period."""
+    return [
+        (counted_time(filters).filter(BILLABLE_TIME, work_date__range=(first_day, last_day)),
+         "project__currency", TIME_VALUE, True),
+        (counted_expenses(filters).filter(BILLABLE_EXPENSE,
+                                          incurred_on__range=(first_day, last_day)),
+         "currency", EXPENSE_VALUE, True),
+        (counted_milestones(filters).filter(BILLABLE_MILESTONE,
+                                            completed_on__range=(first_day, last_day)),
+         "project__currency", MILESTONE_VALUE, False),
+    ]
+
+
+def _readiness_figures(f):
+    not_ready = f["unposted"] + f["missing_billing_setup"]
+    return {
+        "billable_value": money(f["billable"]),
+        "invoiced_value": money(f["invoiced"]),
+        "in_billing_value": money(f["in_billing"]),
+        "ready_value": money(f["ready"]),
+        "not_ready_value": money(not_ready),
+        "not_ready": {"unposted": money(f["unposted"]),
+                      "missing_billing_setup": money(f["missing_billing_setup"])},
+        "readiness_ratio": ratio(f["ready"], f["ready"] + not_ready),
+    }
+
+
+def invoice_readiness(*, period, first_day, last_day, filters=None):
+    """What of a period's billable value is billed, in billing, ready to bill, and what
+    stands in the way of the rest — as things stand now."""
     filters = filters or {}
-    invoices = state.Invoice.objects.filter(client__is_placeholder=False)
-    if filters.get("client"):
-        invoices = invoices.filter(client__client_id=filters["client"])
-    if filters.get("legal_entity"):
-        invoices = invoices.filter(project__legal_entity=filters["legal_entity"])
-    if filters.get("practice"):
-        invoices = invoices.filter(project__practice=filters["practice"])
-    return invoices
+    currencies = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for queryset, currency, value, postable in readiness_population(first_day, last_day,
+                                                                    filters):
+        for ccy, row in _by_currency(queryset, currency, **_readiness(value, postable)).items():
+            for name, amount in row.items():
+                currencies[ccy][name.removeprefix("sum_")] += amount
+    return {"period": period, "filters": _clean(filters),
+            "currencies": {c: _readiness_figures(f) for c, f in sorted(currencies.items())},
+            "blocked_invoices": blocked_invoices(filters)}
 
 
 def blocked_invoices(filters=None):
-    """Invoices blocked right now, by reason."""
-    rows = (counted_invoices(filters).filter(status="blocked").values("blocked_reason")
-            .annotate(n=Count("pk")).order_by("blocked_reason"))
-    by_reason = {row["blocked_reason"] or "other": row["n"] for row in rows}
-    return {"count": sum(by_reason.values()), "by_reason": by_reason}
+    """Invoices blocked right now: count, by reason, and amount per currency."""
+    blocked = counted_invoices(filters).filter(status="blocked")
+    by_reason = {(row["blocked_reason"] or "other"): row["n"] for row in
+                 blocked.values("blocked_reason").annotate(n=Count("pk"))
+                 .order_by("blocked_reason")}
+    amounts = {row["currency"]: money(row["amount"]) for row in
+               blocked.values("currency").annotate(amount=Sum("amount")).order_by("currency")}
+    return {"count": sum(by_reason.values()), "by_reason": by_reason, "currencies": amounts}
+
+
+def readiness_breakdown(*, first_day, last_day, group_by="project", filters=None):
+    """Invoice readiness per project or client, per currency, largest not-ready first."""
+    key, label = GROUPS[group_by]
+    totals = defaultdict(lambda: defaultdict(lambda: ZERO))
+    names = {}
+    for queryset, currency, value, postable in readiness_population(first_day, last_day,
+                                                                    filters):
+        for row in (queryset.values(key=F(key), label=F(label), ccy=F(currency))
+                    .annotate(**_readiness(value, postable)).order_by()):
+            names[row["key"]] = row["label"]
+            for name, amount in row.items():
+                if name.startswith("sum_"):
+                    totals[(row["key"], row["ccy"])][name.removeprefix("sum_")] += amount
+    rows = []
+    for (key_value, currency), f in totals.items():
+        figures = _readiness_figures(f)
+        rows.append({"key": key_value, "name": names.get(key_value) or key_value,
+                     "currency": currency, **{k: v for k, v in figures.items()
+                                              if k != "not_ready"}, **figures["not_ready"]})
+    return sorted(rows, key=lambda r: (-Decimal(r["not_ready_value"]), str(r["key"])))
 
 
 # --- Posting latency -----------------------------------------------------------------------
 def posting_latency(*, start, end, filters=None, sla_seconds=None):
+    """How long approved time (and, apart, billable expenses) took to reach ERP, and what
+    is approved and still not posted."""
     filters = filters or {}
     sla_seconds = sla_seconds or settings.POSTING_SLA_HOURS * 3600
-    latencies, within = _latency_percentiles(_posted_between(start, end, filters), sla_seconds)
-    backlog = counted_time(filters, ["approved"])
+    window = _day_bounds(start, end)
+    latencies, within = _latency_percentiles(_posted_between(
+        counted_time(filters, ["posted", "invoiced"]), window), sla_seconds)
+    backlog = unposted_time(filters)
     backlog_totals = backlog.aggregate(count=Count("pk"), hours=Sum("hours"),
                                        oldest=Min("approved_at"))
-    backlog_values = _by_currency(backlog, "project__currency", value=_sum(TIME_VALUE))
+    expense_latencies, expenses_within = _latency_percentiles(_posted_between(
+        counted_expenses(filters, ["posted", "invoiced"]).filter(BILLABLE_EXPENSE), window),
+        sla_seconds)
+    expense_backlog = unposted_expenses(filters)
     return {
         "start": start.isoformat(), "end": end.isoformat(), "filters": _clean(filters),
         "sla_seconds": sla_seconds,
@@ -315,16 +478,30 @@ def posting_latency(*, start, end, filters=None, sla_seconds=None):
             "count": backlog_totals["count"],
             "hours": money(backlog_totals["hours"]),
             "oldest_approved_at": _iso(backlog_totals["oldest"]),
-            "currencies": {c: money(r["value"]) for c, r in sorted(backlog_values.items())},
+            "currencies": _money_by_currency(backlog, "project__currency", TIME_VALUE),
+        },
+        "expenses": {
+            **expense_latencies,
+            "within_sla_ratio": ratio(expenses_within, expense_latencies["count"]),
+            "backlog": {
+                "count": expense_backlog.count(),
+                "oldest_approved_at": _iso(expense_backlog.aggregate(
+                    oldest=Min("approved_at"))["oldest"]),
+                "currencies": _money_by_currency(expense_backlog, "currency", EXPENSE_VALUE),
+            },
         },
     }
 
 
-def _posted_between(start, end, filters):
-    """Counted time entries posted in [start, end] (days), with an approval time."""
-    window_start, window_end = _day_bounds(start, end)
-    return counted_time(filters, ["posted", "invoiced"]).filter(
-        posted_at__gte=window_start, posted_at__lt=window_end, approved_at__isnull=False)
+def _money_by_currency(queryset, currency, value):
+    return {c: money(r["value"]) for c, r in
+            sorted(_by_currency(queryset, currency, value=total(value)).items())}
+
+
+def _posted_between(items, window):
+    """Items posted within the window (instants), with an approval time."""
+    return items.filter(posted_at__gte=window[0], posted_at__lt=window[1],
+                        approved_at__isnull=False)
 
 
 def _latency_percentiles(posted, sla_seconds):
@@ -352,6 +529,8 @@ def _latency_percentiles(posted, sla_seconds):
 
 # --- Utilization ---------------------------------------------------------------------------
 def utilization(*, start, end, filters=None, now=None):
+    """Billable hours (time flagged billable on projects that bill — chargeable time on
+    fixed-fee and milestone projects included) against active people's capacity."""
     filters = filters or {}
     now = now or timezone.now()
     entries = counted_time({k: v for k, v in filters.items() if k != "practice"}).filter(
@@ -361,8 +540,10 @@ def utilization(*, start, end, filters=None, now=None):
         entries = entries.filter(person__practice=filters["practice"])
         people = people.filter(practice=filters["practice"])
     factor = Decimal(weekdays(start, end)) / Decimal(5)
+    chargeable = Q(billable=True) & ~Q(project__billing_method=state.Project.BillingMethod
+                                       .NON_BILLABLE)
     hours = {row["person_id"]: row for row in entries.values("person_id").annotate(
-        billable=_sum(F("hours"), billable=True), total=_sum(F("hours"))).order_by()}
+        billable=total(F("hours"), chargeable), total=total(F("hours"))).order_by()}
     by_person, by_practice = [], defaultdict(lambda: defaultdict(lambda: ZERO))
     totals = defaultdict(lambda: ZERO)
     active = people.filter(Q(active=True) | Q(pk__in=list(hours)))
@@ -409,14 +590,16 @@ def integration_health(*, start, end, now=None):
         n_failed=Count("pk", filter=Q(succeeded=False)),
         src=Max("source_system"), tgt=Max("target_system"),
     ).order_by()}
-    last_events = _last_event_by_flow()
+    last_events = last_event_by_flow()
+    rhythms = {r.flow: r for r in state.FlowRhythm.objects.all()}
     p95 = _p95_latency_by_flow(attempts)
     open_failures = open_sync_failures_by_flow()
-    stale_after = dt.timedelta(minutes=settings.STALE_FLOW_MINUTES)
+    zone = firm_zone()
     result_flows = []
     for flow in sorted(set(flows) | set(last_events)):
         row = flows.get(flow, {"n_ok": 0, "n_failed": 0})
         last = last_events.get(flow)
+        silence = expected_silence(rhythms.get(flow), last, zone) if last else None
         result_flows.append({
             "flow": flow,
             "source_system": row.get("src") or _systems(flow)[0],
@@ -425,12 +608,13 @@ def integration_health(*, start, end, now=None):
             "success_ratio": ratio(row["n_ok"], row["n_ok"] + row["n_failed"]),
             "p95_latency_ms": p95.get(flow),
             "last_event_at": _iso(last),
-            "stale": last is None or now - last > stale_after,
+            "expected_silence_seconds": None if silence is None
+            else round(silence.total_seconds()),
+            "stale": last is None or now - last > silence,
             "open_failures": open_failures.get(flow, 0),
         })
     pending = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING).aggregate(
         n=Count("pk"), oldest=Min("received_at"))
-    gaps = state.ReconciliationReport.objects.exclude(source_count=F("target_count"))
     return {
         "start": start.isoformat(), "end": end.isoformat(),
         "flows": result_flows,
@@ -448,12 +632,13 @@ def integration_health(*, start, end, now=None):
              "period_start": g.period_start.isoformat(), "period_end": g.period_end.isoformat(),
              "source_count": g.source_count, "target_count": g.target_count,
              "gap": g.source_count - g.target_count}
-            for g in gaps.order_by("flow", "object_type", "period_start")
+            for g in state.ReconciliationReport.objects.exclude(
+                source_count=F("target_count")).order_by("flow", "object_type", "period_start")
         ],
     }
 
 
-def _last_event_by_flow():
+def last_event_by_flow():
     """{flow: newest occurred_at}; on PostgreSQL a skip scan of the (flow, occurred_at) index
     instead of grouping every sync attempt ever received."""
     if connection.vendor != "postgresql":
@@ -496,48 +681,47 @@ def _p95_latency_by_flow(attempts):
 
 
 def open_sync_failures_by_flow():
-    """Objects per flow whose latest sync attempt failed."""
-    try:
-        from exceptions.kpis import open_sync_failures_by_flow as from_cases
-    except ImportError:
-        from_cases = None
-    if from_cases is not None:
-        return from_cases()
-    latest = (state.SyncAttempt.objects.values("flow", "object_type", "object_id")
-              .annotate(last=Max("occurred_at")).order_by())
-    failed = defaultdict(int)
-    last_by_object = {(r["flow"], r["object_type"], r["object_id"]): r["last"] for r in latest}
-    for flow, object_type, object_id, occurred_at in (
-            state.SyncAttempt.objects.filter(succeeded=False)
-            .values_list("flow", "object_type", "object_id", "occurred_at")):
-        if last_by_object.get((flow, object_type, object_id)) == occurred_at:
-            failed[flow] += 1
-    return dict(failed)
+    """Open sync_failed cases per flow."""
+    from exceptions.kpis import open_sync_failures_by_flow as from_cases
+
+    return from_cases()
 
 
-# --- Margin and billing --------------------------------------------------------------------
+# --- Margin --------------------------------------------------------------------------------
 MARGIN_GROUPS = {
     "project": ("project__project_id", "project__name"),
     "practice": ("project__practice", "project__practice"),
     "client": ("project__client__client_id", "project__client__name"),
 }
+INVOICE_GROUPS = {"project": ("project__project_id", "project__name"),
+                  "practice": ("project__practice", "project__practice"),
+                  "client": ("client__client_id", "client__name")}
+
+
+def periods_ending_in(start, end):
+    """The months (YYYY-MM) whose last day lies in [start, end]."""
+    periods, month = [], start.replace(day=1)
+    while month <= end:
+        if start <= _period_end(month.strftime("%Y-%m")) <= end:
+            periods.append(month.strftime("%Y-%m"))
+        month = (month + dt.timedelta(days=32)).replace(day=1)
+    return periods
 
 
 def margin(*, start, end, group_by="project", filters=None):
+    """Earned revenue (by billing method) against labor cost, with billed and recognized
+    revenue beside them, per group and currency."""
     filters = filters or {}
     key, label = MARGIN_GROUPS[group_by]
+    periods = periods_ending_in(start, end)
     time = counted_time(filters).filter(work_date__range=(start, end))
-    expenses = counted_expenses(filters).filter(billable=True, incurred_on__range=(start, end))
-    milestones = counted_milestones(filters).filter(completed_on__range=(start, end))
-    invoice_key = {"project": "project__project_id", "practice": "project__practice",
-                   "client": "client__client_id"}[group_by]
-    invoice_label = {"project": "project__name", "practice": "project__practice",
-                     "client": "client__name"}[group_by]
-    invoices = counted_invoices(filters).filter(status__in=["issued", "paid"],
-                                                issued_on__range=(start, end))
+    expenses = counted_expenses(filters).filter(BILLABLE_EXPENSE, incurred_on__range=(start, end))
+    milestones = counted_milestones(filters).filter(BILLABLE_MILESTONE,
+                                                    completed_on__range=(start, end))
+    invoices = counted_invoices(filters).filter(issued_date__range=(start, end)).exclude(
+        status="voided")
     revenue = state.RevenueRecognition.objects.filter(
-        _project_filters(filters), project__is_placeholder=False,
-        period__gte=start.strftime("%Y-%m"), period__lte=end.strftime("%Y-%m"))
+        project_filters(filters), project__is_placeholder=False, period__in=periods)
 
     rows = defaultdict(lambda: defaultdict(lambda: ZERO))
     names = {}
@@ -551,12 +735,15 @@ def margin(*, start, end, group_by="project", filters=None):
                 if name not in ("key", "label", "ccy"):
                     rows[(row["key"], row["ccy"])][name] += value
 
+    invoice_key, invoice_label = INVOICE_GROUPS[group_by]
     collect(time, key, label, "project__currency",
-            earned=_sum(TIME_VALUE), labor_cost=_sum(LABOR_COST))
-    collect(expenses, key, label, "currency", earned=_sum(F("amount")))
-    collect(milestones, key, label, "project__currency", earned=_sum(F("amount")))
-    collect(invoices, invoice_key, invoice_label, "currency", billed=_sum(F("amount")))
-    collect(revenue, key, label, "currency", recognized=_sum(F("amount")))
+            earned=total(TIME_VALUE), labor_cost=total(LABOR_COST))
+    collect(expenses, key, label, "currency", earned=total(EXPENSE_VALUE))
+    collect(milestones, key, label, "project__currency", earned=total(MILESTONE_VALUE))
+    collect(invoices, invoice_key, invoice_label, "currency", billed=total(F("amount")))
+    collect(revenue, key, label, "currency", recognized=total(F("amount")))
+    collect(revenue.filter(project__billing_method=state.Project.BillingMethod.FIXED_FEE),
+            key, label, "currency", earned=total(F("amount")))
     result = []
     for (key_value, currency), f in rows.items():
         profit = f["earned"] - f["labor_cost"]
@@ -573,12 +760,15 @@ def margin(*, start, end, group_by="project", filters=None):
 
 # --- Receivables ---------------------------------------------------------------------------
 def receivables(*, as_of, filters=None):
-    invoices = counted_invoices(filters).filter(issued_on__lte=as_of)
-    since = as_of - dt.timedelta(days=90)
+    """Open AR and DSO as of the end of a date: invoices issued by then, not paid and not
+    voided by then."""
+    not_voided = Q(voided_date__isnull=True) | Q(voided_date__gt=as_of)
+    invoices = counted_invoices(filters).filter(not_voided, issued_date__lte=as_of)
+    since = as_of - dt.timedelta(days=89)
     rows = _by_currency(
         invoices, "currency",
-        open_ar=_sum(F("amount"), status="issued"),
-        issued_90d=_sum(F("amount"), status__in=["issued", "paid"], issued_on__gt=since),
+        open_ar=total(F("amount"), Q(paid_date__isnull=True) | Q(paid_date__gt=as_of)),
+        issued_90d=total(F("amount"), Q(issued_date__gte=since)),
     )
     return {
         "as_of": as_of.isoformat(), "filters": _clean(filters),
@@ -593,10 +783,9 @@ def receivables(*, as_of, filters=None):
 
 # --- Helpers -------------------------------------------------------------------------------
 def _day_bounds(start, end):
-    """[start 00:00 UTC, end + 1 day 00:00 UTC): inclusive dates as a half-open interval."""
-    tz = dt.timezone.utc
-    return (dt.datetime.combine(start, dt.time.min, tz),
-            dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tz))
+    """[start 00:00, end + 1 day 00:00) in the firm's time zone: inclusive dates as a
+    half-open interval of instants."""
+    return day_start(start), end_of(end)
 
 
 def _iso(value):
@@ -607,42 +796,7 @@ def _clean(filters):
     return {k: v for k, v in (filters or {}).items() if v}
 
 
-# --- Series and breakdowns for the pages ----------------------------------------------------
-def readiness_breakdown(*, first_day, last_day, group_by="project", filters=None):
-    """Invoice readiness per project or client, per currency, largest not-ready first."""
-    key, label = GROUPS[group_by]
-    filters = filters or {}
-    sources = [
-        (counted_time(filters).filter(billable=True, work_date__range=(first_day, last_day)),
-         "project__currency", TIME_VALUE, "approved"),
-        (counted_expenses(filters).filter(billable=True,
-                                          incurred_on__range=(first_day, last_day)),
-         "currency", F("amount"), "approved"),
-        (counted_milestones(filters).filter(completed_on__range=(first_day, last_day)),
-         "project__currency", F("amount"), None),
-    ]
-    totals = defaultdict(lambda: defaultdict(lambda: ZERO))
-    names = {}
-    for queryset, currency, value, unposted in sources:
-        for row in (queryset.values(key=F(key), label=F(label), ccy=F(currency))
-                    .annotate(**_readiness(value, unposted)).order_by()):
-            names[row["key"]] = row["label"]
-            for name, amount in row.items():
-                if name.startswith("sum_"):
-                    totals[(row["key"], row["ccy"])][name.removeprefix("sum_")] += amount
-    rows = []
-    for (key_value, currency), f in totals.items():
-        not_ready = f["unposted"] + f["missing_billing_setup"]
-        rows.append({"key": key_value, "name": names.get(key_value) or key_value,
-                     "currency": currency, "billable_value": money(f["billable"]),
-                     "invoiced_value": money(f["invoiced"]), "ready_value": money(f["ready"]),
-                     "unposted": money(f["unposted"]),
-                     "missing_billing_setup": money(f["missing_billing_setup"]),
-                     "not_ready_value": money(not_ready),
-                     "readiness_ratio": ratio(f["ready"], f["ready"] + not_ready)})
-    return sorted(rows, key=lambda r: (-Decimal(r["not_ready_value"]), str(r["key"])))
-
-
+# --- Series for the pages ------------------------------------------------------------------
 def posting_latency_trend(*, end, weeks=12, filters=None):
     """Weekly posting-latency percentiles for the `weeks` weeks ending on `end`."""
     sla_seconds = settings.POSTING_SLA_HOURS * 3600
@@ -651,8 +805,9 @@ def posting_latency_trend(*, end, weeks=12, filters=None):
         week_end = end - dt.timedelta(days=7 * back)
         week_start = week_end - dt.timedelta(days=6)
         # The percentiles alone: the unposted backlog is not a weekly figure.
-        figures, within = _latency_percentiles(
-            _posted_between(week_start, week_end, filters or {}), sla_seconds)
+        figures, within = _latency_percentiles(_posted_between(
+            counted_time(filters or {}, ["posted", "invoiced"]),
+            _day_bounds(week_start, week_end)), sla_seconds)
         result.append({"week": week_start.isoformat(), **figures,
                        "within_sla_ratio": ratio(within, figures["count"])})
     return result
@@ -668,21 +823,6 @@ def flow_series(*, start, end):
                       n_failed=Count("pk", filter=Q(succeeded=False))).order_by("day", "flow"))
     return [{"day": r["day"].isoformat(), "flow": r["flow"], "succeeded": r["n_ok"],
              "failed": r["n_failed"]} for r in rows]
-
-
-def wip_entries(*, as_of, filters=None, limit=200):
-    """The unbilled time entries behind a WIP figure, oldest first (the drill-down)."""
-    time, _, _ = wip_parts(as_of=as_of, filters=filters)
-    rows = (time.annotate(value=TIME_VALUE)
-            .values("time_entry_id", "work_date", "hours", "status", "value",
-                    "project__project_id", "project__name", "project__currency",
-                    "person__name", "project__client__name")
-            .order_by("work_date", "time_entry_id")[:limit])
-    return [{"time_entry_id": r["time_entry_id"], "work_date": r["work_date"].isoformat(),
-             "age_days": (as_of - r["work_date"]).days, "client": r["project__client__name"],
-             "project": r["project__name"] or r["project__project_id"],
-             "person": r["person__name"], "status": r["status"], "hours": money(r["hours"]),
-             "value": money(r["value"]), "currency": r["project__currency"]} for r in rows]
 
 
 def filter_choices():

@@ -5,8 +5,13 @@ The expected figures in tests/opsview/test_kpis.py are worked out by hand from t
 projects  P1 Acme/Data/US/USD T&M, rate card          → billing set-up complete
           P2 Globex/Cloud/UK/GBP T&M, no rate card    → set-up incomplete
           P3 Acme/Data/US/USD milestone, PO required, no PO → set-up incomplete
+          P4 Acme/Data/US/USD fixed fee 12,000: 3,000 recognized in each of Jan, Feb and
+             Mar 2026; invoice I7 (3,000) issued 5 Feb, I8 (3,000) drafted 25 Mar
 people    U1 Data cost 50 bill 100 cap 40; U2 Cloud cost 60 bill 120 cap 32;
           U3 Data cost 40 cap 40, inactive
+billing   T4 is billed on I3 (issued 10 Mar) from 15 Mar; T2 was billed on I5 on 6 Mar and
+          is back in WIP since I5 was voided on 7 Mar; T7 is in billing on I2 (blocked
+          20 Mar); M2 names I9, an invoice that never arrives (unbilled, unknown reference)
 """
 import datetime as dt
 
@@ -56,6 +61,7 @@ def firm_events():
         project("P2", "C2", "Cloud", "UK", "GBP", "time_and_materials"),
         project("P3", "C1", "Data", "US", "USD", "milestone", rate_card_id="rc1",
                 po_required=True),
+        project("P4", "C1", "Data", "US", "USD", "fixed_fee", contract_value="12000.00"),
         person("U1", "Data", "50.00", "100.00"),
         person("U2", "Cloud", "60.00", "120.00", capacity="32"),
         person("U3", "Data", "40.00", active=False),
@@ -64,17 +70,22 @@ def firm_events():
                     [("approved", "2026-03-30T18:00:00"), ("posted", "2026-03-31T06:00:00")])
     events += entry("T2", "P1", "U1", "2026-02-15", "5.00",
                     [("approved", "2026-02-16T09:00:00")], bill_rate="150.00")
+    events += entry("T2", "P1", "U1", "2026-02-15", "5.00",
+                    [("invoiced", "2026-03-06T12:00:00")], bill_rate="150.00", invoice_id="I5")
     events += entry("T3", "P1", "U1", "2025-12-01", "2.00",
                     [("approved", "2025-12-02T09:00:00")])
     events += entry("T4", "P1", "U1", "2026-03-01", "4.00",
-                    [("approved", "2026-03-02T10:00:00"), ("posted", "2026-03-02T12:00:00"),
-                     ("invoiced", "2026-03-15T12:00:00")])
+                    [("approved", "2026-03-02T10:00:00"), ("posted", "2026-03-02T12:00:00")])
+    events += entry("T4", "P1", "U1", "2026-03-01", "4.00",
+                    [("invoiced", "2026-03-15T12:00:00")], invoice_id="I3")
     events += entry("T5", "P1", "U1", "2026-03-02", "3.00",
                     [("approved", "2026-03-03T09:00:00"), ("rejected", "2026-03-03T10:00:00")])
     events += entry("T6", "P1", "U1", "2026-03-03", "6.00",
                     [("posted", "2026-03-04T09:00:00"), ("reversed", "2026-03-05T09:00:00")])
     events += entry("T7", "P2", "U2", "2026-03-10", "10.00",
                     [("approved", "2026-03-11T09:00:00"), ("posted", "2026-03-13T09:00:00")])
+    events += entry("T7", "P2", "U2", "2026-03-10", "10.00",
+                    [("invoiced", "2026-03-19T09:00:00")], invoice_id="I2")
     events += entry("T8", "P1", "U1", "2026-03-04", "7.00",
                     [("approved", "2026-03-05T09:00:00")], billable=False)
     events += entry("T9", "P9", "U1", "2026-03-05", "3.00",  # P9 never arrives: placeholder
@@ -85,16 +96,27 @@ def firm_events():
                     [("submitted", "2026-03-20T18:00:00")])
     events += entry("T12", "P1", "U1", "2026-03-25", "1.50",
                     [("approved", "2026-03-26T09:00:00")])
+    events += entry("T13", "P4", "U1", "2026-03-10", "4.00",  # chargeable, no value of its own
+                    [("approved", "2026-03-10T18:00:00")])
     events += [
         make_event("expense.approved", {"expense_id": "E1", "project_id": "P1",
                                         "person_id": "U1", "incurred_on": "2026-01-20",
-                                        "amount": "90.00", "currency": "USD", "billable": True}),
+                                        "amount": "90.00", "currency": "USD", "billable": True},
+                   time=at("2026-01-21T09:00:00")),
         make_event("expense.approved", {"expense_id": "E2", "project_id": "P1",
                                         "person_id": "U1", "incurred_on": "2026-03-15",
-                                        "amount": "50.00", "currency": "USD", "billable": False}),
+                                        "amount": "50.00", "currency": "USD", "billable": False},
+                   time=at("2026-03-16T09:00:00")),
+        *[make_event(f"expense.{stage}", {"expense_id": "E3", "project_id": "P1",
+                                          "person_id": "U1", "incurred_on": "2026-03-05",
+                                          "amount": "60.00", "currency": "USD",
+                                          "billable": True}, time=at(when))
+          for stage, when in (("approved", "2026-03-06T09:00:00"),
+                              ("posted", "2026-03-07T09:00:00"))],
         make_event("milestone.completed", {"milestone_id": "M1", "project_id": "P3",
                                            "name": "Go-live", "amount": "5000.00",
-                                           "completed_on": "2026-03-20"}),
+                                           "completed_on": "2026-03-20"},
+                   time=at("2026-03-20T16:00:00")),
         make_event("milestone.completed", {"milestone_id": "M2", "project_id": "P3",
                                            "name": "Design", "amount": "3000.00",
                                            "completed_on": "2026-02-01"},
@@ -103,9 +125,17 @@ def firm_events():
                                           "name": "Design", "amount": "3000.00",
                                           "invoice_id": "I9"}, time=at("2026-02-10T12:00:00")),
         make_event("revenue.recognized", {"project_id": "P1", "period": "2026-03",
-                                          "amount": "900.00", "currency": "USD"}),
+                                          "amount": "900.00", "currency": "USD"},
+                   time=at("2026-04-05T12:00:00")),
         make_event("revenue.recognized", {"project_id": "P2", "period": "2026-01",
-                                          "amount": "111.00", "currency": "GBP"}),
+                                          "amount": "111.00", "currency": "GBP"},
+                   time=at("2026-02-05T12:00:00")),
+        *[make_event("revenue.recognized", {"project_id": "P4", "period": period,
+                                            "amount": "3000.00", "currency": "USD"},
+                     time=at(when))
+          for period, when in (("2026-01", "2026-02-03T12:00:00"),
+                               ("2026-02", "2026-03-03T12:00:00"),
+                               ("2026-03", "2026-04-03T12:00:00"))],
     ]
     events += invoice("I1", "C1", "700.00", [("blocked", "2026-03-20T09:00:00")],
                       project_id="P3", blocked_reason="missing_po")
@@ -123,6 +153,11 @@ def firm_events():
                       project_id="P1", issued_on="2026-03-06")
     events += invoice("I6", "C1", "2000.00", [("issued", "2025-11-01T09:00:00")],
                       project_id="P1", issued_on="2025-11-01")
+    events += invoice("I7", "C1", "3000.00", [("drafted", "2026-02-03T09:00:00"),
+                                              ("issued", "2026-02-05T09:00:00")],
+                      project_id="P4", issued_on="2026-02-05")
+    events += invoice("I8", "C1", "3000.00", [("drafted", "2026-03-25T09:00:00")],
+                      project_id="P4")
     return events
 
 

@@ -28,19 +28,21 @@ def test_wip_endpoint_returns_the_kpi_with_its_inputs(client, logged_in, firm):
     body = client.get("/api/v1/kpis/wip?as_of=2026-03-31&client=C1").json()
     assert body["as_of"] == "2026-03-31"
     assert body["filters"] == {"client": "C1"}
-    assert body["currencies"]["USD"]["total"] == "6990.00"
+    assert body["currencies"]["USD"]["total"] == "16050.00"
+    assert body["currencies"]["USD"]["fixed_fee"] == "6000.00"
 
 
 def test_readiness_margin_and_receivables_endpoints(client, logged_in, firm):
     logged_in("finance_ops")
     readiness = client.get("/api/v1/kpis/invoice-readiness?period=2026-03").json()
-    assert readiness["currencies"]["USD"]["ready_value"] == "800.00"
+    assert readiness["currencies"]["USD"]["ready_value"] == "860.00"
+    assert readiness["blocked_invoices"]["currencies"] == {"GBP": "300.00", "USD": "700.00"}
     margin = client.get("/api/v1/kpis/margin?start=2026-03-01&end=2026-03-31"
                         "&group_by=practice").json()
     assert margin["group_by"] == "practice"
     assert {r["key"] for r in margin["rows"]} == {"Data", "Cloud"}
     receivables = client.get("/api/v1/kpis/receivables?as_of=2026-03-31").json()
-    assert receivables["currencies"]["USD"]["dso_days"] == 180.0
+    assert receivables["currencies"]["USD"]["dso_days"] == 120.0
 
 
 def test_latency_utilization_and_health_endpoints(client, logged_in, firm):

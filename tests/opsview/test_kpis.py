@@ -10,15 +10,20 @@ from .firm import at, reconciliation, sync
 MARCH = {"start": dt.date(2026, 3, 1), "end": dt.date(2026, 3, 31)}
 
 
-def test_wip_counts_approved_and_posted_billable_work_by_currency_and_age(firm):
+def test_wip_counts_approved_unbilled_value_by_billing_method_currency_and_age(firm):
     result = kpis.wip(as_of=dt.date(2026, 3, 31))
     assert result["currencies"] == {
-        "USD": {"total": "6990.00", "time": "1900.00", "expenses": "90.00",
-                "milestones": "5000.00",
-                "aging": {"0-30": "5950.00", "31-60": "750.00", "61-90": "90.00",
+        # time: T1 800 + T2 750 (back since I5 was voided) + T3 200 + T12 150 — T4 is billed
+        # on I3, T13 is fixed-fee time; expenses E1 90 + E3 60; milestones M1 5,000 + M2
+        # 3,000 (on I9, which never arrived); fixed fee P4 9,000 recognized − 3,000 billed,
+        # of which I8's 3,000 is in billing, aged from 28 Feb (its oldest unbilled period).
+        "USD": {"total": "16050.00", "time": "1900.00", "expenses": "150.00",
+                "milestones": "8000.00", "fixed_fee": "6000.00", "in_billing": "3000.00",
+                "aging": {"0-30": "6010.00", "31-60": "9750.00", "61-90": "90.00",
                           "90+": "200.00"}},
+        # T7 1,200, on I2, which is blocked: still WIP, in billing.
         "GBP": {"total": "1200.00", "time": "1200.00", "expenses": "0.00",
-                "milestones": "0.00",
+                "milestones": "0.00", "fixed_fee": "0.00", "in_billing": "1200.00",
                 "aging": {"0-30": "1200.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"}},
     }
 
@@ -51,23 +56,30 @@ def test_placeholder_project_counts_once_its_master_arrives(firm, deliver, proce
     process()
     # T9: 3 h × 100.00 on P9, 26 days old.
     usd = kpis.wip(as_of=dt.date(2026, 3, 31))["currencies"]["USD"]
-    assert (usd["time"], usd["aging"]["0-30"]) == ("2200.00", "6250.00")
+    assert (usd["time"], usd["aging"]["0-30"]) == ("2200.00", "6310.00")
 
 
 def test_invoice_readiness_splits_value_by_first_failing_reason(firm):
     result = kpis.invoice_readiness(period="2026-03", first_day=dt.date(2026, 3, 1),
                                     last_day=dt.date(2026, 3, 31))
+    # Time and materials T1 800 (ready), T4 400 (billed), T12 150 (not posted); E3 60
+    # (ready); milestone M1 5,000 on P3, which lacks its PO. T13 on fixed-fee P4 has no value.
     assert result["currencies"]["USD"] == {
-        "billable_value": "6350.00", "invoiced_value": "400.00", "ready_value": "800.00",
-        "not_ready_value": "5150.00",
+        "billable_value": "6410.00", "invoiced_value": "400.00", "in_billing_value": "0.00",
+        "ready_value": "860.00", "not_ready_value": "5150.00",
         "not_ready": {"unposted": "150.00", "missing_billing_setup": "5000.00"},
-        "readiness_ratio": 0.1345,
+        "readiness_ratio": 0.1431,
     }
-    assert result["currencies"]["GBP"]["not_ready"] == {"unposted": "0.00",
-                                                        "missing_billing_setup": "1200.00"}
-    assert result["currencies"]["GBP"]["readiness_ratio"] == 0.0
-    assert result["blocked_invoices"] == {"count": 2, "by_reason": {"missing_po": 1,
-                                                                    "rate_mismatch": 1}}
+    # T7 is on I2, blocked: in billing, neither ready nor not ready.
+    assert result["currencies"]["GBP"] == {
+        "billable_value": "1200.00", "invoiced_value": "0.00", "in_billing_value": "1200.00",
+        "ready_value": "0.00", "not_ready_value": "0.00",
+        "not_ready": {"unposted": "0.00", "missing_billing_setup": "0.00"},
+        "readiness_ratio": None,
+    }
+    assert result["blocked_invoices"] == {
+        "count": 2, "by_reason": {"missing_po": 1, "rate_mismatch": 1},
+        "currencies": {"GBP": "300.00", "USD": "700.00"}}
 
 
 def test_invoice_readiness_ratio_is_null_on_an_empty_period(firm):
@@ -84,9 +96,15 @@ def test_posting_latency_percentiles_interpolate_like_percentile_cont(firm):
     assert result["p95_seconds"] == 159840
     assert result["within_sla_ratio"] == 0.6667
     assert result["sla_seconds"] == 86400
-    assert result["backlog"] == {"count": 5, "hours": "16.50",
+    # T2 (billed once, on a voided invoice, never posted), T3, T8, T10, T12, T13.
+    assert result["backlog"] == {"count": 6, "hours": "20.50",
                                  "oldest_approved_at": "2025-12-02T09:00:00+00:00",
                                  "currencies": {"USD": "1200.00"}}
+    assert result["expenses"] == {  # E3 posted in 24 h; E1 approved in January, not posted
+        "count": 1, "p50_seconds": 86400.0, "p90_seconds": 86400.0, "p95_seconds": 86400.0,
+        "within_sla_ratio": 1.0,
+        "backlog": {"count": 1, "oldest_approved_at": "2026-01-21T09:00:00+00:00",
+                    "currencies": {"USD": "90.00"}}}
 
 
 def test_posting_latency_of_an_empty_window_has_null_percentiles(firm):
@@ -122,14 +140,15 @@ def test_weekdays_counts_monday_to_friday_inclusive():
 
 def test_utilization_is_billable_hours_over_active_capacity(firm):
     result = kpis.utilization(**MARCH, now=at("2026-04-01T00:00:00"))
+    # T13's 4 h on fixed-fee P4 are chargeable: billable hours, though no billable value.
     assert (result["billable_hours"], result["total_hours"], result["capacity_hours"]) == (
-        "23.50", "30.50", "316.80")
-    assert result["utilization_ratio"] == 0.0742
+        "27.50", "34.50", "316.80")
+    assert result["utilization_ratio"] == 0.0868
     assert result["by_practice"] == [
         {"practice": "Cloud", "billable_hours": "10.00", "total_hours": "10.00",
          "capacity_hours": "140.80", "utilization_ratio": 0.071},
-        {"practice": "Data", "billable_hours": "13.50", "total_hours": "20.50",
-         "capacity_hours": "176.00", "utilization_ratio": 0.0767},
+        {"practice": "Data", "billable_hours": "17.50", "total_hours": "24.50",
+         "capacity_hours": "176.00", "utilization_ratio": 0.0994},
     ]
     assert [p["person_id"] for p in result["by_person"]] == ["U2", "U1"]  # U3 is inactive
     assert result["freshness_seconds"] is not None
@@ -142,10 +161,16 @@ def test_utilization_by_practice_filter_limits_people_and_hours(firm):
 
 def test_margin_by_project(firm):
     rows = {r["key"]: r for r in kpis.margin(**MARCH, group_by="project")["rows"]}
+    # Billed: I3; I5 was voided. Earned: T1 + T4 + T12 + E3.
     assert rows["P1"] == {"key": "P1", "name": "Project P1", "currency": "USD",
-                          "earned_revenue": "1350.00", "labor_cost": "1025.00",
-                          "margin": "325.00", "margin_ratio": 0.2407,
+                          "earned_revenue": "1410.00", "labor_cost": "1025.00",
+                          "margin": "385.00", "margin_ratio": 0.273,
                           "billed_revenue": "1000.00", "recognized_revenue": "900.00"}
+    # Fixed fee: earned is March's recognized revenue; T13 is its labor cost.
+    assert rows["P4"] == {"key": "P4", "name": "Project P4", "currency": "USD",
+                          "earned_revenue": "3000.00", "labor_cost": "200.00",
+                          "margin": "2800.00", "margin_ratio": 0.9333,
+                          "billed_revenue": "0.00", "recognized_revenue": "3000.00"}
     assert (rows["P2"]["currency"], rows["P2"]["margin"], rows["P2"]["margin_ratio"]) == (
         "GBP", "600.00", 0.5)
     assert (rows["P3"]["earned_revenue"], rows["P3"]["labor_cost"],
@@ -155,7 +180,7 @@ def test_margin_by_project(firm):
 def test_margin_by_client_and_practice_keep_currencies_apart(firm):
     by_client = {(r["key"], r["currency"]): r for r in
                  kpis.margin(**MARCH, group_by="client")["rows"]}
-    assert by_client[("C1", "USD")]["earned_revenue"] == "6350.00"
+    assert by_client[("C1", "USD")]["earned_revenue"] == "9410.00"
     assert by_client[("C1", "USD")]["billed_revenue"] == "1500.00"
     assert by_client[("C2", "GBP")]["margin"] == "600.00"
     by_practice = {(r["key"], r["currency"]) for r in
@@ -172,8 +197,9 @@ def test_margin_ratio_is_null_without_earned_revenue(deliver, process, firm):
 
 def test_receivables_open_ar_and_dso(firm):
     result = kpis.receivables(as_of=dt.date(2026, 3, 31))
-    assert result["currencies"] == {"USD": {"open_ar": "3000.00", "issued_90d": "1500.00",
-                                            "dso_days": 180.0}}
+    # Open: I3, I6, I7. Issued in the 90 days: I3, I4, I7 (I5 was voided).
+    assert result["currencies"] == {"USD": {"open_ar": "6000.00", "issued_90d": "4500.00",
+                                            "dso_days": 120.0}}
 
 
 def test_receivables_dso_is_null_without_recent_invoices(firm):
@@ -202,7 +228,8 @@ def test_integration_health_per_flow(deliver, process):
     assert result["flows"] == [{
         "flow": "psa-to-erp", "source_system": "psa", "target_system": "erp",
         "succeeded": 2, "failed": 2, "success_ratio": 0.5, "p95_latency_ms": 385.0,
-        "last_event_at": "2026-03-10T10:15:00+00:00", "stale": True, "open_failures": 1,
+        "last_event_at": "2026-03-10T10:15:00+00:00", "expected_silence_seconds": 14400,
+        "stale": True, "open_failures": 1,
     }]
     assert result["reconciliation_gaps"] == [{
         "flow": "psa-to-erp", "object_type": "time_entry", "period_start": "2026-02-01",

@@ -1,0 +1,145 @@
+"""The read queries the KPIs and the exception rules share: which records count, what an item
+is worth (SPEC section 2, billing methods) and where it stands in billing.
+
+Items whose project or person is still a placeholder are not counted until the master
+record arrives. Values are billable value: time on time-and-materials projects at its rate,
+billable expenses on any project that bills, milestones on milestone projects.
+"""
+import datetime as dt
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import (
+    Case,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    Q,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
+
+from . import models as state
+from .timeline import end_of
+
+ZERO = Decimal("0")
+AMOUNT = DecimalField(max_digits=24, decimal_places=6)
+APPROVED_OR_LATER = ["approved", "posted", "invoiced"]
+T_AND_M = state.Project.BillingMethod.TIME_AND_MATERIALS
+NOT_BILLING = ["", state.Project.BillingMethod.NON_BILLABLE]
+# The state of the invoice an item is on, now.
+BILLED_NOW = Q(invoice__status__in=["issued", "paid"])
+IN_BILLING_NOW = Q(invoice__status__in=["drafted", "blocked"])
+
+
+def project_filters(filters, prefix="project__"):
+    """The KPI filters (legal entity, practice, client id) as a Q over a project."""
+    q = Q()
+    filters = filters or {}
+    if filters.get("legal_entity"):
+        q &= Q(**{f"{prefix}legal_entity": filters["legal_entity"]})
+    if filters.get("practice"):
+        q &= Q(**{f"{prefix}practice": filters["practice"]})
+    if filters.get("client"):
+        q &= Q(**{f"{prefix}client__client_id": filters["client"]})
+    return q
+
+
+def counted_time(filters=None, statuses=APPROVED_OR_LATER):
+    return state.TimeEntry.objects.filter(
+        project_filters(filters), status__in=statuses,
+        project__is_placeholder=False, person__is_placeholder=False)
+
+
+def counted_expenses(filters=None, statuses=APPROVED_OR_LATER):
+    return state.Expense.objects.filter(
+        project_filters(filters), status__in=statuses,
+        project__is_placeholder=False, person__is_placeholder=False)
+
+
+def counted_milestones(filters=None, statuses=("completed", "invoiced")):
+    return state.Milestone.objects.filter(
+        project_filters(filters), status__in=statuses, project__is_placeholder=False)
+
+
+def counted_invoices(filters=None):
+    """Announced invoices of known clients; the client filter on the invoice's own client,
+    the practice and legal entity filters on its project."""
+    filters = filters or {}
+    invoices = state.Invoice.objects.filter(is_placeholder=False, client__is_placeholder=False)
+    if filters.get("client"):
+        invoices = invoices.filter(client__client_id=filters["client"])
+    if filters.get("legal_entity"):
+        invoices = invoices.filter(project__legal_entity=filters["legal_entity"])
+    if filters.get("practice"):
+        invoices = invoices.filter(project__practice=filters["practice"])
+    return invoices
+
+
+# --- Values --------------------------------------------------------------------------------
+def _rate():
+    return Coalesce(F("bill_rate"), F("person__bill_rate"), Value(ZERO))
+
+
+BILLABLE_TIME = Q(billable=True, project__billing_method=T_AND_M)
+BILLABLE_EXPENSE = Q(billable=True) & ~Q(project__billing_method__in=NOT_BILLING)
+BILLABLE_MILESTONE = Q(project__billing_method=state.Project.BillingMethod.MILESTONE)
+# hours × rate (the entry's, else the person's) for billable time on a time-and-materials
+# project; time on other projects has no billable value of its own.
+TIME_VALUE = Case(
+    When(BILLABLE_TIME, then=ExpressionWrapper(F("hours") * _rate(), output_field=AMOUNT)),
+    default=Value(ZERO), output_field=AMOUNT)
+EXPENSE_VALUE = Case(When(BILLABLE_EXPENSE, then=F("amount")), default=Value(ZERO),
+                     output_field=AMOUNT)
+MILESTONE_VALUE = Case(When(BILLABLE_MILESTONE, then=F("amount")), default=Value(ZERO),
+                       output_field=AMOUNT)
+LABOR_COST = ExpressionWrapper(
+    F("hours") * Coalesce(F("cost_rate"), F("person__cost_rate"), Value(ZERO)),
+    output_field=AMOUNT)
+
+
+def total(expression, condition=None):
+    return Coalesce(Sum(expression, filter=condition), Value(ZERO), output_field=AMOUNT)
+
+
+# --- Posting -------------------------------------------------------------------------------
+def unposted_time(filters=None):
+    """Time approved and never posted (SPEC section 7: only a `posted` event posts),
+    whatever came after, unless rejected or reversed."""
+    return counted_time(filters, ["approved", "invoiced"]).filter(
+        approved_at__isnull=False, posted_at__isnull=True)
+
+
+def unposted_expenses(filters=None):
+    """Billable expenses approved and never posted."""
+    return counted_expenses(filters, ["approved", "invoiced"]).filter(
+        BILLABLE_EXPENSE, approved_at__isnull=False, posted_at__isnull=True)
+
+
+# --- WIP spans -----------------------------------------------------------------------------
+def spans_as_of(day, filters=None):
+    """The WIP spans that hold an item at the end of `day` (firm time zone), on known
+    projects and people."""
+    moment = end_of(day)
+    spans = state.WipSpan.objects.filter(project_filters(filters),
+                                         project__is_placeholder=False).exclude(
+        person__is_placeholder=True)
+    if connection.vendor == "postgresql":
+        # The GiST index on the span's range answers this without reading every span.
+        return spans.filter(RawSQL(
+            "tstzrange(opsview_wipspan.start, opsview_wipspan.\"end\", '[)') @> %s",
+            [moment - dt.timedelta(microseconds=1)], output_field=state.models.BooleanField()))
+    return spans.filter(Q(start__lt=moment) & (Q(end__isnull=True) | Q(end__gte=moment)))
+
+
+SPAN_TIME = Q(kind="time_entry", billable=True, project__billing_method=T_AND_M)
+SPAN_EXPENSE = Q(kind="expense", billable=True) & ~Q(project__billing_method__in=NOT_BILLING)
+SPAN_MILESTONE = Q(kind="milestone", project__billing_method="milestone")
+SPAN_VALUE = Case(
+    When(SPAN_TIME, then=ExpressionWrapper(F("hours") * _rate(), output_field=AMOUNT)),
+    When(SPAN_EXPENSE | SPAN_MILESTONE, then=F("amount")),
+    default=Value(ZERO), output_field=AMOUNT)
+SPAN_CURRENCY = Case(When(kind="expense", then=F("currency")), default=F("project__currency"))
