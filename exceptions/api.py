@@ -51,6 +51,7 @@ def serialize(case):
         "currency": case.currency or None,
         "object": {"kind": case.object_kind, "id": case.object_id},
         "client_id": case.client_id or None, "project_id": case.project_id or None,
+        "began_at": case.began_at.isoformat(), "opened_at": case.opened_at.isoformat(),
         "first_seen_at": case.first_seen_at.isoformat(),
         "last_seen_at": case.last_seen_at.isoformat(), "times_seen": case.times_seen,
         "sla": {"state": case.sla_state, "breached": case.sla_state == "breached",

@@ -11,7 +11,7 @@ AGE_BUCKETS = {"<4h": (0, 4), "4-24h": (4, 24), "1-3d": (24, 72), "3-7d": (72, 1
                ">7d": (168, None)}
 SORTS = {"due": [F("resolution_due_at").asc(nulls_last=True)],
          "money": [F("money_at_stake").desc(nulls_last=True)],
-         "age": ["first_seen_at"], "newest": ["-last_seen_at"]}
+         "age": ["began_at"], "newest": ["-last_seen_at"]}
 
 
 class CaseFilter(django_filters.FilterSet):
@@ -78,8 +78,8 @@ class CaseFilter(django_filters.FilterSet):
     def by_age(self, queryset, name, value):
         low, high = AGE_BUCKETS[value]
         now = timezone.now()
-        queryset = queryset.filter(opened_at__lte=now - dt.timedelta(hours=low))
-        return queryset.filter(opened_at__gt=now - dt.timedelta(hours=high)) if high else queryset
+        queryset = queryset.filter(began_at__lte=now - dt.timedelta(hours=low))
+        return queryset.filter(began_at__gt=now - dt.timedelta(hours=high)) if high else queryset
 
     def by_sort(self, queryset, name, value):
         return queryset.order_by(*SORTS[value], "pk")

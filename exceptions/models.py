@@ -1,4 +1,6 @@
 """Exception cases: what is late or broken, who owns it, and by when it must be handled."""
+import hashlib
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models
@@ -16,6 +18,7 @@ class CaseType(models.TextChoices):
     MILESTONE_NOT_INVOICED = "milestone_not_invoiced"
     MISSING_BILLING_SETUP = "missing_billing_setup"
     DUPLICATE_CLIENT = "duplicate_client"
+    APPROVED_EXPENSE_UNPOSTED = "approved_expense_unposted"
 
 
 class Severity(models.TextChoices):
@@ -107,8 +110,8 @@ class RoutingRule(models.Model):
     priority = models.PositiveIntegerField(default=100)
     case_type = models.CharField(max_length=32, choices=CaseType.choices, blank=True)
     client_id = models.CharField("client id", max_length=255, blank=True)
-    practice = models.CharField(max_length=128, blank=True)
-    legal_entity = models.CharField(max_length=128, blank=True)
+    practice = models.CharField(max_length=255, blank=True)
+    legal_entity = models.CharField(max_length=255, blank=True)
     project_id = models.CharField("project id", max_length=255, blank=True)
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
@@ -125,6 +128,9 @@ class RoutingRule(models.Model):
             ("project_id", self.project_id)))
 
 
+FINGERPRINT_LENGTH = 500
+
+
 class Case(models.Model):
     class Status(models.TextChoices):
         OPEN = "open"
@@ -136,7 +142,7 @@ class Case(models.Model):
     OPEN_STATES = [Status.OPEN, Status.ACKNOWLEDGED, Status.WAITING]
 
     type = models.CharField(max_length=32, choices=CaseType.choices)
-    fingerprint = models.CharField(max_length=500)
+    fingerprint = models.CharField(max_length=FINGERPRINT_LENGTH)
     title = models.CharField(max_length=300)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     severity = models.CharField(max_length=10, choices=Severity.choices, default="medium")
@@ -146,17 +152,21 @@ class Case(models.Model):
     money_at_stake = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     # The business object the case concerns, and the fields routing and filters use.
-    object_kind = models.CharField(max_length=32)
+    object_kind = models.CharField(max_length=255)
     object_id = models.CharField(max_length=255)
     client_id = models.CharField(max_length=255, blank=True)
     project_id = models.CharField(max_length=255, blank=True)
-    practice = models.CharField(max_length=128, blank=True)
-    legal_entity = models.CharField(max_length=128, blank=True)
+    practice = models.CharField(max_length=255, blank=True)
+    legal_entity = models.CharField(max_length=255, blank=True)
     detail = models.JSONField(default=dict, blank=True)
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     times_seen = models.PositiveIntegerField(default=1)
-    opened_at = models.DateTimeField(default=timezone.now)  # the current episode
+    # When the business problem began (SPEC section 3), often before OpsView noticed it: the
+    # resolution target, the age and the time to resolve count from here.
+    began_at = models.DateTimeField(default=timezone.now)
+    # When OpsView opened the current episode: the response target counts from here.
+    opened_at = models.DateTimeField(default=timezone.now)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution_code = models.CharField(max_length=32, blank=True)
@@ -175,6 +185,7 @@ class Case(models.Model):
             models.Index(fields=["status", "type"], name="case_status_type_idx"),
             models.Index(fields=["queue", "status"], name="case_queue_status_idx"),
             models.Index(fields=["resolution_due_at"], name="case_due_idx"),
+            models.Index(fields=["began_at"], name="case_began_idx"),
         ]
         permissions = [("triage_case", "Can triage exception cases")]
 
@@ -184,6 +195,19 @@ class Case(models.Model):
     @property
     def is_open(self):
         return self.status in self.OPEN_STATES
+
+    @property
+    def age(self):
+        """How long the business problem has lasted (until now, or until it was closed)."""
+        return (self.resolved_at or timezone.now()) - self.began_at
+
+
+def fingerprint_key(text):
+    """A fingerprint that fits its column: one built from long contract values (a 255-char
+    flow, object type and id) keeps its start and a digest of the whole, so it stays unique."""
+    if len(text) <= FINGERPRINT_LENGTH:
+        return text
+    return text[:FINGERPRINT_LENGTH - 65] + "#" + hashlib.sha256(text.encode()).hexdigest()
 
 
 class CaseEntry(models.Model):

@@ -45,19 +45,22 @@ def paused_seconds(case, now, calendar):
 
 
 def refresh_sla(case, now=None, calendar=None, policies=None):
-    """Recompute due times and the SLA state (response until acknowledged, then resolution)."""
+    """Recompute due times and the SLA state. The response target counts from `opened_at`
+    (until acknowledged), the resolution target from `began_at` (SPEC section 3): a problem
+    that began before OpsView saw it may be breached the moment its case opens."""
     now = now or timezone.now()
     calendar = calendar or case.queue.calendar()
     response, resolution, _ = targets(case, policies)
     paused = paused_seconds(case, now, calendar)
+    began_at = min(case.began_at or case.opened_at, case.opened_at)
     case.response_due_at = sla.due_at(case.opened_at, response, paused, calendar)
-    case.resolution_due_at = sla.due_at(case.opened_at, resolution, paused, calendar)
+    case.resolution_due_at = sla.due_at(began_at, resolution, paused, calendar)
     if not case.is_open:
         return case
-    elapsed = sla.business_seconds(case.opened_at, now, calendar) - paused
-    states = [sla.sla_state(elapsed, resolution)]
+    states = [sla.sla_state(sla.business_seconds(began_at, now, calendar) - paused, resolution)]
     if case.acknowledged_at is None:
-        states.append(sla.sla_state(elapsed, response))
+        states.append(sla.sla_state(
+            sla.business_seconds(case.opened_at, now, calendar) - paused, response))
     case.sla_state = max(states, key=["on_track", "at_risk", "breached"].index)
     return case
 
@@ -155,7 +158,8 @@ def reopen(case, actor, comment="", now=None):
     if case.is_open:
         raise TransitionError("the case is already open")
     now = now or timezone.now()
-    case.opened_at, case.resolved_at, case.acknowledged_at = now, None, None
+    case.opened_at, case.began_at = now, now
+    case.resolved_at, case.acknowledged_at = None, None
     case.waiting_business_seconds, case.escalated_at = 0, None
     case.reopened_count += 1
     return _change(case, actor, {"status": Case.Status.OPEN, "resolution_code": "",

@@ -152,6 +152,8 @@ def reseed():
     defaults = importlib.import_module("exceptions.migrations.0002_default_queues_rules_policies")
     defaults.seed(apps, None)
     defaults.grant_triage(apps, None)
+    importlib.import_module("exceptions.migrations.0003_case_began_at").seed_expense_rule(
+        apps, None)
 
 
 @pytest.fixture

@@ -102,7 +102,10 @@ def test_approved_time_unposted_past_the_posting_sla(deliver, process, evaluate)
                  entry("approved", ago(hours=2), eid="T2"))
     process()
     [case] = evaluate(NOW)["approved_time_unposted"]
-    assert (case.fingerprint, case.money_at_stake, case.queue.slug) == ("P1", 800, "finance-ops")
+    # The money is all the project's approved, unposted time, the late and the fresh alike;
+    # the problem began when the oldest approval ran out of its 24 h.
+    assert (case.fingerprint, case.money_at_stake, case.queue.slug) == ("P1", 1600, "finance-ops")
+    assert case.began_at == ago(hours=6)
     deliver.send(entry("posted", ago(hours=1)))
     process()
     assert evaluate(NOW)["approved_time_unposted"][0].status == "resolved"
@@ -140,7 +143,7 @@ def test_milestone_not_invoiced_after_the_grace_period(deliver, process, evaluat
     done = (NOW - dt.timedelta(days=10)).date().isoformat()
     fresh = (NOW - dt.timedelta(days=2)).date().isoformat()
     milestone = {"project_id": "P1", "name": "Go-live", "amount": "5000.00"}
-    deliver.send(project(), make_event("milestone.completed", {
+    deliver.send(project(billing_method="milestone"), make_event("milestone.completed", {
         "milestone_id": "M1", "completed_on": done, **milestone}),
         make_event("milestone.completed", {"milestone_id": "M2", "completed_on": fresh,
                                            **milestone}))
@@ -148,6 +151,13 @@ def test_milestone_not_invoiced_after_the_grace_period(deliver, process, evaluat
     assert [c.fingerprint for c in evaluate(NOW)["milestone_not_invoiced"]] == ["M1"]
     deliver.send(make_event("milestone.invoiced", {"milestone_id": "M1", "invoice_id": "I9",
                                                    **milestone}))
+    process()
+    # Named on an invoice nobody has announced: not billed yet (SPEC section 7).
+    assert evaluate(NOW)["milestone_not_invoiced"][0].status == "open"
+    deliver.send(make_event("client.upserted", {"client_id": "C1", "name": "Acme"}),
+                 make_event("invoice.issued", {"invoice_id": "I9", "client_id": "C1",
+                                               "project_id": "P1", "amount": "5000.00",
+                                               "currency": "USD", "issued_on": done}))
     process()
     assert evaluate(NOW)["milestone_not_invoiced"][0].status == "resolved"
 
@@ -171,12 +181,12 @@ def test_missing_billing_setup_until_rate_card_and_po(deliver, process, evaluate
 def test_reconciliation_gap_until_a_later_report_has_none(deliver, process):
     def report(target, when):
         return make_event("reconciliation.reported", {
-            "flow": "psa-to-erp", "object_type": "time_entry", "period_start": "2026-10-01",
+            "flow": "erp-to-crm", "object_type": "invoice", "period_start": "2026-10-01",
             "period_end": "2026-10-31", "source_count": 100, "target_count": target}, time=when)
 
     deliver.send(report(93, ago(hours=5)))
     process()
-    assert "7 time_entry missing" in cases("reconciliation_gap")[0].title
+    assert "7 invoice missing" in cases("reconciliation_gap")[0].title
     deliver.send(report(100, ago(hours=1)))
     process()
     assert cases("reconciliation_gap")[0].status == "resolved"
@@ -201,13 +211,14 @@ def test_duplicate_clients_by_normalized_name_or_tax_id(deliver, process, evalua
         make_event("client.upserted", {"client_id": "C3", "name": "Initech", "tax_id": "T1"}),
         make_event("client.upserted", {"client_id": "C4", "name": "Globex"}))
     process()
-    found = {c.fingerprint: c for c in evaluate(NOW)["duplicate_client"]}
-    assert set(found) == {"name:acme", "tax:T1"}
-    assert found["name:acme"].detail["client_ids"] == ["C1", "C2"]
+    # C1–C2 share a name, C1–C3 a tax id: one group, one case, named by its first client.
+    [case] = evaluate(NOW)["duplicate_client"]
+    assert case.fingerprint == "group:C1"
+    assert case.detail["client_ids"] == ["C1", "C2", "C3"]
     logged_in("finance_ops")
-    client.post(f"/exceptions/{found['name:acme'].pk}/resolve", {"code": "distinct"})
-    statuses = {c.fingerprint: c.status for c in evaluate(NOW)["duplicate_client"]}
-    assert statuses["name:acme"] == "resolved"  # marked distinct: not raised again
+    client.post(f"/exceptions/{case.pk}/resolve", {"code": "distinct"})
+    [case] = evaluate(NOW)["duplicate_client"]
+    assert case.status == "resolved"  # marked distinct: not raised again
 
 
 def test_rule_settings_disable_a_rule(deliver, process, evaluate):
