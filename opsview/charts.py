@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 PALETTE = {"ready": "#1a7f4b", "unposted": "#d97706", "missing_billing_setup": "#c0352b",
-           "invoiced": "#64748b", "earned": "#2f5bea", "labor": "#94a3b8", "billed": "#0ea5e9",
+           "invoiced": "#64748b", "in_billing": "#a78bfa", "earned": "#2f5bea", "labor": "#94a3b8", "billed": "#0ea5e9",
            "recognized": "#7c3aed", "ok": "#1a7f4b", "failed": "#c0352b"}
 AGING_COLORS = {"0-30": "#93c5fd", "31-60": "#3b82f6", "61-90": "#f59e0b", "90+": "#c0352b"}
 
@@ -66,6 +66,8 @@ def readiness(result):
              ("unposted", "Not posted to ERP", lambda c: c["not_ready"]["unposted"]),
              ("missing_billing_setup", "Billing set-up missing",
               lambda c: c["not_ready"]["missing_billing_setup"]),
+             ("in_billing", "In billing (invoice drafted or blocked)",
+              lambda c: c["in_billing_value"]),
              ("invoiced", "Already invoiced", lambda c: c["invoiced_value"])]
     figure = go.Figure([
         go.Bar(name=label, y=currencies, x=[_num(pick(result["currencies"][c])) for c in currencies],

@@ -88,11 +88,15 @@ def overview_cards(f):
 
 
 def _case_summary(f):
-    try:
-        from exceptions.kpis import exceptions_kpi
-    except ImportError:
-        return None
+    from exceptions.kpis import exceptions_kpi
+
     return exceptions_kpi(filters=f.kpi)
+
+
+def _open_cases(f, case_type):
+    from exceptions.kpis import open_cases
+
+    return open_cases(f.kpi).filter(type=case_type).count()
 
 
 def overview_charts(f):
@@ -109,11 +113,13 @@ def readiness_summary(f):
     return {"result": result, "chart": charts.readiness(result) if result["currencies"] else None,
             "unposted_url": _queue_url(type="approved_time_unposted"),
             "setup_url": _queue_url(type="missing_billing_setup"),
-            "table": _table([("Currency", 0), ("Billable", 1), ("Invoiced", 2), ("Ready", 3),
-                             ("Not posted", 4), ("Billing set-up missing", 5), ("Readiness", 6)],
-                            [[c, v["billable_value"], v["invoiced_value"], v["ready_value"],
-                              v["not_ready"]["unposted"], v["not_ready"]["missing_billing_setup"],
-                              v["readiness_ratio"]] for c, v in result["currencies"].items()])}
+            "table": _table([("Currency", 0), ("Billable", 1), ("Invoiced", 2), ("In billing", 3),
+                             ("Ready", 4), ("Not posted", 5), ("Billing set-up missing", 6),
+                             ("Readiness", 7)],
+                            [[c, v["billable_value"], v["invoiced_value"], v["in_billing_value"],
+                              v["ready_value"], v["not_ready"]["unposted"],
+                              v["not_ready"]["missing_billing_setup"], v["readiness_ratio"]]
+                             for c, v in result["currencies"].items()])}
 
 
 def readiness_table(f):
@@ -125,14 +131,14 @@ def readiness_table(f):
                              ("Billable", "billable_value"), ("Ready", "ready_value"),
                              ("Not posted", "unposted"),
                              ("Billing set-up missing", "missing_billing_setup"),
+                             ("In billing", "in_billing_value"),
                              ("Invoiced", "invoiced_value"), ("Readiness", "readiness_ratio")],
                             rows)}
 
 
 def blocked_invoices(f):
     blocked = kpis.blocked_invoices(f.kpi)
-    unmilestoned = kpis.counted_milestones(f.kpi, ["completed"]).filter(
-        completed_on__lte=f.as_of).count()
+    unmilestoned = _open_cases(f, "milestone_not_invoiced")
     return {"blocked": blocked, "milestones_not_invoiced": unmilestoned,
             "reasons": [(reason, count, _queue_url(type="invoice_blocked"))
                         for reason, count in blocked["by_reason"].items()],
@@ -144,10 +150,11 @@ def wip_summary(f):
     result = kpis.wip(as_of=f.as_of, filters=f.kpi)
     return {"result": result, "chart": charts.wip_aging_by_currency(result),
             "table": _table([("Currency", 0), ("Total", 1), ("Time", 2), ("Expenses", 3),
-                             ("Milestones", 4), ("0-30", 5), ("31-60", 6), ("61-90", 7),
-                             ("90+", 8)],
+                             ("Milestones", 4), ("Fixed fee", 5), ("In billing", 6),
+                             ("0-30", 7), ("31-60", 8), ("61-90", 9), ("90+", 10)],
                             [[c, v["total"], v["time"], v["expenses"], v["milestones"],
-                              *v["aging"].values()] for c, v in result["currencies"].items()])}
+                              v["fixed_fee"], v["in_billing"], *v["aging"].values()]
+                             for c, v in result["currencies"].items()])}
 
 
 def wip_groups(f):
@@ -161,27 +168,35 @@ def wip_groups(f):
     return {"rows": rows[:60], "group_by": f.group_by, "currency": main,
             "chart": charts.wip_aging([r for r in rows if r["currency"] == main]) if main else None,
             "table": _table([(f.group_by.replace("_", " ").title(), "name"),
-                             ("Currency", "currency"), ("Total", "total"), ("0-30", "0-30"),
+                             ("Currency", "currency"), ("Total", "total"),
+                             ("In billing", "in_billing"), ("0-30", "0-30"),
                              ("31-60", "31-60"), ("61-90", "61-90"), ("90+", "90+")], rows)}
+
+
+WIP_KINDS = {"time_entry": "Time", "expense": "Expense", "milestone": "Milestone",
+             "fixed_fee": "Fixed fee"}
 
 
 def wip_entries(f):
     rows = kpis.wip_entries(as_of=f.as_of, filters=f.kpi)
-    return {"rows": rows, "table": _table([
-        ("Entry", "time_entry_id"), ("Work date", "work_date"), ("Age (days)", "age_days"),
+    for row in rows:
+        row["kind_label"] = WIP_KINDS[row["kind"]]
+    return {"rows": rows[:200], "count": len(rows), "table": _table([
+        ("Kind", "kind_label"), ("Item", "id"), ("Date", "date"), ("Age (days)", "age_days"),
         ("Client", "client"), ("Project", "project"), ("Person", "person"),
-        ("Status", "status"), ("Hours", "hours"), ("Value", "value"),
-        ("Currency", "currency")], rows)}
+        ("Hours", "hours"), ("Value", "value"), ("Currency", "currency"),
+        ("In billing", "in_billing")], rows)}
 
 
 def latency_summary(f):
     result = kpis.posting_latency(start=f.first_day, end=f.last_day, filters=f.kpi)
+    rows = [["Time entries", result], ["Billable expenses", result["expenses"]]]
     return {"result": result, "table": _table(
-        [("Posted", 0), ("p50 h", 1), ("p90 h", 2), ("p95 h", 3), ("Within SLA", 4),
-         ("Backlog entries", 5), ("Backlog hours", 6)],
-        [[result["count"], *[_hours(result[k]) for k in ("p50_seconds", "p90_seconds",
-                                                         "p95_seconds")],
-          result["within_sla_ratio"], result["backlog"]["count"], result["backlog"]["hours"]]])}
+        [("Items", 0), ("Posted", 1), ("p50 h", 2), ("p90 h", 3), ("p95 h", 4),
+         ("Within SLA", 5), ("Approved, not posted", 6)],
+        [[label, figures["count"], *[_hours(figures[k]) for k in (
+            "p50_seconds", "p90_seconds", "p95_seconds")],
+          figures["within_sla_ratio"], figures["backlog"]["count"]] for label, figures in rows])}
 
 
 def latency_trend(f):
@@ -210,8 +225,10 @@ def health_summary(f):
                              ("Succeeded", "succeeded"), ("Failed", "failed"),
                              ("Success ratio", "success_ratio"),
                              ("p95 latency ms", "p95_latency_ms"),
-                             ("Last event", "last_event_at"), ("Stale", "stale"),
-                             ("Open failures", "open_failures")], result["flows"])}
+                             ("Last event", "last_event_at"),
+                             ("Expected silence s", "expected_silence_seconds"),
+                             ("Stale", "stale"), ("Open failures", "open_failures")],
+                            result["flows"])}
 
 
 def health_throughput(f):
