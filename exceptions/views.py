@@ -87,6 +87,7 @@ def business_object(case):
     lookups = {"project": (state.Project, "project_id"), "invoice": (state.Invoice, "invoice_id"),
                "milestone": (state.Milestone, "milestone_id"),
                "time_entry": (state.TimeEntry, "time_entry_id"),
+               "expense": (state.Expense, "expense_id"),
                "client": (state.Client, "client_id"), "person": (state.Person, "person_id")}
     if case.object_kind not in lookups:
         return None

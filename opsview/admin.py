@@ -21,7 +21,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(models.Client)
 class ClientAdmin(ReadOnlyAdmin):
-    list_display = ["client_id", "name", "tax_id", "currency", "is_placeholder"]
+    list_display = ["client_id", "name", "tax_id", "currency", "merged_into", "is_placeholder"]
     search_fields = ["client_id", "name", "tax_id"]
     list_filter = ["is_placeholder"]
 
@@ -54,13 +54,29 @@ class TimeEntryAdmin(ReadOnlyAdmin):
 @admin.register(models.Invoice)
 class InvoiceAdmin(ReadOnlyAdmin):
     list_display = ["invoice_id", "client", "amount", "currency", "status", "blocked_reason",
-                    "issued_on"]
+                    "issued_date", "voided_date", "is_placeholder"]
     search_fields = ["invoice_id"]
-    list_filter = ["status", "blocked_reason", "currency"]
+    list_filter = ["status", "blocked_reason", "currency", "is_placeholder"]
+
+
+@admin.register(models.StageEvent)
+class StageEventAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "record_id", "stage", "at", "event_id", "invoice_ref"]
+    search_fields = ["event_id", "invoice_ref"]
+    list_filter = ["kind", "stage"]
+    show_full_result_count = False
+
+
+@admin.register(models.WipSpan)
+class WipSpanAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "record_id", "start", "end", "in_billing", "on_date"]
+    list_filter = ["kind", "in_billing"]
+    show_full_result_count = False
 
 
 for model in (models.Assignment, models.Expense, models.Milestone, models.RevenueRecognition,
-              models.SyncAttempt, models.ReconciliationReport):
+              models.SyncAttempt, models.ReconciliationReport, models.ReconciliationReading,
+              models.FlowRhythm):
     admin.site.register(model, ReadOnlyAdmin)
 
 

@@ -61,24 +61,34 @@ KPI_SCHEMAS = {
     "WipKpi": _object(["as_of", "currencies"], {
         "as_of": {"type": "string", "format": "date"},
         "currencies": {**BY_CURRENCY, "additionalProperties": _object(
-            ["total", "time", "expenses", "milestones", "aging"],
+            ["total", "time", "expenses", "milestones", "fixed_fee", "in_billing", "aging"],
             {"total": DECIMAL, "time": DECIMAL, "expenses": DECIMAL, "milestones": DECIMAL,
+             "fixed_fee": DECIMAL, "in_billing": DECIMAL,
              "aging": _object(["0-30", "31-60", "61-90", "90+"])})}}),
     "InvoiceReadinessKpi": _object(["period", "currencies", "blocked_invoices"], {
         "period": {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
         "currencies": {**BY_CURRENCY, "additionalProperties": _object(
-            ["billable_value", "invoiced_value", "ready_value", "not_ready_value", "not_ready",
-             "readiness_ratio"],
-            {"readiness_ratio": RATIO,
+            ["billable_value", "invoiced_value", "in_billing_value", "ready_value",
+             "not_ready_value", "not_ready", "readiness_ratio"],
+            {"in_billing_value": DECIMAL, "readiness_ratio": RATIO,
              "not_ready": _object(["unposted", "missing_billing_setup"])})},
-        "blocked_invoices": _object(["count", "by_reason"], {"count": {"type": "integer"}})}),
+        "blocked_invoices": _object(["count", "by_reason", "currencies"], {
+            "count": {"type": "integer"},
+            "currencies": {**BY_CURRENCY, "additionalProperties": DECIMAL}})}),
     "PostingLatencyKpi": _object(
         ["start", "end", "sla_seconds", "count", "p50_seconds", "p90_seconds", "p95_seconds",
-         "within_sla_ratio", "backlog"],
+         "within_sla_ratio", "backlog", "expenses"],
         {"count": {"type": "integer"}, "p50_seconds": SECONDS, "p90_seconds": SECONDS,
          "p95_seconds": SECONDS, "within_sla_ratio": RATIO,
          "backlog": _object(["count", "hours", "oldest_approved_at", "currencies"],
-                            {"oldest_approved_at": DATETIME})}),
+                            {"oldest_approved_at": DATETIME}),
+         "expenses": _object(
+             ["count", "p50_seconds", "p90_seconds", "p95_seconds", "within_sla_ratio",
+              "backlog"],
+             {"count": {"type": "integer"}, "p50_seconds": SECONDS, "p90_seconds": SECONDS,
+              "p95_seconds": SECONDS, "within_sla_ratio": RATIO,
+              "backlog": _object(["count", "oldest_approved_at", "currencies"],
+                                 {"oldest_approved_at": DATETIME})})}),
     "UtilizationKpi": _object(
         ["start", "end", "billable_hours", "total_hours", "capacity_hours", "utilization_ratio",
          "freshness_seconds", "by_practice", "by_person"],
@@ -91,8 +101,10 @@ KPI_SCHEMAS = {
         ["start", "end", "flows", "inbox", "duplicates", "reconciliation_gaps"],
         {"flows": {"type": "array", "items": _object(
             ["flow", "source_system", "target_system", "succeeded", "failed", "success_ratio",
-             "p95_latency_ms", "last_event_at", "stale", "open_failures"],
-            {"success_ratio": RATIO, "stale": {"type": "boolean"}})},
+             "p95_latency_ms", "last_event_at", "expected_silence_seconds", "stale",
+             "open_failures"],
+            {"success_ratio": RATIO, "stale": {"type": "boolean"},
+             "expected_silence_seconds": SECONDS})},
          "inbox": _object(["pending", "oldest_pending_age_seconds", "dead"]),
          "reconciliation_gaps": {"type": "array", "items": _object(
              ["flow", "object_type", "period_start", "period_end", "source_count",
@@ -155,11 +167,12 @@ SCHEMAS = {
         "type": "object", "required": ["type", "schema"]}}}),
     "Case": _object(
         ["id", "type", "fingerprint", "title", "status", "severity", "queue", "owner",
-         "money_at_stake", "currency", "object", "first_seen_at", "last_seen_at",
-         "times_seen", "sla", "resolved_at", "resolution_code"],
+         "money_at_stake", "currency", "object", "began_at", "opened_at", "first_seen_at",
+         "last_seen_at", "times_seen", "sla", "resolved_at", "resolution_code"],
         {"id": {"type": "integer"}, "type": {"enum": CaseType.values},
          "status": {"enum": Case.Status.values}, "severity": {"enum": Severity.values},
          "owner": {"type": ["string", "null"]},
+         "began_at": DATETIME, "opened_at": DATETIME,
          "money_at_stake": {"anyOf": [DECIMAL, {"type": "null"}]},
          "sla": _object(["state", "breached", "response_due_at", "resolution_due_at",
                          "acknowledged_at"])}),

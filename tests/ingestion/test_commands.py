@@ -1,4 +1,5 @@
 """Management commands and their output contract (SPEC section 6)."""
+import datetime as dt
 from io import StringIO
 
 import pytest
@@ -78,3 +79,24 @@ def test_the_signing_secret_verifies_what_create_source_printed(db):
 
     headers = signed_headers(secret, "m1", b"{}")
     verify([secret], "m1", headers["webhook-timestamp"], headers["webhook-signature"], b"{}")
+
+
+def test_rebuild_state_gives_back_the_same_state_and_figures(deliver, process):
+    from opsview import kpis
+    from opsview.models import StageEvent, WipSpan
+    from tests.opsview.firm import firm_events
+
+    events = firm_events()
+    for start in range(0, len(events), 50):
+        deliver.send(*events[start:start + 50])
+    process()
+    before = [kpis.wip(as_of=dt.date(2026, 3, day))["currencies"] for day in (6, 31)]
+    counts = (TimeEntry.objects.count(), StageEvent.objects.count(), WipSpan.objects.count())
+    with pytest.raises(CommandError):
+        call_command("rebuild_state")  # asks first
+    StageEvent.objects.all().delete()  # as an upgraded database would be
+    WipSpan.objects.all().delete()
+    call_command("rebuild_state", yes=True, stdout=StringIO())
+    assert (TimeEntry.objects.count(), StageEvent.objects.count(),
+            WipSpan.objects.count()) == counts
+    assert [kpis.wip(as_of=dt.date(2026, 3, day))["currencies"] for day in (6, 31)] == before
