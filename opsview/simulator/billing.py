@@ -47,7 +47,7 @@ class Billing:
         self.pending = defaultdict(list)  # project_id → items not billed yet
         self.runs = []  # heap of (drafted, sequence, project, month)
         self.issued = Counter()  # month → invoices issued in it
-        self.invoices = 0
+        self.invoices_built = 0
         self.reasons_unused = list(BLOCK_DETAILS)  # every blocked_reason shows at least once
         self.voided = None
 
@@ -148,15 +148,22 @@ class Billing:
                                             stays_blocked=project["_part"] == "no_po")
         events += lifecycle
         if voided:
-            # The items return to WIP and are billed again on a new invoice.
-            self.voided = invoice_id
-            redrafted = firm.business_hour(voided.date() + dt.timedelta(days=rng.randint(1, 2)))
-            reissue = {**invoice, "invoice_id": f"{invoice_id}-R"}
-            if redrafted + dt.timedelta(minutes=15) <= firm.end:
-                firm.plant("voided_invoice", invoice_id, reissue["invoice_id"])
-                events += self._link(due, reissue["invoice_id"], redrafted)
-                events += self._lifecycle(reissue, redrafted, blockable=False)[0]
+            events += self._reissue(invoice, due, voided)
         return events
+
+    def _reissue(self, invoice, items, voided):
+        """The voided invoice's items return to WIP and are billed again days later on a
+        new invoice for the same amount."""
+        firm = self.firm
+        self.voided = invoice["invoice_id"]
+        redrafted = firm.business_hour(voided.date()
+                                       + dt.timedelta(days=firm.rng.randint(1, 2)))
+        reissue = {**invoice, "invoice_id": f"{invoice['invoice_id']}-R"}
+        if redrafted + dt.timedelta(minutes=15) > firm.end:
+            return []
+        firm.plant("voided_invoice", invoice["invoice_id"], reissue["invoice_id"])
+        return (self._link(items, reissue["invoice_id"], redrafted)
+                + self._lifecycle(reissue, redrafted, blockable=False)[0])
 
     def _link(self, items, invoice_id, drafted):
         """The items' `invoiced` events, naming the invoice, minutes after its draft."""
@@ -319,13 +326,13 @@ class Billing:
     def _block_reason(self, stays_blocked, blockable):
         """missing_po on the project without its PO; else every reason once early on, then
         now and then."""
-        self.invoices += 1
+        self.invoices_built += 1
         chance = self.firm.rng.random()
         if stays_blocked:
             return "missing_po"
         if not blockable:
             return None
-        if self.reasons_unused and self.invoices % 4 == 2:
+        if self.reasons_unused and self.invoices_built % 4 == 2:
             return self.reasons_unused.pop(0)
         if chance < 0.04:
             return self.firm.rng.choice(list(BLOCK_DETAILS))

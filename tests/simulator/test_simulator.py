@@ -74,7 +74,8 @@ def test_simulate_command_builds_a_living_firm(db):
     call_command("simulate", "--size", "small", "--end", "2026-11-20", "--process", stdout=out)
     duplicates = re.search(r"duplicates (\d+)", out.getvalue())
     assert duplicates and int(duplicates.group(1)) > 0
-    assert re.search(r"^  open_sync_failures: TE-\d+, TE-\d+, TE-\d+$", out.getvalue(), re.M)
+    assert re.search(r"^  open_sync_failures: TE-\d+, TE-\d+, TE-\d+$", out.getvalue(),
+                     re.MULTILINE)
     assert InboxEvent.objects.filter(status="pending").count() == 0
     assert InboxEvent.objects.filter(status="dead").count() == 2
     assert InboxEvent.objects.filter(status="unhandled").count() == 1
