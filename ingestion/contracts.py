@@ -122,7 +122,7 @@ class ClientUpserted(Contract):
     name: Text
     tax_id: Annotated[str, Field(max_length=64)] | None = None
     currency: Currency | None = None
-    merged_into: Id | None = None
+    merged_into: Id | None = None  # the client_id that replaces this one after a merge
 
 
 class ProjectUpserted(Contract):

@@ -1,17 +1,22 @@
-"""A simulated professional-services firm, as the middleware would report it.
+"""A simulated professional-services firm, as its middleware would report it (SPEC v2).
 
-`FirmSimulator(size, seed, end).events()` yields CloudEvents (dicts) in delivery order:
-master data, weekly timesheets with approval delays, posting to ERP with a log-normal
-latency, expenses, milestones, invoices issued and paid on terms, revenue recognition and
-middleware telemetry — plus the faults the field knows: sync failures and retries,
-duplicate deliveries, out-of-order delivery, events for projects not yet created, invoices
-blocked for every reason, missing rate cards and POs, a stale feed, a reconciliation gap,
-events of unknown types and schema-invalid events. The same size, seed and end date always
-give the same events, ids included.
+`FirmSimulator(size, seed, end).events()` yields CloudEvents (dicts) in delivery order. The
+firm keeps its books the way a real one does: weekly timesheets approved and posted to ERP;
+time-and-materials work and billable expenses billed each month on one invoice per project
+for what was approved and posted by the billing run; fixed-fee projects recognizing revenue
+monthly and invoicing on schedule; milestone projects billing their milestones; invoices
+drafted, issued and paid on terms; sync failures that recover; monthly reconciliation
+reports that agree with what was sent. Beside that it carries the problems of a real firm,
+some of them old (an invoice blocked for weeks, a project whose time stopped reaching ERP
+two months ago, a milestone done and never billed, a sync that never recovered, billing
+set-up left incomplete), and the faults of a real feed, each named in `planted` and in
+docs/simulator.md. The same size, seed and end date always give the same events, ids
+included.
 
-`events()` is a generator: timesheets, the bulk of the traffic, are built one week at a time
-and released in time order through a small heap, so a large firm's year streams in bounded
-memory.
+`events()` is a generator: timesheets, the bulk of the traffic, are built one week at a time;
+each month's billing runs and reconciliation reports are built once the weeks they bill or
+count exist; everything is released in time order through a heap, so a large firm's year
+streams in bounded memory.
 """
 import datetime as dt
 import heapq
@@ -19,12 +24,17 @@ import itertools
 import math
 import random
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
 from ingestion.events import make_event
 
-UTC = dt.timezone.utc
+from .billing import Billing
+from .dates import UTC, at, last_day, months, stamp, working_day
+from .faults import Faults
+from .work import Work
+
 ENTITIES = {"US": "USD", "UK": "GBP", "DE": "EUR"}
 PRACTICES = ["Data & AI", "Cloud", "Strategy", "Security"]
 GRADES = [("Analyst", 45, 120), ("Consultant", 65, 160), ("Manager", 85, 210),
@@ -33,8 +43,18 @@ CLIENT_NAMES = ["Acme Corp", "Globex", "Initech", "Umbrella Health", "Stark Indu
                 "Wayne Logistics", "Hooli", "Vandelay Imports", "Soylent Foods", "Tyrell Energy",
                 "Cyberdyne", "Wonka Retail", "Oscorp", "Massive Dynamic", "Aperture Labs",
                 "Gringotts Bank", "Nakatomi Trading", "Pied Piper", "Dunder Mifflin", "Monarch"]
-BLOCK_REASONS = ["missing_po", "missing_project_metadata", "rate_mismatch",
-                 "tax_configuration", "customer_mismatch", "other"]
+TOPICS = ["Data platform", "Cloud migration", "Operating model", "Zero trust", "ERP rollout",
+          "Analytics"]
+METHODS = ["time_and_materials", "fixed_fee", "milestone", "non_billable"]
+# The first projects play fixed parts, so every size and seed has each planted problem.
+PARTS = [("time_and_materials", "voided_invoice"), ("time_and_materials", "no_rate_card"),
+         ("time_and_materials", "no_po"), ("fixed_fee", None), ("milestone", "late_milestone"),
+         ("time_and_materials", "unposted_project"), ("non_billable", None),
+         ("fixed_fee", None), ("time_and_materials", "unknown_invoice"), ("fixed_fee", None)]
+# Fixed-fee billing: ahead of recognition, behind it, or by milestones.
+SCHEDULES = ["quarterly_arrears", "milestones", "monthly_advance", "monthly_arrears"]
+SYSTEMS = {"psa-to-erp": ("psa", "erp"), "erp-to-crm": ("erp", "crm"),
+           "crm-to-psa": ("crm", "psa"), "expenses-to-erp": ("expenses", "erp")}
 
 
 @dataclass(frozen=True)
@@ -66,65 +86,107 @@ class FirmSimulator:
         else:
             self.start = (self.end - dt.timedelta(days=30 * self.size.months)).replace(hour=0)
         self.source = source
+        # The expense tool reaches the middleware through its own relay: its own source.
+        self.expense_source = f"{source}/expenses"
+        # The expense feed to ERP goes silent three days before the end (a stale feed).
+        self.expense_feed_stops = self.end - dt.timedelta(days=3)
         self.clients, self.projects, self.people = [], [], []
+        self.planted = defaultdict(list)  # problem or fault → the ids that show it
+        self.work, self.billing, self.faults = Work(self), Billing(self), Faults(self)
 
     # --- building blocks -------------------------------------------------------------------
     def _id(self):
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def event(self, event_type, data, when, correlation=None, subject=None):
-        return make_event(event_type, data, event_id=self._id(), time=when, source=self.source,
-                          correlationid=correlation, subject=subject)
+    def event(self, event_type, data, when, correlation=None, subject=None, source=None):
+        return make_event(event_type, data, event_id=self._id(), time=when,
+                          source=source or self.source, correlationid=correlation,
+                          subject=subject)
 
-    def _business_hour(self, day, earliest=8, latest=18):
-        return dt.datetime.combine(day, dt.time(self.rng.randint(earliest, latest - 1),
-                                                self.rng.randint(0, 59)), UTC)
+    def business_hour(self, day, earliest=8, latest=18):
+        return at(working_day(day), self.rng.randint(earliest, latest - 1), self.rng.randint(0, 59))
 
-    def _lognormal_hours(self, median, sigma):
+    def lognormal_hours(self, median, sigma):
         return median * math.exp(self.rng.gauss(0, sigma))
+
+    def sync(self, flow, object_type, object_id, when, *, attempt=1, error=None):
+        """One `sync.succeeded`, or `sync.failed` with `error` = (code, message)."""
+        source_system, target_system = SYSTEMS[flow]
+        data = {"flow": flow, "source_system": source_system, "target_system": target_system,
+                "object_type": object_type, "object_id": object_id,
+                "latency_ms": int(self.lognormal_hours(900, 0.6)), "attempt": attempt}
+        if error:
+            data.update(error_code=error[0], error_message=error[1], retryable=True)
+        return self.event("sync.failed" if error else "sync.succeeded", data, when,
+                          correlation=object_id)
+
+    def plant(self, name, *ids):
+        """Records where a planted problem or fault shows, for the docs and the tests."""
+        self.planted[name].extend(ids)
 
     # --- master data -----------------------------------------------------------------------
     def master_data(self):
-        rng, events, when = self.rng, [], self.start - dt.timedelta(days=30)
+        when = self.start - dt.timedelta(days=30)
+        return self._clients(when) + self._projects(when) + self._people(when)
+
+    def _clients(self, when):
+        rng, events = self.rng, []
+        tax_numbers = rng.sample(range(10**7, 10**8), self.size.clients + 1)
         for i in range(self.size.clients):
             name = CLIENT_NAMES[i % len(CLIENT_NAMES)] + ("" if i < len(CLIENT_NAMES)
                                                           else f" {i // len(CLIENT_NAMES) + 1}")
             client = {"client_id": f"CRM-{1000 + i}", "name": name,
-                      "tax_id": f"TX{rng.randint(10**7, 10**8 - 1)}"}
+                      "tax_id": f"TX{tax_numbers[i]}"}
             self.clients.append(client)
             events.append(self.event("client.upserted", client, when))
-        # A near-duplicate of the first client, as a second CRM record (duplicate_client).
-        twin = {**self.clients[0], "client_id": "CRM-0999", "name": "ACME Corporation"}
-        events.append(self.event("client.upserted", twin, when))
+        self.spare_tax_id = f"TX{tax_numbers[-1]}"  # a second CRM record's own tax id
+        return events
 
-        for n in range(max(4, self.size.people // 2)):
+    def _projects(self, when):
+        rng, events, fixed_fees = self.rng, [], 0
+        for n in range(max(len(PARTS), self.size.people // 2)):
             client = self.clients[n % len(self.clients)]
             entity = rng.choice(list(ENTITIES))
-            method = rng.choices(["time_and_materials", "fixed_fee", "milestone",
-                                  "non_billable"], weights=[60, 15, 20, 5])[0]
-            topic = rng.choice(["Data platform", "Cloud migration", "Operating model",
-                                "Zero trust", "ERP rollout", "Analytics"])
+            method, part = (PARTS[n] if n < len(PARTS)
+                            else (rng.choices(METHODS, weights=[60, 15, 20, 5])[0], None))
             project = {
                 "project_id": f"PRJ-{2000 + n}", "client_id": client["client_id"],
-                "name": f"{client['name']} — {topic}",
+                "name": f"{client['name']} — {rng.choice(TOPICS)}",
                 "practice": PRACTICES[n % len(PRACTICES)], "legal_entity": entity,
                 "currency": ENTITIES[entity], "billing_method": method, "status": "active",
-                "po_required": rng.random() < 0.3,
-                "contract_value": f"{rng.randint(50, 900) * 1000}.00",
+                "po_required": part == "no_po" or rng.random() < 0.3,
                 "budget_hours": f"{rng.randint(200, 4000)}.00",
+                "_part": part, "_discount": None, "_bills": False,
             }
-            if n == 1:  # set-up faults every firm has: a project without a rate card …
-                project["billing_method"] = method = "time_and_materials"
-            elif method != "non_billable" and rng.random() < 0.9:
+            if part in ("no_rate_card", "no_po"):
+                self.plant("missing_billing_setup", project["project_id"])
+            # Rate cards price time and materials; other methods may have one.
+            if (method == "time_and_materials" and part != "no_rate_card"
+                    or method in ("fixed_fee", "milestone") and rng.random() < 0.5):
                 project["rate_card_id"] = f"RC-{entity}-{rng.randint(1, 9)}"
-            if n == 2:  # … and one that needs a PO nobody entered
-                project["po_required"] = True
-            elif project["po_required"] and rng.random() < 0.75:
+            if project["po_required"] and part != "no_po":
                 project["po_number"] = f"PO-{rng.randint(10000, 99999)}"
+            if method == "time_and_materials":
+                project["contract_value"] = f"{rng.randint(50, 900) * 1000}.00"  # not to exceed
+                if rng.random() < 0.3:  # negotiated rates: the entries carry their bill rate
+                    project["_discount"] = Decimal(rng.choice(["0.85", "0.90", "0.95"]))
+            elif method == "fixed_fee":
+                schedule = SCHEDULES[fixed_fees % len(SCHEDULES)]
+                fixed_fees += 1
+                self.billing.plan_fixed_fee(project, schedule)
+            elif method == "milestone":
+                self.billing.plan_milestones(project)
+            # A project bills monthly unless nothing on it is billable or it cannot be priced.
+            project["_bills"] = method != "non_billable" and part != "no_rate_card"
             self.projects.append(project)
-            events.append(self.event("project.upserted", project, when,
+            events.append(self.event("project.upserted", _public(project), when,
                                      correlation=project["project_id"]))
+            events.append(self.sync("crm-to-psa", "project", project["project_id"],
+                                    when + dt.timedelta(seconds=rng.randint(5, 90))))
+        return events
 
+    def _people(self, when):
+        rng, events = self.rng, []
         for n in range(self.size.people):
             grade, cost, bill = rng.choices(GRADES, weights=[35, 35, 20, 10])[0]
             person = {"person_id": f"EMP-{3000 + n}", "name": f"{grade} {n + 1}",
@@ -135,11 +197,14 @@ class FirmSimulator:
                       "active": True}
             candidates = ([p for p in self.projects if p["practice"] == person["practice"]]
                           or self.projects)
-            person["projects"] = rng.sample(candidates, k=min(2, len(candidates)))
+            # Round-robin first projects staff every project; the second is anyone's guess.
+            first = candidates[(n // len(PRACTICES)) % len(candidates)]
+            others = [p for p in candidates if p is not first]
+            person["_projects"] = [first] + ([rng.choice(others)] if others else [])
+            person["_bill_rate"] = Decimal(person["bill_rate"])
             self.people.append(person)
-            public = {k: v for k, v in person.items() if k != "projects"}
-            events.append(self.event("person.upserted", public, when))
-            for project in person["projects"]:
+            events.append(self.event("person.upserted", _public(person), when))
+            for project in person["_projects"]:
                 events.append(self.event("assignment.upserted", {
                     "assignment_id": f"ASG-{person['person_id']}-{project['project_id']}",
                     "project_id": project["project_id"], "person_id": person["person_id"],
@@ -147,269 +212,81 @@ class FirmSimulator:
                     "hours_per_week": "20"}, when))
         return events
 
-    # --- time ------------------------------------------------------------------------------
-    def timesheet_weeks(self):
-        """Yields (week's first event time, the week's events), one week at a time: every
-        event of a week's timesheets happens at or after Friday 17:00 of that week."""
-        rng = self.rng
-        monday = self.start.date() - dt.timedelta(days=self.start.weekday())
-        entry_no = 0
-        while monday <= self.end.date():
-            friday = monday + dt.timedelta(days=4)
-            events = []
-            for person in self.people:
-                for offset in range(5):
-                    day = monday + dt.timedelta(days=offset)
-                    if day > self.end.date():
-                        break
-                    for project in person["projects"]:
-                        hours = Decimal(rng.choice([2, 3, 3.5, 4, 4, 4.5, 5])).quantize(
-                            Decimal("0.5"))
-                        entry_no += 1
-                        events += self._entry_lifecycle(f"TE-{entry_no:07d}", person, project,
-                                                        day, hours, friday)
-            yield _stamp(dt.datetime.combine(friday, dt.time(17), UTC)), events
-            monday += dt.timedelta(days=7)
+    # --- telemetry ---------------------------------------------------------------------------
+    def expense_batches(self):
+        """The expense feed posts to ERP in two batch runs a day, until it goes silent."""
+        events, run = [], at(self.start.date(), 8)
+        while run < min(self.expense_feed_stops, self.end):
+            events.append(self.sync("expenses-to-erp", "expense_batch",
+                                    f"EXP-BATCH-{run:%Y%m%d-%H}", run))
+            run += dt.timedelta(hours=12)
+        return events
 
-    def estimated_deliveries(self):
-        """Roughly how many events `events()` yields, for a progress bar."""
-        weekdays = sum(1 for d in range((self.end - self.start).days + 1)
-                       if (self.start + dt.timedelta(days=d)).weekday() < 5)
-        return int(self.size.people * 2 * weekdays * 4.6) + self.size.people * 4
+    def reconciliation_reports(self):
+        """(when, month) of each monthly report: 17 days after the month, once every entry of
+        the month has settled (approved, posted or reversed), if that is within the span."""
+        reports = [(at(last_day(first) + dt.timedelta(days=17), 6), first)
+                   for first in months(self.start.date(), self.end.date())]
+        return [(made, first) for made, first in reports if made <= self.end]
 
-    def _entry_lifecycle(self, entry_id, person, project, day, hours, friday):
-        rng = self.rng
-        data = {"time_entry_id": entry_id, "project_id": project["project_id"],
-                "person_id": person["person_id"], "work_date": day.isoformat(),
-                "hours": str(hours), "billable": project["billing_method"] != "non_billable"}
+    def _reports_until(self, schedule, moment):
         events = []
-
-        def emit(stage, when, **extra):
-            if when <= self.end:
-                events.append(self.event(f"time_entry.{stage}", {**data, **extra}, when,
-                                         correlation=entry_id, subject=f"time_entry/{entry_id}"))
-            return when
-
-        submitted = emit("submitted", dt.datetime.combine(friday, dt.time(17, 0), UTC)
-                         + dt.timedelta(minutes=rng.randint(0, 180)))
-        approved = submitted + dt.timedelta(hours=min(rng.expovariate(1 / 30), 160))
-        if rng.random() < 0.03:
-            rejected = emit("rejected", approved)
-            approved = rejected + dt.timedelta(hours=rng.randint(4, 48))
-        emit("approved", approved)
-        if rng.random() < 0.04:
-            return events  # never posted: approved time stuck before ERP
-        posted = approved + dt.timedelta(hours=self._lognormal_hours(5, 1.3))
-        document = f"ERP-{rng.randint(10**6, 10**7 - 1)}"
-        if emit("posted", posted, erp_document_id=document) <= self.end:
-            events.append(self._sync("psa-to-erp", "psa", "erp", "time_entry", entry_id, posted,
-                                     correlation=entry_id))
-        if rng.random() < 0.01:
-            emit("reversed", posted + dt.timedelta(days=rng.randint(1, 10)))
-            return events
-        if data["billable"] and project["billing_method"] == "time_and_materials":
-            month_end = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-            invoiced = dt.datetime.combine(month_end + dt.timedelta(days=6), dt.time(10), UTC)
-            if invoiced > posted:
-                emit("invoiced", invoiced, invoice_id=f"INV-{project['project_id']}-"
-                                                      f"{day.strftime('%Y%m')}")
+        while schedule and (moment is None or stamp(schedule[0][0]) < moment):
+            made, first = schedule.pop(0)
+            period = {"period_start": first.isoformat(),
+                      "period_end": last_day(first).isoformat()}
+            approved, posted = self.work.counts[first]
+            if not schedule:  # the last report: ERP lists seven postings fewer than were sent
+                posted = max(0, posted - 7)
+                self.plant("reconciliation_gap", "psa-to-erp", first.strftime("%Y-%m"))
+            issued = self.billing.issued[first]
+            events.append(self.event("reconciliation.reported", {
+                "flow": "psa-to-erp", "object_type": "time_entry", **period,
+                "source_count": approved, "target_count": posted}, made))
+            events.append(self.event("reconciliation.reported", {
+                "flow": "erp-to-crm", "object_type": "invoice", **period,
+                "source_count": issued, "target_count": issued}, made))
         return events
 
-    def _sync(self, flow, source_system, target_system, object_type, object_id, when,
-              correlation=None):
-        rng = self.rng
-        data = {"flow": flow, "source_system": source_system, "target_system": target_system,
-                "object_type": object_type, "object_id": object_id,
-                "latency_ms": int(self._lognormal_hours(900, 0.6)), "attempt": 1}
-        if rng.random() < 0.01:
-            failure = {**data, "error_code": rng.choice(["ERP-409", "ERP-500", "TIMEOUT"]),
-                       "error_message": "ERP rejected the document: accounting period closed",
-                       "retryable": True}
-            return self.event("sync.failed", failure, when, correlation=correlation)
-        return self.event("sync.succeeded", data, when, correlation=correlation)
-
-    # --- expenses, milestones, invoices, revenue ---------------------------------------------
-    def expenses(self):
-        rng, events, n = self.rng, [], 0
-        for month in range(self.size.months):
-            for person in self.people[: max(4, len(self.people) // 3)]:
-                project = person["projects"][0]
-                incurred = self.start.date() + dt.timedelta(days=30 * month + rng.randint(0, 29))
-                if incurred > self.end.date():
-                    continue
-                n += 1
-                data = {"expense_id": f"EXP-{n:06d}", "project_id": project["project_id"],
-                        "person_id": person["person_id"], "incurred_on": incurred.isoformat(),
-                        "amount": f"{rng.randint(40, 900)}.{rng.randint(0, 99):02d}",
-                        "currency": project["currency"], "billable": rng.random() < 0.7}
-                when = self._business_hour(incurred + dt.timedelta(days=rng.randint(1, 6)))
-                for stage, delay in (("approved", 0), ("posted", 2), ("invoiced", 25)):
-                    stamp = when + dt.timedelta(days=delay)
-                    if stamp <= self.end and (stage != "invoiced" or data["billable"]):
-                        events.append(self.event(f"expense.{stage}", data, stamp))
-        return events
-
-    def milestones(self):
-        rng, events = self.rng, []
-        for project in self.projects:
-            if project["billing_method"] not in ("milestone", "fixed_fee"):
-                continue
-            for k in range(3):
-                completed_on = self.start.date() + dt.timedelta(
-                    days=int((k + 1) * 30 * self.size.months / 3.5) + rng.randint(-5, 5))
-                if completed_on > self.end.date():
-                    continue
-                data = {"milestone_id": f"MS-{project['project_id']}-{k + 1}",
-                        "project_id": project["project_id"], "name": f"Milestone {k + 1}",
-                        "amount": f"{rng.randint(10, 80) * 1000}.00",
-                        "completed_on": completed_on.isoformat()}
-                completed = self._business_hour(completed_on)
-                events.append(self.event("milestone.completed", data, completed))
-                invoiced = completed + dt.timedelta(days=rng.randint(1, 12))
-                if invoiced <= self.end and rng.random() < 0.7:
-                    events.append(self.event("milestone.invoiced", {
-                        **data, "invoice_id": f"INV-{data['milestone_id']}"}, invoiced))
-        return events
-
-    def invoices(self):
-        rng, events, blocked_reasons = self.rng, [], list(BLOCK_REASONS)
-        month = self.start.date().replace(day=1)
-        while month < self.end.date().replace(day=1):
-            next_month = (month + dt.timedelta(days=32)).replace(day=1)
-            for project in self.projects:
-                if project["billing_method"] != "time_and_materials":
-                    continue
-                invoice_id = f"INV-{project['project_id']}-{month.strftime('%Y%m')}"
-                data = {"invoice_id": invoice_id, "client_id": project["client_id"],
-                        "project_id": project["project_id"], "currency": project["currency"],
-                        "amount": f"{rng.randint(8, 120) * 500}.00"}
-                drafted = dt.datetime.combine(next_month + dt.timedelta(days=2), dt.time(9), UTC)
-                if drafted > self.end:
-                    continue
-                events.append(self.event("invoice.drafted", data, drafted,
-                                         correlation=invoice_id))
-                if blocked_reasons or rng.random() < 0.05:  # every reason appears once
-                    reason = blocked_reasons.pop() if blocked_reasons else "other"
-                    events.append(self.event("invoice.blocked", {
-                        **data, "blocked_reason": reason,
-                        "detail": f"ERP validation: {reason.replace('_', ' ')}"},
-                        drafted + dt.timedelta(hours=2), correlation=invoice_id))
-                    if rng.random() < 0.5:
-                        continue  # still blocked
-                issued = drafted + dt.timedelta(days=rng.randint(1, 4))
-                if issued > self.end:
-                    continue
-                terms = {"issued_on": issued.date().isoformat(),
-                         "due_on": (issued.date() + dt.timedelta(days=30)).isoformat()}
-                if rng.random() < 0.03:
-                    events.append(self.event("invoice.voided", {**data, **terms},
-                                             issued + dt.timedelta(days=1)))
-                    continue
-                events.append(self.event("invoice.issued", {**data, **terms}, issued,
-                                         correlation=invoice_id))
-                events.append(self._sync("erp-to-crm", "erp", "crm", "invoice", invoice_id,
-                                         issued + dt.timedelta(minutes=5), invoice_id))
-                paid = issued + dt.timedelta(days=int(rng.gauss(34, 12)))
-                if paid <= self.end and rng.random() < 0.85:
-                    events.append(self.event("invoice.paid", {
-                        **data, **terms, "paid_on": paid.date().isoformat()}, paid,
-                        correlation=invoice_id))
-            for project in self.projects:
-                if project["billing_method"] != "non_billable":
-                    events.append(self.event("revenue.recognized", {
-                        "project_id": project["project_id"], "period": month.strftime("%Y-%m"),
-                        "amount": f"{rng.randint(5, 60) * 1000}.00",
-                        "currency": project["currency"]},
-                        dt.datetime.combine(next_month + dt.timedelta(days=5), dt.time(12), UTC)))
-            month = next_month
-        return [e for e in events if e["time"] <= _stamp(self.end)]
-
-    # --- telemetry and faults --------------------------------------------------------------
-    def telemetry(self):
-        rng, events = self.rng, []
-        for project in self.projects[:10]:
-            when = self.start + dt.timedelta(hours=rng.randint(1, 200))
-            events.append(self._sync("crm-to-psa", "crm", "psa", "project",
-                                     project["project_id"], when, project["project_id"]))
-        # A feed that went silent three days ago: the expense flow.
-        silent_from = self.end - dt.timedelta(days=3)
-        stamp = self.start
-        while stamp < silent_from:
-            events.append(self._sync("expenses-to-erp", "expenses", "erp", "expense",
-                                     f"EXP-BATCH-{stamp:%Y%m%d}", stamp))
-            stamp += dt.timedelta(hours=12)
-        # Retries: a failure that later succeeds, and one that never does.
-        for k, recovers in enumerate([True, True, False, False]):
-            first = self.end - dt.timedelta(hours=30 - k)
-            object_id = f"TE-RETRY-{k}"
-            data = {"flow": "psa-to-erp", "source_system": "psa", "target_system": "erp",
-                    "object_type": "time_entry", "object_id": object_id, "attempt": 1,
-                    "latency_ms": 2400, "error_code": "ERP-503",
-                    "error_message": "ERP unavailable", "retryable": True}
-            events.append(self.event("sync.failed", data, first, correlation=object_id))
-            if recovers:
-                events.append(self.event("sync.succeeded", {
-                    **{k2: v for k2, v in data.items() if k2 not in ("error_code",
-                                                                      "error_message",
-                                                                      "retryable")},
-                    "attempt": 2}, first + dt.timedelta(minutes=20), correlation=object_id))
-        # Monthly reconciliation per flow; one month of time entries did not all arrive.
-        month = self.start.date().replace(day=1)
-        gap_month = (self.end.date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-        while month < self.end.date().replace(day=1):
-            last = (month + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
-            for flow, object_type in (("psa-to-erp", "time_entry"), ("erp-to-crm", "invoice")):
-                count = rng.randint(800, 5000)
-                missing = 7 if (flow == "psa-to-erp" and month == gap_month) else 0
-                events.append(self.event("reconciliation.reported", {
-                    "flow": flow, "object_type": object_type,
-                    "period_start": month.isoformat(), "period_end": last.isoformat(),
-                    "source_count": count, "target_count": count - missing},
-                    dt.datetime.combine(last + dt.timedelta(days=2), dt.time(6), UTC)))
-            month = last + dt.timedelta(days=1)
-        return events
-
-    def faults(self):
-        """Events for a project not yet created, unknown types and schema-invalid events."""
-        late = self.end - dt.timedelta(days=2)
-        events = [
-            self.event("time_entry.approved", {
-                "time_entry_id": "TE-ORPHAN-1", "project_id": "PRJ-NEW-1",
-                "person_id": self.people[0]["person_id"],
-                "work_date": (late.date() - dt.timedelta(days=1)).isoformat(), "hours": "6.0",
-                "billable": True}, late, correlation="TE-ORPHAN-1"),
-            self.event("timesheet.locked", {"week": late.date().isoformat()}, late),
-            self.event("time_entry.approved", {
-                "time_entry_id": "TE-BAD-1", "project_id": self.projects[0]["project_id"],
-                "person_id": self.people[0]["person_id"], "work_date": "2026-02-30",
-                "hours": "eight", "billable": "yes"}, late),
-            self.event("invoice.blocked", {
-                "invoice_id": "INV-BAD-1", "client_id": self.clients[0]["client_id"],
-                "amount": "1200.00", "currency": "usd", "blocked_reason": "missing_po"}, late),
-        ]
-        return events
-
+    # --- delivery ----------------------------------------------------------------------------
     def events(self):
         """Every event, lazily, in a realistic delivery order: by time, shuffled within
         windows of 40 (out-of-order delivery), about 2 % delivered twice."""
         pending, sequence = [], itertools.count()
 
-        def hold(events):
+        def hold(events, late_by=None):
             for event in events:
-                heapq.heappush(pending, (event["time"], next(sequence), event))
+                key = event["time"] if late_by is None else stamp(late_by)
+                heapq.heappush(pending, (key, next(sequence), event))
 
         def release(before=None):
             while pending and (before is None or pending[0][0] < before):
                 yield heapq.heappop(pending)[2]
 
-        hold(self.master_data())
-        hold(self.expenses() + self.milestones() + self.invoices() + self.telemetry()
-             + self.faults())
+        master = self.master_data()
+        self.billing.schedule_runs()
+        expenses = self.work.expenses()
+        self.faults.share_an_id(master, expenses)
+        hold(master)
+        hold(expenses)
+        hold(self.expense_batches())
+        hold(self.billing.fixed_fees_and_milestones())
+        hold(self.faults.events())
+        repeat_at, repeat = self.faults.conflicting_repeat(expenses)
+        if repeat:
+            hold([repeat], late_by=repeat_at)
+        reports = self.reconciliation_reports()
 
         def in_time_order():
-            for week_starts, week_events in self.timesheet_weeks():
+            for week_starts, week_events in self.work.weeks():
+                # Runs and reports due before this week's first event bill and count weeks
+                # that are all built by now.
+                hold(self.billing.runs_until(week_starts))
+                hold(self._reports_until(reports, week_starts))
                 yield from release(week_starts)
                 hold(week_events)
+            hold(self.billing.runs_until(None))
+            hold(self._reports_until(reports, None))
             yield from release()
 
         yield from self._delivered(in_time_order())
@@ -428,22 +305,41 @@ class FirmSimulator:
                     yield delivered  # a duplicate delivery
             window = []
 
+    def estimated_deliveries(self):
+        """Roughly how many events `events()` yields, for a progress bar."""
+        weekdays = sum(1 for d in range((self.end - self.start).days + 1)
+                       if (self.start + dt.timedelta(days=d)).weekday() < 5)
+        return int(self.size.people * 2 * weekdays * 4.7) + self.size.people * 6
+
     def live_events(self, now, count=20):
-        """A handful of current events for a live feed: new time approved, syncs, a failure."""
+        """Current events for a live feed: `count` time entries approved in the last hour and
+        a half and posted now, each with its sync telemetry (1 % after a failed attempt)."""
         rng, events = self.rng, []
         for _ in range(count):
             person = rng.choice(self.people)
-            project = rng.choice(person["projects"])
+            project = rng.choice(person["_projects"])
             entry_id = f"TE-LIVE-{self._id()[:8]}"
+            approved = now - dt.timedelta(minutes=rng.randint(5, 90))
             data = {"time_entry_id": entry_id, "project_id": project["project_id"],
                     "person_id": person["person_id"], "work_date": now.date().isoformat(),
                     "hours": "2.0", "billable": project["billing_method"] != "non_billable"}
-            events.append(self.event("time_entry.approved", data, now, correlation=entry_id))
-            events.append(self._sync("psa-to-erp", "psa", "erp", "time_entry", entry_id,
-                                     now, correlation=entry_id))
+            syncs = [self.sync("psa-to-erp", "time_entry", entry_id, now)]
+            if rng.random() < 0.01:
+                syncs = [self.sync("psa-to-erp", "time_entry", entry_id,
+                                   approved + (now - approved) / 2,
+                                   error=("TIMEOUT", "ERP did not answer in 30 s")),
+                         self.sync("psa-to-erp", "time_entry", entry_id, now, attempt=2)]
+            # Each entry's group leads with its posting, stamped now: bench/load.py re-stamps
+            # a batch by replacing the first event's time with the time of sending.
+            events += [self.event("time_entry.posted", {
+                          **data, "erp_document_id": f"ERP-{rng.randint(10**6, 10**7 - 1)}"},
+                          now, correlation=entry_id, subject=f"time_entry/{entry_id}"),
+                       *syncs,
+                       self.event("time_entry.approved", data, approved, correlation=entry_id,
+                                  subject=f"time_entry/{entry_id}")]
         return events
 
 
-def _stamp(moment):
-    """A datetime as the RFC 3339 string events carry, so heap keys compare like event times."""
-    return moment.isoformat().replace("+00:00", "Z")
+def _public(record):
+    """A record as its upsert event carries it, without the simulator's own planning."""
+    return {key: value for key, value in record.items() if not key.startswith("_")}

@@ -2,7 +2,7 @@
 import datetime as dt
 import itertools
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from io import StringIO
 
 import pytest
@@ -74,6 +74,8 @@ def test_simulate_command_builds_a_living_firm(db):
     call_command("simulate", "--size", "small", "--end", "2026-11-20", "--process", stdout=out)
     duplicates = re.search(r"duplicates (\d+)", out.getvalue())
     assert duplicates and int(duplicates.group(1)) > 0
+    assert re.search(r"^  open_sync_failures: TE-\d+, TE-\d+, TE-\d+$", out.getvalue(),
+                     re.MULTILINE)
     assert InboxEvent.objects.filter(status="pending").count() == 0
     assert InboxEvent.objects.filter(status="dead").count() == 2
     assert InboxEvent.objects.filter(status="unhandled").count() == 1
@@ -112,6 +114,29 @@ def test_a_large_firm_streams_its_year_lazily():
     assert len(first) == 5000
     assert simulator.estimated_deliveries() > 2_000_000
     assert {e["type"] for e in first} >= {"client.upserted", "person.upserted"}
+
+
+def test_the_estimate_of_deliveries_is_close():
+    simulator = FirmSimulator("small", seed=42, end=END)
+    delivered = sum(1 for _ in simulator.events())
+    assert 0.9 < simulator.estimated_deliveries() / delivered < 1.1
+
+
+def test_live_events_post_what_was_approved_and_sync_the_entries_they_name():
+    simulator = FirmSimulator(TINY, seed=3, end=END)
+    simulator.master_data()
+    now = dt.datetime(2026, 11, 20, 12, 30, tzinfo=dt.timezone.utc)
+    events = simulator.live_events(now, count=200)
+    stages = defaultdict(dict)
+    for event in events:
+        if event["type"].startswith("time_entry."):
+            stages[event["data"]["time_entry_id"]][event["type"]] = event["time"]
+    assert len(stages) == 200
+    assert all(entry["time_entry.approved"] < entry["time_entry.posted"] == "2026-11-20T12:30:00Z"
+               for entry in stages.values())
+    syncs = [e for e in events if e["type"].startswith("sync.")]
+    assert {e["data"]["object_id"] for e in syncs} == set(stages)
+    assert sum(e["type"] == "sync.failed" for e in syncs) < 10
 
 
 def test_the_span_follows_start_or_months():

@@ -89,6 +89,10 @@ class Command(BaseCommand):
                           "{accepted}, duplicates {duplicates}, rejected {rejected}".format(
                               deliveries=progress.done, seconds=seconds,
                               rate=progress.done / max(seconds, 1e-6), **totals))
+        self.stdout.write("planted (docs/simulator.md says what each should show):")
+        for name, ids in sorted(simulator.planted.items()):
+            more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+            self.stdout.write(f"  {name}: {', '.join(ids[:3])}{more}")
         if options["process"] and not options["url"]:
             counts = drain_inbox()
             self.stdout.write(f"drained what was still pending in the inbox: {counts}")
