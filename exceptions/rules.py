@@ -440,7 +440,8 @@ def _touched_fingerprints(touched):
     return fingerprints
 
 
-MONEY_OBJECTS = {"time_entry", "expense", "milestone", "invoice"}
+# Object types (or batches of them, e.g. "expense_batch") that carry money.
+MONEY_OBJECTS = ("time_entry", "expense", "milestone", "invoice")
 
 
 def stale_feed(now, flows=True):
@@ -463,8 +464,10 @@ def stale_feed(now, flows=True):
 
         zone = firm_zone()
         rhythms = {r.flow: r for r in state.FlowRhythm.objects.all()}
-        carries = set(state.SyncAttempt.objects.filter(object_type__in=MONEY_OBJECTS)
-                      .values_list("flow", flat=True).distinct())
+        carries = set()
+        for prefix in MONEY_OBJECTS:
+            carries |= set(state.SyncAttempt.objects.filter(object_type__startswith=prefix)
+                           .values_list("flow", flat=True).distinct())
         for flow, last in last_event_by_flow().items():
             limit = expected_silence(rhythms.get(flow), last, zone)
             if now - last > limit:
@@ -536,10 +539,11 @@ def reconciliation_gap():
         if gap:
             sides.append(f"{gap} {report.object_type} missing in the target")
         if own[0] is not None and own != (report.source_count, report.target_count):
-            sides.append(f"OpsView counts {own[0]} approved / {own[1]} posted against the "
-                         f"report's {report.source_count} / {report.target_count} "
-                         f"(source off by {report.source_count - own[0]}, target off by "
-                         f"{report.target_count - own[1]})")
+            sides.append("the report disagrees with OpsView's own counts (" + ", ".join(
+                f"{label} {reported} against OpsView's {counted}"
+                for label, reported, counted in (
+                    ("approved", report.source_count, own[0]),
+                    ("posted", report.target_count, own[1])) if reported != counted) + ")")
         findings.append(Finding(
             fingerprint=f"{report.flow}|{report.object_type}|{report.period_start}|"
                         f"{report.period_end}",

@@ -457,7 +457,8 @@ class FlowRhythm(models.Model):
     flow = models.CharField(max_length=255, unique=True)
     # {"<hour of week 0..167>": longest gap in seconds}; hour 0 is Monday 00:00, firm time.
     longest_gaps = models.JSONField(default=dict, blank=True)
-    events = models.PositiveIntegerField(default=0)  # in the 28 days
+    # Events in the 28 days, or (when fewer than 50) ever, counted up to 50.
+    events = models.PositiveIntegerField(default=0)
     first_event_at = models.DateTimeField(null=True, blank=True)  # ever
     computed_at = models.DateTimeField()
 

@@ -73,7 +73,8 @@ def learn_rhythms(now=None, force=False):
     for flow in sorted(flows):
         rows.append(state.FlowRhythm(
             flow=flow, longest_gaps={str(h): s for h, s in sorted(gaps.get(flow, {}).items())},
-            events=counts.get(flow, 0),
+            events=counts.get(flow, 0) if counts.get(flow, 0) >= MIN_EVENTS
+            else _history_events(flow),
             # Older than the window is all that matters; the exact first event does not.
             first_event_at=since - dt.timedelta(seconds=1) if flow in older else
             _first_event(flow), computed_at=now))
@@ -82,6 +83,12 @@ def learn_rhythms(now=None, force=False):
         rows, update_conflicts=True, unique_fields=["flow"],
         update_fields=["longest_gaps", "events", "first_event_at", "computed_at"])
     return len(rows)
+
+
+def _history_events(flow):
+    """The flow's events ever, counted up to MIN_EVENTS (enough to know it has a history)."""
+    return len(state.SyncAttempt.objects.filter(flow=flow).values_list("pk", flat=True)
+               [:MIN_EVENTS])
 
 
 def _first_event(flow):

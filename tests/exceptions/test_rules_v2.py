@@ -144,7 +144,8 @@ def test_a_report_that_disagrees_with_opsviews_own_counts_is_a_gap(deliver, proc
     deliver.send(report(3, 3, 5))  # no gap of its own, but OpsView has 2 approved, 1 posted
     process()
     [case] = cases("reconciliation_gap")
-    assert case.detail["opsview_source_count"] == 2 and "source off by 1" in case.title
+    assert case.detail["opsview_source_count"] == 2
+    assert "approved 3 against OpsView's 2, posted 3 against OpsView's 1" in case.title
     assert case.began_at == ago(hours=5)
     deliver.send(report(3, 3, 4))  # the same disagreement: the case began with the first
     process()
