@@ -40,17 +40,23 @@ def sla_sweep(now=None):
     policies = services._policies()
     calendars, changed, escalated = {}, [], 0
     for case in Case.objects.select_related("queue").filter(status__in=Case.OPEN_STATES):
-        if case.queue_id not in calendars:
-            calendars[case.queue_id] = case.queue.calendar()
-        calendar = calendars[case.queue_id]
-        before = case.sla_state
-        services.refresh_sla(case, now, calendar, policies)
+        try:
+            if case.queue_id not in calendars:
+                calendars[case.queue_id] = case.queue.calendar()
+            before = case.sla_state
+            services.refresh_sla(case, now, calendars[case.queue_id], policies)
+        except Exception:  # noqa: BLE001 - one case (a calendar without hours) stops no other
+            log.exception("could not refresh the SLA of case %s", case.pk)
+            continue
         if case.sla_state != before:
             changed.append(case)
     Case.objects.bulk_update(changed, ["sla_state", "response_due_at", "resolution_due_at"],
                              batch_size=500)
     for case in changed:
         if case.sla_state == "breached" and case.escalated_at is None:
-            services.escalate(case, now, notify)
-            escalated += 1
+            try:
+                services.escalate(case, now, notify)
+                escalated += 1
+            except Exception:  # noqa: BLE001
+                log.exception("could not escalate case %s", case.pk)
     return {"changed": len(changed), "escalated": escalated}

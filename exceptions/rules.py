@@ -798,39 +798,47 @@ def _sync_keys_to_evaluate(outcome):
 
 def on_batch_processed(outcome):
     """Event-driven rules, run after each processed inbox batch; only those the batch can
-    have changed."""
+    have changed. Each runs on its own: one failing is logged and stops no other."""
     now = timezone.now()
+    for case_type, find, options in _event_driven(outcome, now):
+        try:
+            reconcile(case_type, find, now=now, **options)
+        except Exception:  # noqa: BLE001 - the time-based evaluation will try again
+            log.exception("event-driven rule %s failed for a batch", case_type)
+
+
+def _event_driven(outcome, now):
+    """(case type, finder, reconcile options) of each rule this batch can have changed."""
     keys = _sync_keys_to_evaluate(outcome)
     if keys:
         scope = Q(fingerprint__in=[fingerprint_key("|".join(k)) for k in keys])
-        reconcile("sync_failed", lambda: sync_failed(keys), now=now, scope=scope,
-                  count=bool(outcome.sync_attempts))
+        yield "sync_failed", lambda: sync_failed(keys), {
+            "scope": scope, "count": bool(outcome.sync_attempts)}
     if outcome.dead or any(row.errors for row in outcome.processed):  # new, or replayed
-        reconcile("dead_letter", dead_letter, now=now, count=bool(outcome.dead))
+        yield "dead_letter", dead_letter, {"count": bool(outcome.dead)}
     touched = outcome.touched
     if any(touched.get(label) for _, label, _ in PLACEHOLDER_KINDS):
-        reconcile("unknown_reference", lambda: unknown_reference(touched), now=now, count=False,
-                  scope=Q(fingerprint__in=_touched_fingerprints(touched)))
+        yield "unknown_reference", lambda: unknown_reference(touched), {
+            "count": False, "scope": Q(fingerprint__in=_touched_fingerprints(touched))}
     # A blocked invoice of a client or project not known yet is an unknown reference, not
     # yet a case: the master record arriving later must open it, as in-order delivery would.
     if any(touched.get(label) for label in ("opsview.Invoice", "opsview.Client",
                                             "opsview.Project")):
-        reconcile("invoice_blocked", invoice_blocked, now=now, count=False)
+        yield "invoice_blocked", invoice_blocked, {"count": False}
     if touched.get("opsview.ReconciliationReport"):
-        reconcile("reconciliation_gap", reconciliation_gap, now=now)
+        yield "reconciliation_gap", reconciliation_gap, {}
     if touched.get("opsview.Client"):
-        reconcile("duplicate_client", duplicate_client, now=now, count=False)
+        yield "duplicate_client", duplicate_client, {"count": False}
     if outcome.processed or outcome.dead or outcome.unhandled:
         # An event arrived: a source that was stale is not any more; nor is a flow that
         # just reported.
-        reconcile("stale_feed", lambda: stale_feed(now, flows=False), now=now, count=False,
-                  scope=Q(fingerprint__startswith="source:"))
+        yield "stale_feed", lambda: stale_feed(now, flows=False), {
+            "count": False, "scope": Q(fingerprint__startswith="source:")}
         flows = {a.flow for a in outcome.sync_attempts}
         if flows:
-            reconcile("stale_feed", lambda: [f for f in stale_feed(now)
-                                             if f.fingerprint.startswith("flow:")],
-                      now=now, count=False,
-                      scope=Q(fingerprint__in=[f"flow:{flow}" for flow in flows]))
+            yield "stale_feed", lambda: [f for f in stale_feed(now)
+                                         if f.fingerprint.startswith("flow:")], {
+                "count": False, "scope": Q(fingerprint__in=[f"flow:{flow}" for flow in flows])}
 
 
 TIME_RULES = {

@@ -99,7 +99,10 @@ def _require_open(case):
 
 
 def assign(case, owner, actor, now=None):
+    """Give the case to `owner` (or nobody): only someone who may triage can own a case."""
     _require_open(case)
+    if owner is not None and not (owner.is_active and owner.has_perm("exceptions.triage_case")):
+        raise TransitionError(f"{owner.username} cannot triage cases, so cannot own one")
     return _change(case, actor, {"owner": owner}, action="assigned", now=now)
 
 

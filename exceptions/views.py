@@ -109,11 +109,17 @@ def _dead_letters(case):
 
 
 def _assignable(case):
+    """The people who may own the case: its queue's members (everyone, if it has none) who
+    can triage."""
     from django.contrib.auth.models import User
+    from django.db.models import Q
 
+    triagers = User.objects.filter(
+        Q(groups__permissions__codename="triage_case")
+        | Q(user_permissions__codename="triage_case") | Q(is_superuser=True),
+        is_active=True).distinct()
     members = case.queue.members.all()
-    return members if members.exists() else User.objects.filter(
-        groups__permissions__codename="triage_case").distinct()
+    return triagers.filter(pk__in=members) if members.exists() else triagers
 
 
 ACTIONS = {"claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reopen", "comment"}
