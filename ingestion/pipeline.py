@@ -205,6 +205,9 @@ def apply_clients(events, outcome):
 def apply_projects(events, outcome):
     clients = ensure_entities(state.Client, "client_id",
                               named((c.client_id, row.time) for row, c in events), outcome)
+    keys = {p.project_id for _, p in events}
+    before = dict(state.Project.objects.filter(project_id__in=keys)
+                  .values_list("project_id", "billing_method"))
     apply_master(state.Project, "project_id", [
         (p.project_id, version_of(row), {
             "client_id": clients[p.client_id], "name": p.name, "practice": p.practice,
@@ -216,6 +219,13 @@ def apply_projects(events, outcome):
         })
         for row, p in events
     ], outcome)
+    # A billing method decides what the project's items are worth: when it changes (or a
+    # placeholder project arrives), their WIP spans are derived again.
+    changed = [pk for key, pk, method in state.Project.objects.filter(project_id__in=keys)
+               .values_list("project_id", "pk", "billing_method")
+               if method != before.get(key, "")]
+    for kind, pks in derived.items_of_projects(changed).items():
+        outcome.staged[kind].update(pks)
 
 
 def apply_people(events, outcome):

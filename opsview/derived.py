@@ -73,6 +73,8 @@ def refresh_items(kind, record_ids):
         invoice_pks[invoice_id] = row.pop("pk")
         invoices[invoice_id] = InvoiceDates(**row)
     items = list(model.objects.filter(pk__in=list(record_ids)).order_by("pk"))
+    methods = dict(state.Project.objects.filter(pk__in={i.project_id for i in items})
+                   .values_list("pk", "billing_method"))
     spans, moved = [], []
     for item in items:
         stages = history.get(item.pk, [])
@@ -80,13 +82,32 @@ def refresh_items(kind, record_ids):
         if item.invoice_id != invoice_pk:
             item.invoice_id = invoice_pk
             moved.append(item)
-        if kind != "milestone" and not item.billable:
-            continue  # never billable value: no WIP to keep
+        if not carries_value(kind, item, methods.get(item.project_id, "")):
+            continue  # no billable value under today's master data: no WIP to keep
         spans += [_span_row(kind, item, date_field, span)
                   for span in wip_spans(kind, stages, getattr(item, date_field), invoices, zone)]
     update_rows(model, moved, ["invoice"])
     state.WipSpan.objects.filter(kind=kind, record_id__in=[i.pk for i in items]).delete()
     state.WipSpan.objects.bulk_create(spans, batch_size=2000)
+
+
+def carries_value(kind, item, billing_method):
+    """Whether the item has billable value on a project billing this way (SPEC section 2).
+    Spans are kept only for those; a project whose billing method changes has its items'
+    spans refreshed (`items_of_projects`)."""
+    if kind == "time_entry":
+        return item.billable and billing_method == state.Project.BillingMethod.TIME_AND_MATERIALS
+    if kind == "expense":
+        return item.billable and billing_method not in ("", state.Project.BillingMethod
+                                                        .NON_BILLABLE)
+    return billing_method == state.Project.BillingMethod.MILESTONE
+
+
+def items_of_projects(project_pks):
+    """{kind: {pk}} of every item on these projects."""
+    return {kind: set(model.objects.filter(project_id__in=project_pks)
+                      .values_list("pk", flat=True))
+            for kind, (model, _) in ITEMS.items()} if project_pks else {}
 
 
 def _span_row(kind, item, date_field, span):

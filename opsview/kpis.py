@@ -14,7 +14,20 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Max, Min, Q, Sum, Value
+from django.db.models import (
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ingestion.models import DuplicateDelivery, InboxEvent
@@ -48,7 +61,7 @@ from .selectors import (
     unposted_expenses,
     unposted_time,
 )
-from .timeline import InvoiceDates, Stage, day_start, end_of, firm_zone, invoice_at
+from .timeline import day_start, end_of, firm_zone
 
 CENT = Decimal("0.01")
 AGING_BUCKETS = ["0-30", "31-60", "61-90", "90+"]
@@ -168,22 +181,23 @@ def fixed_fee_wip(*, as_of, filters=None):
     expenses they bill), floored at 0; `in_billing` the part its drafted or blocked
     invoices cover; aged from the last day of the oldest period the billing has not yet
     covered (billing covers periods oldest first)."""
-    projects = {p["pk"]: p for p in state.Project.objects.filter(
+    fixed_fee = state.Project.objects.filter(
         project_filters(filters, prefix=""), is_placeholder=False,
-        billing_method=state.Project.BillingMethod.FIXED_FEE).values(
+        billing_method=state.Project.BillingMethod.FIXED_FEE)
+    projects = {p["pk"]: p for p in fixed_fee.values(
         "pk", "project_id", "name", "currency", "practice", "legal_entity",
         client_key=F("client__client_id"), client_name=F("client__name"))}
     if not projects:
         return []
     revenue = defaultdict(list)
     for project_id, period, amount in (state.RevenueRecognition.objects
-                                       .filter(project_id__in=projects,
+                                       .filter(project__in=fixed_fee,
                                                period__lte=as_of.strftime("%Y-%m"))
                                        .order_by("period")
                                        .values_list("project_id", "period", "amount")):
         revenue[project_id].append((period, amount))
-    moment = end_of(as_of)
-    billed, in_billing = _fixed_fee_billing(projects, moment)
+    # The projects go to the database as a subquery, not as a list of thousands of ids.
+    billed, in_billing = _fixed_fee_billing(fixed_fee.values("pk"), as_of)
     positions = []
     for pk, periods in revenue.items():
         recognized = sum((amount for _, amount in periods), ZERO)
@@ -213,57 +227,56 @@ def _period_end(period):
     return dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
 
 
-def _fixed_fee_billing(projects, moment):
-    """({project pk: amount billed at `moment`}, {project pk: amount in billing}) over the
-    project's invoices (its own, and those its milestones name), each less the value of the
-    expenses it bills at that moment."""
-    on_project = defaultdict(set)
-    for invoice_pk, project_pk in state.Invoice.objects.filter(
-            project_id__in=projects, is_placeholder=False).values_list("pk", "project_id"):
-        on_project[invoice_pk].add(project_pk)
-    for invoice_pk, project_pk in state.Milestone.objects.filter(
-            project_id__in=projects, invoice__is_placeholder=False).values_list(
-            "invoice_id", "project_id"):
-        on_project[invoice_pk].add(project_pk)
-    invoices = {row.pop("pk"): row for row in state.Invoice.objects.filter(
-        pk__in=on_project).values("pk", "invoice_id", "amount", "announced_at",
-                                  "first_drafted_at", "issued_date", "paid_date", "voided_date")}
-    expenses = _expenses_billed_by({row["invoice_id"] for row in invoices.values()}, moment)
-    zone = firm_zone()
+def _fixed_fee_billing(projects, as_of):
+    """({project pk: amount billed at the end of `as_of`}, {project pk: amount in billing})
+    over the project's invoices (its own, and those its milestones name), each less the
+    value of the billable expenses it bills then. Summed in the database: a large firm has
+    thousands of fixed-fee invoices."""
+    moment = end_of(as_of)
+    not_voided = Q(voided_date__isnull=True) | Q(voided_date__gt=as_of)
+    billed_then = not_voided & Q(issued_date__lte=as_of)
+    in_billing_then = not_voided & Q(announced_at__lt=moment) & (
+        Q(issued_date__isnull=True) | Q(issued_date__gt=as_of))
+    own = state.Invoice.objects.filter(project_id__in=projects, is_placeholder=False)
+    # Invoices a project's milestones name though they are filed under no or another project.
+    named = state.Invoice.objects.filter(
+        is_placeholder=False, milestones__project_id__in=projects).exclude(
+        project_id=F("milestones__project_id"))
     billed, in_billing = defaultdict(lambda: ZERO), defaultdict(lambda: ZERO)
-    for pk, row in invoices.items():
-        amount = row.pop("amount") - expenses.get(row.pop("invoice_id"), ZERO)
-        state_then = InvoiceDates(**row).state_at(moment, zone)
-        for project_pk in on_project[pk]:
-            if state_then == "billed":
-                billed[project_pk] += amount
-            elif state_then == "in_billing":
-                in_billing[project_pk] += amount
+    for invoices, owner in ((own, "project_id"), (named, "milestones__project_id")):
+        for project_pk, billed_sum, billing_sum in (
+                invoices.values(owner).annotate(
+                    b=total(F("amount"), billed_then), i=total(F("amount"), in_billing_then))
+                .values_list(owner, "b", "i").order_by()):
+            billed[project_pk] += billed_sum
+            in_billing[project_pk] += billing_sum
+    expenses = _expenses_billed_by(projects, moment)
+    if expenses:
+        for project_pk, invoice_id, is_billed, is_in_billing in (
+                (own | named).filter(invoice_id__in=expenses).annotate(
+                    owner=Coalesce("project_id", "milestones__project_id"),
+                    is_billed=ExpressionWrapper(billed_then, output_field=BooleanField()),
+                    is_in_billing=ExpressionWrapper(in_billing_then,
+                                                    output_field=BooleanField()))
+                .values_list("owner", "invoice_id", "is_billed", "is_in_billing").distinct()):
+            if is_billed:
+                billed[project_pk] -= expenses[invoice_id]
+            elif is_in_billing:
+                in_billing[project_pk] -= expenses[invoice_id]
     return billed, in_billing
 
 
-def _expenses_billed_by(invoice_ids, moment):
-    """{invoice id: value of the billable expenses on it at `moment`}."""
-    if not invoice_ids:
-        return {}
-    expense_pks = set(state.StageEvent.objects.filter(
-        kind="expense", stage="invoiced", invoice_ref__in=invoice_ids,
-        at__lt=moment).values_list("record_id", flat=True))
-    if not expense_pks:
-        return {}
-    stages = defaultdict(list)
-    for record_id, at, event_id, ref in state.StageEvent.objects.filter(
-            kind="expense", stage="invoiced", record_id__in=expense_pks,
-            at__lt=moment).values_list("record_id", "at", "event_id", "invoice_ref"):
-        stages[record_id].append(Stage(at, 3, "invoiced", event_id, ref))
-    values = dict(state.Expense.objects.filter(pk__in=expense_pks).annotate(
-        value=EXPENSE_VALUE).values_list("pk", "value"))
-    result = defaultdict(lambda: ZERO)
-    for record_id, history in stages.items():
-        ref = invoice_at(history, moment)
-        if ref in invoice_ids:
-            result[ref] += values.get(record_id, ZERO)
-    return result
+def _expenses_billed_by(projects, moment):
+    """{invoice id: value of the projects' billable expenses on it at `moment`}: the invoice
+    each expense's latest `invoiced` event before `moment` names."""
+    named_then = (state.StageEvent.objects
+                  .filter(kind="expense", stage="invoiced", record_id=OuterRef("pk"),
+                          at__lt=moment)
+                  .order_by("-at", "-event_id").values("invoice_ref")[:1])
+    return dict(state.Expense.objects.filter(project_id__in=projects, billable=True)
+                .annotate(invoice_then=Subquery(named_then))
+                .exclude(invoice_then=None).values("invoice_then")
+                .annotate(value=Sum("amount")).values_list("invoice_then", "value").order_by())
 
 
 GROUPS = {
