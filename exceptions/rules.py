@@ -460,15 +460,13 @@ def stale_feed(now, flows=True):
                 detail={"last_event_at": source.last_event_at.isoformat(),
                         "expected_silence_seconds": round(limit.total_seconds())}))
     if flows:
-        from opsview.kpis import last_event_by_flow
-
         zone = firm_zone()
         rhythms = {r.flow: r for r in state.FlowRhythm.objects.all()}
         carries = set()
         for prefix in MONEY_OBJECTS:
             carries |= set(state.SyncAttempt.objects.filter(object_type__startswith=prefix)
                            .values_list("flow", flat=True).distinct())
-        for flow, last in last_event_by_flow().items():
+        for flow, last in selectors.last_event_by_flow().items():
             limit = expected_silence(rhythms.get(flow), last, zone)
             if now - last > limit:
                 findings.append(Finding(

@@ -33,6 +33,7 @@ from django.utils import timezone
 from ingestion.models import DuplicateDelivery, InboxEvent
 
 from . import models as state
+from . import selectors
 from .rhythm import expected_silence
 from .selectors import (
     AMOUNT,
@@ -603,7 +604,7 @@ def integration_health(*, start, end, now=None):
         n_failed=Count("pk", filter=Q(succeeded=False)),
         src=Max("source_system"), tgt=Max("target_system"),
     ).order_by()}
-    last_events = last_event_by_flow()
+    last_events = selectors.last_event_by_flow()
     rhythms = {r.flow: r for r in state.FlowRhythm.objects.all()}
     p95 = _p95_latency_by_flow(attempts)
     open_failures = open_sync_failures_by_flow()
@@ -649,25 +650,6 @@ def integration_health(*, start, end, now=None):
                 source_count=F("target_count")).order_by("flow", "object_type", "period_start")
         ],
     }
-
-
-def last_event_by_flow():
-    """{flow: newest occurred_at}; on PostgreSQL a skip scan of the (flow, occurred_at) index
-    instead of grouping every sync attempt ever received."""
-    if connection.vendor != "postgresql":
-        return dict(state.SyncAttempt.objects.values("flow").annotate(last=Max("occurred_at"))
-                    .order_by().values_list("flow", "last"))
-    table = state.SyncAttempt._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f"""
-            WITH RECURSIVE flows AS (
-                (SELECT flow FROM {table} ORDER BY flow LIMIT 1)
-                UNION ALL
-                SELECT (SELECT s.flow FROM {table} s WHERE s.flow > flows.flow
-                        ORDER BY s.flow LIMIT 1) FROM flows WHERE flows.flow IS NOT NULL)
-            SELECT flow, (SELECT max(occurred_at) FROM {table} s WHERE s.flow = flows.flow)
-            FROM flows WHERE flow IS NOT NULL""")
-        return dict(cursor.fetchall())
 
 
 def _systems(flow):

@@ -14,6 +14,7 @@ from django.db.models import (
     DecimalField,
     ExpressionWrapper,
     F,
+    Max,
     Q,
     Sum,
     Value,
@@ -143,3 +144,23 @@ SPAN_VALUE = Case(
     When(SPAN_EXPENSE | SPAN_MILESTONE, then=F("amount")),
     default=Value(ZERO), output_field=AMOUNT)
 SPAN_CURRENCY = Case(When(kind="expense", then=F("currency")), default=F("project__currency"))
+
+
+# --- Integration telemetry ------------------------------------------------------------------
+def last_event_by_flow():
+    """{flow: newest occurred_at}; on PostgreSQL a skip scan of the (flow, occurred_at) index
+    instead of grouping every sync attempt ever received."""
+    if connection.vendor != "postgresql":
+        return dict(state.SyncAttempt.objects.values("flow").annotate(last=Max("occurred_at"))
+                    .order_by().values_list("flow", "last"))
+    table = state.SyncAttempt._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            WITH RECURSIVE flows AS (
+                (SELECT flow FROM {table} ORDER BY flow LIMIT 1)
+                UNION ALL
+                SELECT (SELECT s.flow FROM {table} s WHERE s.flow > flows.flow
+                        ORDER BY s.flow LIMIT 1) FROM flows WHERE flows.flow IS NOT NULL)
+            SELECT flow, (SELECT max(occurred_at) FROM {table} s WHERE s.flow = flows.flow)
+            FROM flows WHERE flow IS NOT NULL""")
+        return dict(cursor.fetchall())
