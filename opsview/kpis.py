@@ -136,8 +136,10 @@ def _aging(as_of):
 
 
 def _valued_spans(as_of, filters):
-    """The spans that hold billable value as of the end of `as_of`."""
-    return spans_as_of(as_of, filters).filter(SPAN_TIME | SPAN_EXPENSE | SPAN_MILESTONE)
+    """The spans that hold billable value as of the end of `as_of` (querysets, each read
+    through its own index)."""
+    return [spans.filter(SPAN_TIME | SPAN_EXPENSE | SPAN_MILESTONE)
+            for spans in spans_as_of(as_of, filters)]
 
 
 def _blank_wip():
@@ -149,9 +151,10 @@ def wip(*, as_of, filters=None):
     """Unbilled WIP as of the end of a date: approved work not billed then, per currency."""
     filters = filters or {}
     currencies = defaultdict(_blank_wip)
-    rows = (_valued_spans(as_of, filters).values("kind", ccy=SPAN_CURRENCY)
-            .annotate(value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
-                      **_aging(as_of)).order_by())
+    rows = [row for spans in _valued_spans(as_of, filters)
+            for row in spans.values("kind", ccy=SPAN_CURRENCY).annotate(
+                value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
+                **_aging(as_of)).order_by()]
     for row in rows:
         figures = currencies[row["ccy"]]
         figures[SPAN_PART[row["kind"]]] += row["value"]
@@ -297,9 +300,10 @@ def wip_breakdown(*, as_of, group_by="client", filters=None):
     totals = defaultdict(lambda: {"total": ZERO, "in_billing": ZERO,
                                   **dict.fromkeys(AGING_BUCKETS, ZERO)})
     names = {}
-    rows = (_valued_spans(as_of, filters).values(key=F(key), label=F(label), ccy=SPAN_CURRENCY)
-            .annotate(value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
-                      **_aging(as_of)).order_by())
+    rows = [row for spans in _valued_spans(as_of, filters)
+            for row in spans.values(key=F(key), label=F(label), ccy=SPAN_CURRENCY).annotate(
+                value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
+                **_aging(as_of)).order_by()]
     for row in rows:
         figures = totals[(row["key"], row["ccy"])]
         names[row["key"]] = row["label"]
@@ -333,11 +337,11 @@ def wip_entries(*, as_of, filters=None, limit=None):
     """Everything behind a WIP figure, oldest first: each unbilled time entry, expense and
     milestone, and each fixed-fee project's unbilled revenue. Its values add up to the WIP
     total."""
-    spans = list(_valued_spans(as_of, filters).values(
+    spans = [span for part in _valued_spans(as_of, filters) for span in part.values(
         "kind", "record_id", "on_date", "hours", "in_billing", value=SPAN_VALUE,
         ccy=SPAN_CURRENCY, client=F("project__client__name"), project_key=F("project__project_id"),
         project_name=F("project__name"), person_name=F("person__name"))
-        .order_by("on_date", "kind", "record_id")[:limit])
+        .order_by("on_date", "kind", "record_id")[:limit]]
     external = {}
     for kind, (model, key) in ENTRY_SOURCES.items():
         pks = [s["record_id"] for s in spans if s["kind"] == kind]
@@ -476,40 +480,39 @@ def posting_latency(*, start, end, filters=None, sla_seconds=None):
     window = _day_bounds(start, end)
     latencies, within = _latency_percentiles(_posted_between(
         counted_time(filters, ["posted", "invoiced"]), window), sla_seconds)
-    backlog = unposted_time(filters)
-    backlog_totals = backlog.aggregate(count=Count("pk"), hours=Sum("hours"),
-                                       oldest=Min("approved_at"))
+    backlog = _backlog(unposted_time(filters), "project__currency", TIME_VALUE, hours=True)
     expense_latencies, expenses_within = _latency_percentiles(_posted_between(
         counted_expenses(filters, ["posted", "invoiced"]).filter(BILLABLE_EXPENSE), window),
         sla_seconds)
-    expense_backlog = unposted_expenses(filters)
+    expense_backlog = _backlog(unposted_expenses(filters), "currency", EXPENSE_VALUE)
     return {
         "start": start.isoformat(), "end": end.isoformat(), "filters": _clean(filters),
         "sla_seconds": sla_seconds,
         **latencies,
         "within_sla_ratio": ratio(within, latencies["count"]),
-        "backlog": {
-            "count": backlog_totals["count"],
-            "hours": money(backlog_totals["hours"]),
-            "oldest_approved_at": _iso(backlog_totals["oldest"]),
-            "currencies": _money_by_currency(backlog, "project__currency", TIME_VALUE),
-        },
+        "backlog": backlog,
         "expenses": {
             **expense_latencies,
             "within_sla_ratio": ratio(expenses_within, expense_latencies["count"]),
-            "backlog": {
-                "count": expense_backlog.count(),
-                "oldest_approved_at": _iso(expense_backlog.aggregate(
-                    oldest=Min("approved_at"))["oldest"]),
-                "currencies": _money_by_currency(expense_backlog, "currency", EXPENSE_VALUE),
-            },
+            "backlog": expense_backlog,
         },
     }
 
 
-def _money_by_currency(queryset, currency, value):
-    return {c: money(r["value"]) for c, r in
-            sorted(_by_currency(queryset, currency, value=total(value)).items())}
+def _backlog(items, currency, value, hours=False):
+    """Count, (hours,) oldest approval and value per currency of approved, unposted items,
+    in one grouped query."""
+    sums = {"n": Count("pk"), "oldest": Min("approved_at"), "value": total(value)}
+    if hours:
+        sums["h"] = total(F("hours"))
+    rows = list(items.values(ccy=F(currency)).annotate(**sums).order_by())
+    backlog = {"count": sum(r["n"] for r in rows)}
+    if hours:
+        backlog["hours"] = money(sum((r["h"] for r in rows), ZERO))
+    return {**backlog,
+            "oldest_approved_at": _iso(min((r["oldest"] for r in rows), default=None)),
+            "currencies": {r["ccy"]: money(r["value"]) for r in sorted(rows, key=lambda r: r["ccy"])
+                           if r["ccy"]}}
 
 
 def _posted_between(items, window):
