@@ -16,16 +16,17 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import (
     BooleanField,
+    Case,
+    CharField,
     Count,
     ExpressionWrapper,
     F,
     Max,
     Min,
-    OuterRef,
     Q,
-    Subquery,
     Sum,
     Value,
+    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -123,16 +124,23 @@ def _by_currency(queryset, currency, **aggregates):
 
 
 # --- Unbilled WIP --------------------------------------------------------------------------
-def _aging(as_of):
-    """Conditional sums of span value by age bucket (age = as-of − the item's date)."""
-    edges = {"0-30": Q(on_date__gte=as_of - dt.timedelta(days=30)),
-             "31-60": Q(on_date__lte=as_of - dt.timedelta(days=31),
-                        on_date__gte=as_of - dt.timedelta(days=60)),
-             "61-90": Q(on_date__lte=as_of - dt.timedelta(days=61),
-                        on_date__gte=as_of - dt.timedelta(days=90)),
-             "90+": Q(on_date__lte=as_of - dt.timedelta(days=91))}
-    return {f"age_{i}": total(SPAN_VALUE, edges[bucket])
-            for i, bucket in enumerate(AGING_BUCKETS)}
+def _age(as_of):
+    """The age bucket of a span's item as of a date (age = as-of − the item's date), as an
+    expression to group by: one sum per group, not one conditional sum per bucket."""
+    return Case(
+        When(on_date__gte=as_of - dt.timedelta(days=30), then=Value(AGING_BUCKETS[0])),
+        When(on_date__gte=as_of - dt.timedelta(days=60), then=Value(AGING_BUCKETS[1])),
+        When(on_date__gte=as_of - dt.timedelta(days=90), then=Value(AGING_BUCKETS[2])),
+        default=Value(AGING_BUCKETS[3]), output_field=CharField())
+
+
+def _wip_rows(as_of, filters, *keys, **named_keys):
+    """Value of the spans holding value as of a date, summed per the given keys, age bucket
+    and in-billing flag."""
+    return [row for spans in _valued_spans(as_of, filters)
+            for row in spans.values(*keys, age=_age(as_of), billing=F("in_billing"),
+                                    **named_keys)
+            .annotate(value=total(SPAN_VALUE)).order_by()]
 
 
 def _valued_spans(as_of, filters):
@@ -151,17 +159,13 @@ def wip(*, as_of, filters=None):
     """Unbilled WIP as of the end of a date: approved work not billed then, per currency."""
     filters = filters or {}
     currencies = defaultdict(_blank_wip)
-    rows = [row for spans in _valued_spans(as_of, filters)
-            for row in spans.values("kind", ccy=SPAN_CURRENCY).annotate(
-                value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
-                **_aging(as_of)).order_by()]
-    for row in rows:
+    for row in _wip_rows(as_of, filters, "kind", ccy=SPAN_CURRENCY):
         figures = currencies[row["ccy"]]
         figures[SPAN_PART[row["kind"]]] += row["value"]
         figures["total"] += row["value"]
-        figures["in_billing"] += row["billing"]
-        for i, bucket in enumerate(AGING_BUCKETS):
-            figures["aging"][bucket] += row[f"age_{i}"]
+        figures["aging"][row["age"]] += row["value"]
+        if row["billing"]:
+            figures["in_billing"] += row["value"]
     for position in fixed_fee_wip(as_of=as_of, filters=filters):
         figures = currencies[position["currency"]]
         figures["fixed_fee"] += position["value"]
@@ -271,16 +275,23 @@ def _fixed_fee_billing(projects, as_of):
 
 
 def _expenses_billed_by(projects, moment):
-    """{invoice id: value of the projects' billable expenses on it at `moment`}: the invoice
-    each expense's latest `invoiced` event before `moment` names."""
-    named_then = (state.StageEvent.objects
-                  .filter(kind="expense", stage="invoiced", record_id=OuterRef("pk"),
-                          at__lt=moment)
-                  .order_by("-at", "-event_id").values("invoice_ref")[:1])
-    return dict(state.Expense.objects.filter(project_id__in=projects, billable=True)
-                .annotate(invoice_then=Subquery(named_then))
-                .exclude(invoice_then=None).values("invoice_then")
-                .annotate(value=Sum("amount")).values_list("invoice_then", "value").order_by())
+    """{invoice id: value of these projects' billable expenses on it at `moment`}: the
+    invoice each expense's latest `invoiced` event before `moment` names. Only expenses ever
+    invoiced can be on one (they name an invoice), so only their events are read."""
+    amounts = dict(state.Expense.objects.filter(
+        project_id__in=projects, billable=True, invoice__isnull=False).values_list("pk", "amount"))
+    if not amounts:
+        return {}
+    latest = {}
+    for record_id, at, event_id, ref in state.StageEvent.objects.filter(
+            kind="expense", stage="invoiced", record_id__in=list(amounts),
+            at__lt=moment).values_list("record_id", "at", "event_id", "invoice_ref"):
+        if record_id not in latest or (at, event_id) > latest[record_id][0]:
+            latest[record_id] = ((at, event_id), ref)
+    result = defaultdict(lambda: ZERO)
+    for record_id, (_, ref) in latest.items():
+        result[ref] += amounts[record_id]
+    return result
 
 
 GROUPS = {
@@ -300,17 +311,13 @@ def wip_breakdown(*, as_of, group_by="client", filters=None):
     totals = defaultdict(lambda: {"total": ZERO, "in_billing": ZERO,
                                   **dict.fromkeys(AGING_BUCKETS, ZERO)})
     names = {}
-    rows = [row for spans in _valued_spans(as_of, filters)
-            for row in spans.values(key=F(key), label=F(label), ccy=SPAN_CURRENCY).annotate(
-                value=total(SPAN_VALUE), billing=total(SPAN_VALUE, Q(in_billing=True)),
-                **_aging(as_of)).order_by()]
-    for row in rows:
+    for row in _wip_rows(as_of, filters, key=F(key), label=F(label), ccy=SPAN_CURRENCY):
         figures = totals[(row["key"], row["ccy"])]
         names[row["key"]] = row["label"]
         figures["total"] += row["value"]
-        figures["in_billing"] += row["billing"]
-        for i, bucket in enumerate(AGING_BUCKETS):
-            figures[bucket] += row[f"age_{i}"]
+        figures[row["age"]] += row["value"]
+        if row["billing"]:
+            figures["in_billing"] += row["value"]
     ff_key, ff_label = FIXED_FEE_GROUP[group_by]
     for position in fixed_fee_wip(as_of=as_of, filters=filters):
         figures = totals[(position[ff_key], position["currency"])]
