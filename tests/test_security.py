@@ -127,8 +127,9 @@ PAGE_ROUTES = ["", "readiness/", "wip/", "latency/", "integration/", "margin/",
 API_ROUTES = ["api/v1/kpis/wip", "api/v1/kpis/invoice-readiness",
               "api/v1/kpis/posting-latency", "api/v1/kpis/utilization",
               "api/v1/kpis/integration-health", "api/v1/kpis/margin",
-              "api/v1/kpis/receivables", "api/v1/exceptions", "api/v1/exceptions.csv",
-              "api/v1/kpis/exceptions"]
+              "api/v1/kpis/receivables", "api/v1/kpis/billing", "api/v1/kpis/reconciliation",
+              "api/v1/kpis/period-close", "api/v1/kpis/trends",
+              "api/v1/exceptions", "api/v1/exceptions.csv", "api/v1/kpis/exceptions"]
 PUBLIC_ROUTES = ["accounts/login/", "ingest/schemas/", "ingest/schemas/<str:event_type>.json",
                  "api/schema/"]
 # Routes with their own, separately tested rules: the webhook (signatures, tests/ingestion),
@@ -143,10 +144,15 @@ def test_the_matrix_covers_every_route():
     assert {pattern for pattern, _ in routes()} <= known
 
 
+# Routes that need a parameter to answer at all.
+REQUIRED_QUERY = {"api/v1/kpis/trends": "?metric=wip"}
+
+
 def concrete(pattern, case):
     return "/" + (pattern.replace("<str:name>", "overview_cards")
                   .replace("<int:pk>", str(case.pk))
-                  .replace("<str:event_type>", "time_entry.approved"))
+                  .replace("<str:event_type>", "time_entry.approved")) + REQUIRED_QUERY.get(
+        pattern, "")
 
 
 def client_as(role):
