@@ -8,6 +8,10 @@ NAV = [
     ("Latency & utilization", "latency"),
     ("Integration health", "integration"),
     ("Margin & billing", "margin"),
+    ("Billing", "billing"),
+    ("Period close", "close"),
+    ("Reconciliation", "reconciliation"),
+    ("Trends", "trends"),
     ("Exceptions", "exceptions:queue"),
 ]
 

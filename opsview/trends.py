@@ -4,9 +4,10 @@ window figures over the interval. The last interval ends at `end`, partial or no
 """
 import datetime as dt
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from . import kpis
+from . import models as state
 from .periods import MONTH, WEEK, intervals, month_bounds, period_of
 from .timeline import end_of
 
@@ -95,3 +96,16 @@ def breached_cases_at(day, filters=None):
     """Of the cases open at the end of `day`, those past their resolution target then."""
     return cases_open_at(day, filters).filter(
         Q(resolution_due_at__lt=end_of(day))).count()
+
+
+def blocked_invoices_at(day, filters=None):
+    """Invoices blocked at the end of `day`: a `blocked` event by then and no issue, payment
+    or void by then (a later stage ends the block, SPEC section 2)."""
+    moment = end_of(day)
+
+    def stage(*names):
+        return Exists(state.StageEvent.objects.filter(
+            kind="invoice", record_id=OuterRef("pk"), stage__in=names, at__lt=moment))
+
+    return (kpis.counted_invoices(filters).filter(stage("blocked"))
+            .exclude(stage("issued", "paid", "voided")).count())

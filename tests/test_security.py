@@ -95,7 +95,9 @@ def test_pages_hold_no_inline_script(client, logged_in):
     """Every <script> a page carries is the app's own file or inert JSON data."""
     logged_in("finance_ops")
     for url in ["/", "/readiness/", "/wip/", "/latency/", "/integration/", "/margin/",
-                "/exceptions/", "/panels/overview_charts/"]:
+                "/close/", "/reconciliation/", "/billing/", "/trends/", "/items/invoice/I1/",
+                "/exceptions/", "/panels/overview_charts/", "/panels/close_summary/",
+                "/panels/recon_summary/", "/panels/trend_wip/"]:
         html = client.get(url).content.decode()
         for tag, body in re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S):
             assert 'src="/static/' in tag or 'type="application/json"' in tag, (url, tag)
@@ -122,7 +124,8 @@ EVERYONE = [ANONYMOUS, *ROLES, ADMIN]
 TRIAGERS = {"finance_ops", "delivery_ops", "integration", ADMIN}
 LOGIN = "login"  # a redirect to the login page
 PAGE_ROUTES = ["", "readiness/", "wip/", "latency/", "integration/", "margin/",
-               "panels/<str:name>/", "exceptions/", "exceptions/export.csv",
+               "close/", "reconciliation/", "billing/", "trends/",
+               "items/<str:kind>/<path:item_id>/", "panels/<str:name>/", "exceptions/", "exceptions/export.csv",
                "exceptions/<int:pk>/"]
 API_ROUTES = ["api/v1/kpis/wip", "api/v1/kpis/invoice-readiness",
               "api/v1/kpis/posting-latency", "api/v1/kpis/utilization",
@@ -151,7 +154,8 @@ REQUIRED_QUERY = {"api/v1/kpis/trends": "?metric=wip"}
 def concrete(pattern, case):
     return "/" + (pattern.replace("<str:name>", "overview_cards")
                   .replace("<int:pk>", str(case.pk))
-                  .replace("<str:event_type>", "time_entry.approved")) + REQUIRED_QUERY.get(
+                  .replace("<str:event_type>", "time_entry.approved")
+                  .replace("<str:kind>/<path:item_id>", "invoice/I1")) + REQUIRED_QUERY.get(
         pattern, "")
 
 
