@@ -120,6 +120,14 @@ ENDPOINTS = [
     "/api/v1/kpis/margin?group_by=project",
     "/api/v1/kpis/receivables",
     "/api/v1/kpis/exceptions",
+    # Month end: last month (the default period), the last 90 days, 12 monthly points.
+    "/api/v1/kpis/reconciliation",
+    "/api/v1/kpis/period-close",
+    "/api/v1/kpis/period-close?legal_entity=UK&currency=EUR",
+    "/api/v1/kpis/billing",
+    "/api/v1/kpis/wip?currency=EUR",
+    "/api/v1/kpis/trends?metric=wip&interval=month",
+    "/api/v1/kpis/trends?metric=open_ar&interval=month",
 ]
 
 
