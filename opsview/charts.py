@@ -8,6 +8,8 @@ import plotly.io as pio
 PALETTE = {"ready": "#1a7f4b", "unposted": "#d97706", "missing_billing_setup": "#c0352b",
            "invoiced": "#64748b", "in_billing": "#a78bfa", "earned": "#2f5bea", "labor": "#94a3b8", "billed": "#0ea5e9",
            "recognized": "#7c3aed", "ok": "#1a7f4b", "failed": "#c0352b"}
+# One colour per currency on every chart, so USD is USD wherever a reader looks.
+CURRENCY_COLORS = {"USD": "#2f5bea", "EUR": "#1a7f4b", "GBP": "#d97706"}
 AGING_COLORS = {"0-30": "#93c5fd", "31-60": "#3b82f6", "61-90": "#f59e0b", "90+": "#c0352b"}
 
 
@@ -164,9 +166,11 @@ def trend_lines(points, title_of, ratio=False):
         lines = [(c, [_num(p["currencies"].get(c)) for p in points]) for c in currencies]
     else:
         lines = [(title_of, [p["value"] for p in points])]
-    figure = go.Figure([go.Scatter(name=name, x=ends, y=values, mode="lines+markers")
+    figure = go.Figure([go.Scatter(name=name, x=ends, y=values, mode="lines+markers",
+                                   line={"color": CURRENCY_COLORS.get(name, "#2f5bea"),
+                                         "width": 3}, connectgaps=False)
                         for name, values in lines])
-    figure.update_layout(**_layout(height=260, yaxis_title=title_of,
+    figure.update_layout(**_layout(height=300, yaxis_title=title_of,
                                    **({"yaxis_tickformat": ".0%"} if ratio else {})))
     return as_spec(figure)
 

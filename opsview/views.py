@@ -130,7 +130,7 @@ def overview_history(f):
     series["breached"] = _series([trends.breached_cases_at(end, f.kpi) for end in ends])
     series["blocked"] = _series([trends.blocked_invoices_at(end, f.kpi) for end in ends])
     labels = [period_of(first) for first, _ in months]
-    return {"series": series, "labels": labels, "previous": labels[-2]}
+    return {"series": series, "labels": labels, "previous": months[-2][0].strftime("%b")}
 
 
 def _by_currency_series(points):
@@ -425,6 +425,8 @@ def close_summary(f):
     rows = [[c, v["billable_value"], v["billed_value"], v["in_billing_value"], v["ready_value"],
              v["not_ready"]["unposted"], v["not_ready"]["missing_billing_setup"],
              v["slipped_value"]] for c, v in result["currencies"].items()]
+    for row in [result, *result.get("cutoffs", [])]:
+        row["cutoff_day"] = dt.date.fromisoformat(row["cutoff_date"])
     return {"result": result, "countdown": _countdown(result["seconds_to_cutoff"]),
             "chart": charts.close_bars(result) if result["currencies"] else None,
             "reporting": _reporting(f, {"billable": (result, "billable_value", f.last_day)}),
@@ -434,9 +436,14 @@ def close_summary(f):
 
 
 def _countdown(seconds):
-    """'2 d 4 h left' or '3 d 2 h ago'."""
+    """'1 d 4 h left', '12 days left', 'passed 3 days ago': hours only while they matter."""
     days, rest = divmod(abs(seconds), 86400)
-    text = f"{days} d {rest // 3600} h" if days else f"{rest // 3600} h {rest % 3600 // 60} min"
+    if days >= 2:
+        text = f"{days} days"
+    elif days:
+        text = f"1 d {rest // 3600} h"
+    else:
+        text = f"{rest // 3600} h {rest % 3600 // 60} min"
     return f"{text} left" if seconds >= 0 else f"passed {text} ago"
 
 
@@ -445,6 +452,7 @@ def close_cases(f):
     cases = result["blocking_cases"]
     for case in cases["cases"]:
         case["url"] = _case_url(case["id"])
+        case["due"] = dt.datetime.fromisoformat(case["due_at"])
     return {"blocking": cases, "cutoff_at": result["cutoff_at"], "table": _table(
         [("Case", "id"), ("Type", "type"), ("Title", "title"), ("Owner", "owner"),
          ("Money at stake", "money_at_stake"), ("Currency", "currency"),

@@ -71,16 +71,14 @@ def change(line, unit):
     a ratio in percentage points, DSO in days."""
     delta = (line or {}).get("change")
     if delta is None:
-        return "no earlier figure"
+        return "new"
     arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
     if unit == "points":
         return f"{arrow} {abs(delta) * 100:.1f} pts"
     if unit == "days":
         return f"{arrow} {abs(delta):.1f} d"
-    if unit == "money":
-        relative = line.get("relative")
-        share = f" ({abs(relative) * 100:.0f} %)" if relative is not None else ""
-        return f"{arrow} {abs(delta):,.0f}{share}"
+    if unit == "money" and line.get("relative") is not None:
+        return f"{arrow} {abs(line['relative']) * 100:.0f} %"
     return f"{arrow} {abs(delta):,.0f}"
 
 
