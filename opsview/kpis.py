@@ -182,8 +182,12 @@ def fixed_fee_wip(*, as_of, filters=None):
                                        .order_by("period")
                                        .values_list("project_id", "period", "amount")):
         revenue[project_id].append((period, amount))
+    if not revenue:
+        return []
     moment = end_of(as_of)
-    billed, in_billing = _fixed_fee_billing(projects, moment)
+    # Only projects with recognized revenue can have fixed-fee WIP: their invoices alone.
+    billed, in_billing = _fixed_fee_billing(
+        {pk: projects[pk] for pk in revenue}, moment)
     positions = []
     for pk, periods in revenue.items():
         recognized = sum((amount for _, amount in periods), ZERO)
