@@ -7,7 +7,18 @@ Both are as things stand now, for a billing period P (a calendar month) and the 
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    Sum,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from . import kpis
@@ -52,7 +63,6 @@ def _reconciliation_sets(billable):
         # Billable value only: what should be on an invoice and is not.
         "posted_not_billed": posted & billable & ~BILLED_NOW,
         "billed_not_posted": billed & Q(posted_at__isnull=True),
-        "reversed_but_billed": None,  # by `_reversed_while_billed`, from event times
     }
 
 
@@ -74,44 +84,68 @@ def reconciliation(*, period, first_day, last_day, filters=None):
 
 
 def _reconcile_kind(items, key, value, currency, billable, hours):
-    sets = _reconciliation_sets(billable)
-    aggregates = {}
-    for name, condition in sets.items():
-        if condition is None:
-            continue
-        aggregates[f"n_{name}"] = Count("pk", filter=condition)
-        aggregates[f"b_{name}"] = Count("pk", filter=condition & billable)
-        aggregates[f"v_{name}"] = total(value, condition & billable)
-        if hours:
-            aggregates[f"h_{name}"] = Sum("hours", filter=condition)
-    rows = list(items.values(ccy=currency).annotate(**aggregates).order_by())
-    reversed_billed = _reversed_while_billed(items, key, value, currency)
+    """One grouped pass over the period's items — by currency, status and whether each is
+    posted, billed now and billable — from which every set is summed."""
+    flags = {"f_posted": Q(posted_at__isnull=False), "f_billed": BILLED_NOW,
+             "f_billable": billable}
+    rows = list(items.values(
+        "status", ccy=currency,
+        **{name: Case(When(condition, then=Value(True)), default=Value(False),
+                      output_field=BooleanField()) for name, condition in flags.items()})
+        .annotate(n=Count("pk"), v=total(value), **({"h": Sum("hours")} if hours else {}))
+        .order_by())
     figures = {}
-    for name, condition in sets.items():
-        if condition is None:
-            figures[name] = reversed_billed
+    for name, holds in SETS.items():
+        if holds is None:
+            figures[name] = _reversed_while_billed(items, key, value, currency)
             continue
-        part = {"count": sum(r[f"n_{name}"] for r in rows)}
+        members = [row for row in rows if holds(row)]
+        part = {"count": sum(row["n"] for row in members)}
         if hours:
-            part["hours"] = kpis.money(sum((r[f"h_{name}"] or ZERO for r in rows), ZERO))
-        part["currencies"] = _currencies(rows, f"v_{name}", f"b_{name}")
+            part["hours"] = kpis.money(sum((row["h"] or ZERO for row in members), ZERO))
+        part["currencies"] = _currencies(members)
         if name in GAPS:
-            part["ids"] = _first_ids(items.filter(condition), key) if part["count"] else []
+            part["ids"] = _first_ids(items.filter(_reconciliation_sets(billable)[name]), key,
+                                     part["count"]) if part["count"] else []
         figures[name] = part
     return figures
 
 
-def _currencies(rows, value_key, count_key):
+def _counted(row):
+    return row["status"] in APPROVED_OR_LATER
+
+
+# Each set of `_reconciliation_sets` as a test of one group of `_reconcile_kind`.
+SETS = {
+    "approved": _counted,
+    "posted": lambda r: _counted(r) and r["f_posted"],
+    "billed": lambda r: _counted(r) and r["f_billed"],
+    "approved_not_posted": lambda r: _counted(r) and not r["f_posted"],
+    "posted_not_billed": lambda r: (_counted(r) and r["f_posted"] and r["f_billable"]
+                                    and not r["f_billed"]),
+    "billed_not_posted": lambda r: _counted(r) and r["f_billed"] and not r["f_posted"],
+    "reversed_but_billed": None,
+}
+
+
+def _currencies(rows):
     """{currency: billable value} of the currencies holding billable items of the set
     (blank ones, on records not known yet, left out)."""
-    totals = defaultdict(lambda: ZERO)
+    totals = {}
     for row in rows:
-        if row["ccy"] and row[count_key]:
-            totals[row["ccy"]] += row[value_key]
+        if row["ccy"] and row["f_billable"]:
+            totals[row["ccy"]] = totals.get(row["ccy"], ZERO) + row["v"]
     return {c: kpis.money(v) for c, v in sorted(totals.items())}
 
 
-def _first_ids(items, key):
+# Below this many, a gap's ids are read by the period's index and sorted here; above it the
+# id order of the unique index finds the first hundred at once.
+SORT_HERE = 5000
+
+
+def _first_ids(items, key, count):
+    if count <= SORT_HERE:
+        return sorted(items.values_list(key, flat=True))[:IDS_SHOWN]
     return list(items.order_by(key).values_list(key, flat=True)[:IDS_SHOWN])
 
 
@@ -252,14 +286,24 @@ PROJECT_CASES = ["approved_time_unposted", "approved_expense_unposted", "missing
 
 
 def blocking_case_filter(first_day, last_day, filters=None):
-    """A Q over cases: those that block billing of P — on a project with an unbilled item
-    of P's population, on an invoice holding P's items, or on one of P's milestones."""
+    """A Q over open cases: those that block billing of P — on a project with an unbilled
+    item of P's population, on an invoice holding P's items, or on one of P's milestones.
+    Read from the open cases' side: there are far fewer of them than items."""
+    from exceptions.models import Case
+
+    open_cases = Case.objects.filter(status__in=Case.OPEN_STATES)
+    candidates = set(open_cases.filter(type__in=PROJECT_CASES, object_kind="project")
+                     .values_list("object_id", flat=True))
+    blocked = set(open_cases.filter(type="invoice_blocked").values_list("object_id", flat=True))
     projects, invoices = set(), set()
     for queryset, _, _, _ in kpis.readiness_population(first_day, last_day, filters):
         unbilled = queryset.exclude(BILLED_NOW)
-        projects |= set(unbilled.values_list("project__project_id", flat=True).distinct())
-        invoices |= set(unbilled.filter(invoice__status="blocked").values_list(
-            "invoice__invoice_id", flat=True).distinct())
+        if candidates:
+            projects |= set(unbilled.filter(project__project_id__in=candidates).values_list(
+                "project__project_id", flat=True).distinct())
+        if blocked:
+            invoices |= set(unbilled.filter(invoice__invoice_id__in=blocked).values_list(
+                "invoice__invoice_id", flat=True).distinct())
     milestones = set(state.Milestone.objects.filter(
         completed_on__range=(first_day, last_day), project__is_placeholder=False).filter(
         project_filters(filters)).values_list("milestone_id", flat=True))
