@@ -495,3 +495,27 @@ def test_login_still_works_while_the_cache_is_away(client, db, monkeypatch):
     assert client.post("/accounts/login/", {"username": "gil", "password": "no"}).status_code == 200
     assert client.post("/accounts/login/", {"username": "gil",
                                             "password": PASSWORD}).status_code == 302
+
+
+def test_close_calendar_changes_in_the_admin_are_audited(admin_client, db):
+    from opsview.models import CloseCalendar
+
+    response = admin_client.post("/admin/opsview/closecalendar/add/", {
+        "legal_entity": "UK", "cutoff_working_day": 4,
+        "holidays-TOTAL_FORMS": 1, "holidays-INITIAL_FORMS": 0,
+        "holidays-MIN_NUM_FORMS": 0, "holidays-MAX_NUM_FORMS": 1000,
+        "holidays-0-date": "2026-04-06", "holidays-0-name": "Easter Monday"})
+    assert response.status_code == 302, response.content[:500]
+    calendar = CloseCalendar.objects.get(legal_entity="UK")
+    assert list(calendar.holidays.values_list("name", flat=True)) == ["Easter Monday"]
+    events = {e.action: e for e in AuditEvent.objects.filter(target="close-calendar:UK")}
+    assert set(events) == {"close_calendar.created", "close_calendar.holidays_changed"}
+    assert events["close_calendar.holidays_changed"].detail["added"] == ["2026-04-06"]
+    # A working day the calendar cannot have is refused and changes nothing.
+    admin_client.post(f"/admin/opsview/closecalendar/{calendar.pk}/change/", {
+        "legal_entity": "UK", "cutoff_working_day": 0,
+        "holidays-TOTAL_FORMS": 0, "holidays-INITIAL_FORMS": 0,
+        "holidays-MIN_NUM_FORMS": 0, "holidays-MAX_NUM_FORMS": 1000})
+    calendar.refresh_from_db()
+    assert calendar.cutoff_working_day == 4
+    assert client_as("finance_ops").get("/admin/opsview/closecalendar/").status_code == 302
