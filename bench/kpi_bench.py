@@ -216,6 +216,14 @@ ENDPOINTS = [
     "/api/v1/kpis/receivables",
     f"/api/v1/kpis/receivables?as_of={BACK}",
     "/api/v1/kpis/exceptions",
+    # Month end: last month (the default period), the last 90 days, 12 monthly points.
+    "/api/v1/kpis/reconciliation",
+    "/api/v1/kpis/period-close",
+    "/api/v1/kpis/period-close?legal_entity=UK&currency=EUR",
+    "/api/v1/kpis/billing",
+    "/api/v1/kpis/wip?currency=EUR",
+    "/api/v1/kpis/trends?metric=wip&interval=month",
+    "/api/v1/kpis/trends?metric=open_ar&interval=month",
 ]
 
 

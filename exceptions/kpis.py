@@ -8,7 +8,11 @@ AGING = [("<4h", 0, 4), ("4-24h", 4, 24), ("1-3d", 24, 72), ("3-7d", 72, 168), (
 
 
 def open_cases(filters=None):
-    cases = Case.objects.filter(status__in=Case.OPEN_STATES)
+    return filter_cases(Case.objects.filter(status__in=Case.OPEN_STATES), filters)
+
+
+def filter_cases(cases, filters=None):
+    """Cases about the KPI filters' client, practice and legal entity."""
     filters = filters or {}
     if filters.get("client"):
         cases = cases.filter(client_id=filters["client"])

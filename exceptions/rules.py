@@ -487,25 +487,6 @@ def _duration(delta):
 
 
 # --- Reconciliation against OpsView's own counts --------------------------------------------
-COUNTED_OBJECTS = {"time_entry": (state.TimeEntry, "work_date"),
-                   "expense": (state.Expense, "incurred_on")}
-
-
-def opsview_counts(object_type, period_start, period_end, filters=None):
-    """(approved-or-later, posted) counts of OpsView's own time entries or expenses dated
-    in the period, or (None, None) for object types OpsView does not count. Items on
-    records not known yet count too: the middleware moved them."""
-    if object_type not in COUNTED_OBJECTS:
-        return None, None
-    model, date_field = COUNTED_OBJECTS[object_type]
-    items = model.objects.filter(selectors.project_filters(filters),
-                                 status__in=selectors.APPROVED_OR_LATER,
-                                 **{f"{date_field}__range": (period_start, period_end)})
-    counts = items.aggregate(approved=Count("pk"), posted=Count("pk", filter=Q(
-        posted_at__isnull=False)))
-    return counts["approved"], counts["posted"]
-
-
 def shows_gap(source_count, target_count, own):
     """Whether a report disagrees with itself, or with OpsView's own counts."""
     if source_count != target_count:
@@ -519,7 +500,7 @@ def reconciliation_gap():
     the earliest report of the unbroken run of reports showing a gap."""
     findings = []
     for report in state.ReconciliationReport.objects.all():
-        own = opsview_counts(report.object_type, report.period_start, report.period_end)
+        own = selectors.opsview_counts(report.object_type, report.period_start, report.period_end)
         if not shows_gap(report.source_count, report.target_count, own):
             continue
         readings = list(state.ReconciliationReading.objects.filter(

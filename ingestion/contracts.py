@@ -16,6 +16,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 
@@ -239,6 +240,27 @@ class RevenueRecognized(Contract):
     currency: Currency
 
 
+# --- Reference data --------------------------------------------------------------------------
+class FxRatePublished(Contract):
+    """1 `base` = `rate` `quote` on `date`."""
+
+    base: Currency
+    quote: Currency
+    rate: Annotated[
+        Decimal, BeforeValidator(_decimal_from_json),
+        Field(gt=0, max_digits=24, decimal_places=10),
+        WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d{1,10})?$"},
+                                  {"type": "number", "exclusiveMinimum": 0}],
+                        "description": "1 base = rate quote; positive, up to 10 decimals"})]
+    date: Date
+
+    @model_validator(mode="after")
+    def _two_currencies(self):
+        if self.base == self.quote:
+            raise ValueError("base and quote must be different currencies")
+        return self
+
+
 # --- Integration telemetry -----------------------------------------------------------------
 class SyncSucceeded(Contract):
     flow: Id
@@ -282,6 +304,7 @@ CONTRACTS = {
     **{f"invoice.{stage}": InvoiceEvent for stage in ("drafted", "issued", "paid", "voided")},
     "invoice.blocked": InvoiceBlocked,
     "revenue.recognized": RevenueRecognized,
+    "fx_rate.published": FxRatePublished,
     "sync.succeeded": SyncSucceeded,
     "sync.failed": SyncFailed,
     "reconciliation.reported": ReconciliationReported,

@@ -254,33 +254,47 @@ def apply_assignments(events, outcome):
     ], outcome)
 
 
-def apply_revenue(events, outcome):
-    projects = ensure_entities(state.Project, "project_id",
-                               named((r.project_id, row.time) for row, r in events), outcome)
-    winners = _winners([
-        ((projects[r.project_id], r.period), version_of(row),
-         {"amount": r.amount, "currency": r.currency})
-        for row, r in events
-    ])
-    state.RevenueRecognition.objects.bulk_create(
-        [state.RevenueRecognition(project_id=key[0], period=key[1], **values)
+def upsert_latest(model, key_fields, winners, outcome):
+    """Last writer wins per key for a keyed figure (not a master record): `winners` is
+    {key tuple: (version, {field: value})}; rows are created where missing and overwritten
+    where the winner is newer than what they hold."""
+    model.objects.bulk_create(
+        [model(**dict(zip(key_fields, key)), **values)
          for key, (_, values) in sorted(winners.items())],
         ignore_conflicts=True,
     )
-    rows = state.RevenueRecognition.objects.select_for_update(no_key=True).filter(
-        project_id__in={key[0] for key in winners}, period__in={key[1] for key in winners},
-    ).order_by("pk")
-    changed = []
+    rows = model.objects.select_for_update(no_key=True).filter(**{
+        f"{name}__in": {key[i] for key in winners} for i, name in enumerate(key_fields)
+    }).order_by("pk")
+    changed, fields = [], set()
     for row in rows:
-        winner = winners.get((row.project_id, row.period))
+        winner = winners.get(tuple(getattr(row, name) for name in key_fields))
         if winner is None or not _newer(winner[0], row.version_time, row.version_event_id):
             continue
-        row.amount, row.currency = winner[1]["amount"], winner[1]["currency"]
+        for name, value in winner[1].items():
+            setattr(row, name, value)
+            fields.add(name)
         row.version_time, row.version_event_id = _epoch_us_to_datetime(winner[0][0]), winner[0][1]
         changed.append(row)
-    update_rows(state.RevenueRecognition, changed,
-                ["amount", "currency", "version_time", "version_event_id"])
-    outcome.touch(state.RevenueRecognition, [row.pk for row in changed])
+    update_rows(model, changed, sorted(fields) + ["version_time", "version_event_id"])
+    outcome.touch(model, [row.pk for row in changed])
+
+
+def apply_revenue(events, outcome):
+    projects = ensure_entities(state.Project, "project_id",
+                               named((r.project_id, row.time) for row, r in events), outcome)
+    upsert_latest(state.RevenueRecognition, ("project_id", "period"), _winners([
+        ((projects[r.project_id], r.period), version_of(row),
+         {"amount": r.amount, "currency": r.currency})
+        for row, r in events
+    ]), outcome)
+
+
+def apply_fx_rates(events, outcome):
+    """The latest rate (by event time, ties by id) per base, quote and date wins."""
+    upsert_latest(state.FxRate, ("base", "quote", "date"), _winners([
+        ((r.base, r.quote, r.date), version_of(row), {"rate": r.rate}) for row, r in events
+    ]), outcome)
 
 
 def apply_reconciliations(events, outcome):
@@ -445,6 +459,7 @@ APPLIERS = [
     ("milestone.", apply_milestones),
     ("invoice.", apply_invoices),
     ("revenue.", apply_revenue),
+    ("fx_rate.", apply_fx_rates),
     ("sync.", apply_sync),
     ("reconciliation.", apply_reconciliations),
 ]

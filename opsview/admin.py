@@ -125,3 +125,54 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ["action"]
     search_fields = ["actor_label", "target"]
     date_hierarchy = "at"
+
+
+@admin.register(models.FxRate)
+class FxRateAdmin(ReadOnlyAdmin):
+    list_display = ["date", "base", "quote", "rate", "version_time"]
+    list_filter = ["base", "quote"]
+    date_hierarchy = "date"
+
+
+class CloseHolidayInline(admin.TabularInline):
+    model = models.CloseHoliday
+    extra = 1
+
+
+@admin.register(models.CloseCalendar)
+class CloseCalendarAdmin(admin.ModelAdmin):
+    """Per legal entity: the working day after month end on which billing closes, and the
+    holidays that are not working days. Every change is audited."""
+
+    list_display = ["__str__", "legal_entity", "cutoff_working_day", "holiday_count"]
+    inlines = [CloseHolidayInline]
+
+    @admin.display(description="holidays")
+    def holiday_count(self, calendar):
+        return calendar.holidays.count()
+
+    def _target(self, calendar):
+        return f"close-calendar:{calendar.legal_entity or 'firm'}"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit.record("close_calendar.changed" if change else "close_calendar.created",
+                     self._target(obj), request=request, fields=sorted(form.changed_data),
+                     cutoff_working_day=obj.cutoff_working_day)
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        added = [str(h.date) for h in formset.new_objects]
+        changed = [str(h.date) for h, _ in formset.changed_objects]
+        removed = [str(h.date) for h in formset.deleted_objects]
+        if added or changed or removed:
+            audit.record("close_calendar.holidays_changed", self._target(form.instance),
+                         request=request, added=added, changed=changed, removed=removed)
+
+    def delete_model(self, request, obj):
+        audit.record("close_calendar.deleted", self._target(obj), request=request)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for calendar in queryset:
+            self.delete_model(request, calendar)

@@ -7,6 +7,7 @@ import calendar
 import datetime as dt
 import functools
 import re
+from decimal import Decimal
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from ingestion.problems import Problem, problem_response
 
-from . import kpis
+from . import billing, close, fx, kpis, trends
 from .models import ApiToken
 
 
@@ -100,6 +101,18 @@ def choice_param(params, name, choices, default=None):
     return value
 
 
+def currency_param(params, name="currency"):
+    """A reporting currency (ISO 4217, three letters; lower case is read as upper), or None
+    when not asked for."""
+    value = params.get(name, "")
+    if not value:
+        return None
+    if not re.fullmatch(r"[A-Za-z]{3}", value):
+        raise bad_parameter(name, f"{value[:40]!r} is not an ISO 4217 currency code such as "
+                                  "EUR")
+    return value.upper()
+
+
 def window_param(params, name="window", default="24h"):
     """A duration like 24h, 90m, 7d, as a timedelta."""
     value = params.get(name) or default
@@ -143,23 +156,61 @@ def window_dates(params, default_days=30):
     return start, end
 
 
+# The headline amounts a reporting currency converts (SPEC section 7).
+HEADLINES = {
+    "wip": lambda r: {c: f["total"] for c, f in r["currencies"].items()},
+    "invoice-readiness": lambda r: {c: f["billable_value"] for c, f in r["currencies"].items()},
+    "posting-latency": lambda r: r["backlog"]["currencies"],
+    "margin": lambda r: _sum_rows(r["rows"], "earned_revenue"),
+    "receivables": lambda r: {c: f["open_ar"] for c, f in r["currencies"].items()},
+    "billing": lambda r: {c: f["billed_value"] for c, f in r["currencies"].items()},
+    "period-close": lambda r: {c: f["billable_value"] for c, f in r["currencies"].items()},
+}
+
+
+def _sum_rows(rows, key):
+    totals = {}
+    for row in rows:
+        totals[row["currency"]] = totals.get(row["currency"], 0) + Decimal(row[key])
+    return totals
+
+
+def with_reporting(result, name, currency, on):
+    """Add the `reporting` block when a reporting currency was asked for: the KPI's headline
+    amounts converted with the rates published on or before `on`."""
+    if currency:
+        result["reporting"] = fx.reporting(HEADLINES[name](result), currency, on)
+    return result
+
+
 @api_endpoint
 def wip_kpi(request):
     as_of = date_param(request.GET, "as_of", default=timezone.localdate())
-    return kpis.wip(as_of=as_of, filters=kpi_filters(request.GET))
+    currency = currency_param(request.GET)
+    return with_reporting(kpis.wip(as_of=as_of, filters=kpi_filters(request.GET)), "wip",
+                          currency, as_of)
+
+
+def _period(params):
+    return period_param(params, default=timezone.localdate().strftime("%Y-%m"))
 
 
 @api_endpoint
 def invoice_readiness_kpi(request):
-    period, first, last = period_param(request.GET, default=timezone.localdate().strftime("%Y-%m"))
-    return kpis.invoice_readiness(period=period, first_day=first, last_day=last,
-                                  filters=kpi_filters(request.GET))
+    period, first, last = _period(request.GET)
+    currency = currency_param(request.GET)
+    return with_reporting(kpis.invoice_readiness(period=period, first_day=first, last_day=last,
+                                                 filters=kpi_filters(request.GET)),
+                          "invoice-readiness", currency, last)
 
 
 @api_endpoint
 def posting_latency_kpi(request):
     start, end = window_dates(request.GET)
-    return kpis.posting_latency(start=start, end=end, filters=kpi_filters(request.GET))
+    currency = currency_param(request.GET)
+    return with_reporting(kpis.posting_latency(start=start, end=end,
+                                               filters=kpi_filters(request.GET)),
+                          "posting-latency", currency, end)
 
 
 @api_endpoint
@@ -190,11 +241,61 @@ def margin_kpi(request):
     start, end = window_dates(request.GET)
     group_by = choice_param(request.GET, "group_by", ["project", "practice", "client"],
                             default="project")
-    return kpis.margin(start=start, end=end, group_by=group_by,
-                       filters=kpi_filters(request.GET))
+    currency = currency_param(request.GET)
+    return with_reporting(kpis.margin(start=start, end=end, group_by=group_by,
+                                      filters=kpi_filters(request.GET)),
+                          "margin", currency, end)
 
 
 @api_endpoint
 def receivables_kpi(request):
     as_of = date_param(request.GET, "as_of", default=timezone.localdate())
-    return kpis.receivables(as_of=as_of, filters=kpi_filters(request.GET))
+    currency = currency_param(request.GET)
+    return with_reporting(kpis.receivables(as_of=as_of, filters=kpi_filters(request.GET)),
+                          "receivables", currency, as_of)
+
+
+@api_endpoint
+def billing_kpi(request):
+    start, end = window_dates(request.GET, default_days=90)
+    currency = currency_param(request.GET)
+    return with_reporting(billing.billing(start=start, end=end,
+                                          filters=kpi_filters(request.GET)),
+                          "billing", currency, end)
+
+
+def _last_month():
+    return (timezone.localdate().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+
+
+@api_endpoint
+def reconciliation_kpi(request):
+    period, first, last = period_param(request.GET, default=_last_month())
+    return close.reconciliation(period=period, first_day=first, last_day=last,
+                                filters=kpi_filters(request.GET))
+
+
+@api_endpoint
+def period_close_kpi(request):
+    period, first, last = period_param(request.GET, default=_last_month())
+    currency = currency_param(request.GET)
+    return with_reporting(close.period_close(period=period, first_day=first, last_day=last,
+                                             filters=kpi_filters(request.GET)),
+                          "period-close", currency, last)
+
+
+@api_endpoint
+def trends_kpi(request):
+    metric = choice_param(request.GET, "metric", list(trends.METRICS))
+    interval = choice_param(request.GET, "interval", [trends.MONTH, trends.WEEK],
+                            default=trends.MONTH)
+    if metric in trends.MONTH_ONLY and interval != trends.MONTH:
+        raise bad_parameter("interval", f"{metric} is a monthly figure: must be month")
+    end = date_param(request.GET, "end", default=timezone.localdate())
+    start = date_param(request.GET, "start", default=trends.default_start(end, interval))
+    if start > end:
+        raise bad_parameter("start", "must not be after end")
+    if len(trends.intervals(start, end, interval)) > trends.MAX_POINTS:
+        raise bad_parameter("start", f"at most {trends.MAX_POINTS} intervals")
+    return trends.trends(metric=metric, interval=interval, start=start, end=end,
+                         filters=kpi_filters(request.GET))

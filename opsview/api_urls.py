@@ -11,5 +11,9 @@ urlpatterns = [
     path("kpis/integration-health", api.integration_health_kpi, name="kpi-integration-health"),
     path("kpis/margin", api.margin_kpi, name="kpi-margin"),
     path("kpis/receivables", api.receivables_kpi, name="kpi-receivables"),
+    path("kpis/billing", api.billing_kpi, name="kpi-billing"),
+    path("kpis/reconciliation", api.reconciliation_kpi, name="kpi-reconciliation"),
+    path("kpis/period-close", api.period_close_kpi, name="kpi-period-close"),
+    path("kpis/trends", api.trends_kpi, name="kpi-trends"),
     path("", include("exceptions.api_urls")),
 ]

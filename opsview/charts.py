@@ -8,6 +8,8 @@ import plotly.io as pio
 PALETTE = {"ready": "#1a7f4b", "unposted": "#d97706", "missing_billing_setup": "#c0352b",
            "invoiced": "#64748b", "in_billing": "#a78bfa", "earned": "#2f5bea", "labor": "#94a3b8", "billed": "#0ea5e9",
            "recognized": "#7c3aed", "ok": "#1a7f4b", "failed": "#c0352b"}
+# One colour per currency on every chart, so USD is USD wherever a reader looks.
+CURRENCY_COLORS = {"USD": "#2f5bea", "EUR": "#1a7f4b", "GBP": "#d97706"}
 AGING_COLORS = {"0-30": "#93c5fd", "31-60": "#3b82f6", "61-90": "#f59e0b", "90+": "#c0352b"}
 
 
@@ -140,4 +142,82 @@ def margin_bars(rows, limit=12):
                marker_color=PALETTE["recognized"]),
     ])
     figure.update_layout(**_layout(barmode="group", yaxis_title="Value"))
+    return as_spec(figure)
+
+
+def sparkline(values, width=120, height=30, pad=3):
+    """The SVG polyline points of a small trend line (None values skipped), or "" when
+    fewer than two values are known."""
+    known = [(i, v) for i, v in enumerate(values) if v is not None]
+    if len(known) < 2:
+        return ""
+    low, high = min(v for _, v in known), max(v for _, v in known)
+    span = (high - low) or 1
+    step = (width - 2 * pad) / max(1, len(values) - 1)
+    return " ".join(f"{pad + i * step:.1f},{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
+                    for i, v in known)
+
+
+def trend_lines(points, title_of, ratio=False):
+    """One line per currency (or one line) of a trends answer's points."""
+    ends = [p["end"] for p in points]
+    if points and "currencies" in points[0]:
+        currencies = sorted({c for p in points for c in p["currencies"]})
+        lines = [(c, [_num(p["currencies"].get(c)) for p in points]) for c in currencies]
+    else:
+        lines = [(title_of, [p["value"] for p in points])]
+    figure = go.Figure([go.Scatter(name=name, x=ends, y=values, mode="lines+markers",
+                                   line={"color": CURRENCY_COLORS.get(name, "#2f5bea"),
+                                         "width": 3}, connectgaps=False)
+                        for name, values in lines])
+    figure.update_layout(**_layout(height=300, yaxis_title=title_of,
+                                   **({"yaxis_tickformat": ".0%"} if ratio else {})))
+    return as_spec(figure)
+
+
+def billing_days(result):
+    """Days p50 and p90 of the cycle, the billing lag and collection, per currency."""
+    measures = [("cycle_days", "Draft to issue"), ("billing_lag_days", "Work to invoice"),
+                ("collection_days", "Invoice to cash")]
+    traces = []
+    for currency, figures in sorted(result["currencies"].items()):
+        for fraction, color in (("p50", "#2f5bea"), ("p90", "#93c5fd")):
+            traces.append(go.Bar(name=f"{currency} {fraction}",
+                                 x=[label for _, label in measures],
+                                 y=[figures[key][fraction] for key, _ in measures],
+                                 marker_color=color if len(result["currencies"]) == 1
+                                 else None))
+    figure = go.Figure(traces)
+    figure.update_layout(**_layout(barmode="group", yaxis_title="Days"))
+    return as_spec(figure)
+
+
+def close_bars(result):
+    """Per currency: billed, in billing, ready and not ready (by reason) of a period."""
+    currencies = sorted(result["currencies"])
+    parts = [("invoiced", "Billed", lambda c: c["billed_value"]),
+             ("in_billing", "In billing", lambda c: c["in_billing_value"]),
+             ("ready", "Ready to bill", lambda c: c["ready_value"]),
+             ("unposted", "Not posted to ERP", lambda c: c["not_ready"]["unposted"]),
+             ("missing_billing_setup", "Billing set-up missing",
+              lambda c: c["not_ready"]["missing_billing_setup"])]
+    figure = go.Figure([
+        go.Bar(name=label, y=currencies,
+               x=[_num(pick(result["currencies"][c])) for c in currencies],
+               orientation="h", marker_color=PALETTE[key])
+        for key, label, pick in parts])
+    figure.update_layout(**_layout(barmode="stack", height=130 + 50 * len(currencies),
+                                   xaxis_title="Billable value of the period"))
+    return as_spec(figure)
+
+
+def reconciliation_bars(result):
+    """Approved, posted and billed counts of time entries and expenses."""
+    stages = [("approved", "Approved in PSA", "#94a3b8"), ("posted", "Posted to ERP", "#2f5bea"),
+              ("billed", "Billed", "#1a7f4b")]
+    kinds = [("time", "Time entries"), ("expenses", "Expenses")]
+    figure = go.Figure([go.Bar(name=label, x=[name for _, name in kinds],
+                               y=[result[kind][stage]["count"] for kind, _ in kinds],
+                               marker_color=color) for stage, label, color in stages])
+    figure.update_layout(**_layout(barmode="group", yaxis_title="Items"))
     return as_spec(figure)

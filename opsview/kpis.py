@@ -204,6 +204,8 @@ def fixed_fee_wip(*, as_of, filters=None):
                                        .order_by("period")
                                        .values_list("project_id", "period", "amount")):
         revenue[project_id].append((period, amount))
+    if not revenue:
+        return []
     # The projects go to the database as a subquery, not as a list of thousands of ids.
     billed, in_billing = _fixed_fee_billing(fixed_fee.values("pk"), as_of)
     positions = []

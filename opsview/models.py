@@ -553,3 +553,60 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionDenied("audit events cannot be deleted")
+
+
+class FxRate(models.Model):
+    """A published exchange rate (`fx_rate.published`): 1 `base` = `rate` `quote` on `date`.
+    The latest event (by time, ties by id) for a base, quote and date wins. Used only where
+    a figure is asked for in a reporting currency."""
+
+    base = models.CharField(max_length=3)
+    quote = models.CharField(max_length=3)
+    date = models.DateField()
+    rate = models.DecimalField(max_digits=24, decimal_places=10)
+    version_time = models.DateTimeField(null=True, blank=True)
+    version_event_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["base", "quote", "date"],
+                                               name="fxrate_base_quote_date_uniq")]
+
+    def __str__(self):
+        return f"1 {self.base} = {self.rate.normalize():f} {self.quote} on {self.date}"
+
+
+class CloseCalendar(models.Model):
+    """When a legal entity's books close for billing: the cut-off is the end of the Nth
+    working day (Monday to Friday, less holidays) after the month. The calendar with a blank
+    legal entity is the firm's: its N applies where an entity has none, and its holidays
+    apply to every entity."""
+
+    legal_entity = models.CharField(max_length=255, unique=True, blank=True,
+                                    help_text="blank: the firm's calendar, for every entity")
+    cutoff_working_day = models.PositiveSmallIntegerField(
+        default=3, help_text="N: billing closes at the end of the Nth working day after the "
+                             "month")
+
+    class Meta:
+        ordering = ["legal_entity"]
+        constraints = [models.CheckConstraint(
+            condition=Q(cutoff_working_day__gte=1) & Q(cutoff_working_day__lte=23),
+            name="closecalendar_working_day_range")]
+
+    def __str__(self):
+        return f"{self.legal_entity or 'Firm'}: working day {self.cutoff_working_day}"
+
+
+class CloseHoliday(models.Model):
+    calendar = models.ForeignKey(CloseCalendar, on_delete=models.CASCADE,
+                                 related_name="holidays")
+    date = models.DateField()
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["calendar", "date"],
+                                               name="closeholiday_calendar_date_uniq")]
+
+    def __str__(self):
+        return f"{self.date} {self.name}".strip()

@@ -3,11 +3,16 @@ from django.urls import NoReverseMatch, reverse
 
 NAV = [
     ("Overview", "home"),
-    ("Invoice readiness", "readiness"),
+    # Short labels: the whole bar fits one line at 1440 px; pages carry the full titles.
+    ("Readiness", "readiness"),
     ("WIP", "wip"),
-    ("Latency & utilization", "latency"),
-    ("Integration health", "integration"),
-    ("Margin & billing", "margin"),
+    ("Latency", "latency"),
+    ("Integration", "integration"),
+    ("Margin", "margin"),
+    ("Billing", "billing"),
+    ("Period close", "close"),
+    ("Reconciliation", "reconciliation"),
+    ("Trends", "trends"),
     ("Exceptions", "exceptions:queue"),
 ]
 

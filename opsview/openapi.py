@@ -15,6 +15,8 @@ from exceptions.filters import AGE_BUCKETS, SORTS
 from exceptions.models import Case, CaseType, Severity
 from ingestion import contracts
 
+from .trends import METRICS as TREND_METRICS
+
 PROBLEM = "application/problem+json"
 REF = "#/components/schemas/"
 
@@ -50,6 +52,31 @@ def _object(required, properties=None, **extra):
     schema["properties"].update(properties or {})
     schema.update(extra)
     return schema
+
+
+DAYS = {"type": "object", "required": ["p50", "p90"], "description": "Days",
+        "properties": {"p50": {"type": ["number", "null"]}, "p90": {"type": ["number", "null"]}}}
+REPORTING = _object(["currency", "total", "rates", "unconverted"], {
+    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "total": DECIMAL,
+    "rates": {"type": "array", "items": _object(["base", "quote", "rate", "date"], {
+        "rate": {"type": "string"}, "date": {"type": "string", "format": "date"}})},
+    "unconverted": {"type": "array", "items": {"type": "string"}}},
+    description="The headline amounts converted into the currency asked for (`currency=`)")
+
+
+def _reconciled(hours):
+    """The figures of one kind of item in the reconciliation answer."""
+    counted = ["count", "hours", "currencies"] if hours else ["count", "currencies"]
+    figures = _object(counted, {"count": {"type": "integer"},
+                                "currencies": {**BY_CURRENCY, "additionalProperties": DECIMAL}})
+    gap = _object([*counted, "ids"], {**figures["properties"], "ids": {
+        "type": "array", "maxItems": 100, "items": {"type": "string"}}})
+    return _object(["approved", "posted", "billed", "approved_not_posted", "posted_not_billed",
+                    "billed_not_posted", "reversed_but_billed"], {
+        "approved": figures, "posted": figures, "billed": figures,
+        "approved_not_posted": gap, "posted_not_billed": gap, "billed_not_posted": gap,
+        "reversed_but_billed": _object(["count", "currencies", "ids"],
+                                       {**figures["properties"], "ids": gap["properties"]["ids"]})})
 
 
 def _money_by_currency(keys):
@@ -117,6 +144,48 @@ KPI_SCHEMAS = {
     "ReceivablesKpi": _object(["as_of", "currencies"], {
         "currencies": {**BY_CURRENCY, "additionalProperties": _object(
             ["open_ar", "issued_90d", "dso_days"], {"dso_days": RATIO})}}),
+    "BillingKpi": _object(["start", "end", "currencies", "touchless_ratio"], {
+        "currencies": {**BY_CURRENCY, "additionalProperties": _object(
+            ["count", "billed_value", "standard_value", "realization_ratio", "cycle_days",
+             "billing_lag_days", "collection_days"],
+            {"count": {"type": "integer"}, "billed_value": DECIMAL, "standard_value": DECIMAL,
+             "realization_ratio": RATIO, "cycle_days": DAYS, "billing_lag_days": DAYS,
+             "collection_days": DAYS})},
+        "touchless_ratio": RATIO}),
+    "ReconciliationKpi": _object(["period", "time", "expenses", "reported"], {
+        "period": {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+        "time": _reconciled(hours=True), "expenses": _reconciled(hours=False),
+        "reported": {"type": "array", "items": _object(
+            ["flow", "object_type", "period_start", "period_end", "source_count",
+             "target_count", "opsview_source_count", "opsview_target_count", "agrees"],
+            {"source_count": {"type": "integer"}, "target_count": {"type": "integer"},
+             "opsview_source_count": {"type": ["integer", "null"]},
+             "opsview_target_count": {"type": ["integer", "null"]},
+             "agrees": {"type": ["boolean", "null"]}})}}),
+    "PeriodCloseKpi": _object(
+        ["period", "cutoff_at", "seconds_to_cutoff", "currencies", "blocking_cases"],
+        {"cutoff_at": {"type": "string", "format": "date-time"},
+         "seconds_to_cutoff": {"type": "integer"},
+         "currencies": {**BY_CURRENCY, "additionalProperties": _object(
+             ["billable_value", "billed_value", "in_billing_value", "ready_value",
+              "not_ready_value", "not_ready", "slipped_value"],
+             {"billable_value": DECIMAL, "billed_value": DECIMAL, "in_billing_value": DECIMAL,
+              "ready_value": DECIMAL, "not_ready_value": DECIMAL,
+              "not_ready": _object(["unposted", "missing_billing_setup"]),
+              "slipped_value": {"anyOf": [DECIMAL, {"type": "null"}],
+                                "description": "null until the cut-off has passed"}})},
+         "blocking_cases": _object(["count", "at_risk", "currencies"], {
+             "count": {"type": "integer"}, "at_risk": {"type": "integer"},
+             "currencies": {**BY_CURRENCY, "additionalProperties": DECIMAL}})}),
+    "TrendsKpi": _object(["metric", "interval", "points"], {
+        "interval": {"enum": ["week", "month"]},
+        "points": {"type": "array", "items": {"anyOf": [
+            _object(["end", "value"], {"end": {"type": "string", "format": "date"},
+                                       "value": {"type": ["number", "null"]}}),
+            _object(["end", "currencies"], {
+                "end": {"type": "string", "format": "date"},
+                "currencies": {**BY_CURRENCY, "additionalProperties": {
+                    "anyOf": [DECIMAL, {"type": ["number", "null"]}]}}})]}}}),
     "ExceptionsKpi": _object(
         ["open", "breached", "at_risk", "by_type", "by_queue", "by_severity", "by_owner",
          "aging", "mtta_seconds", "mttr_seconds"],
@@ -124,6 +193,10 @@ KPI_SCHEMAS = {
          "at_risk": {"type": "integer"}, "mtta_seconds": SECONDS, "mttr_seconds": SECONDS,
          "aging": _object(list(AGE_BUCKETS))}),
 }
+
+for _name in ("WipKpi", "InvoiceReadinessKpi", "PostingLatencyKpi", "MarginKpi",
+              "ReceivablesKpi", "BillingKpi", "PeriodCloseKpi"):
+    KPI_SCHEMAS[_name]["properties"]["reporting"] = REPORTING
 
 SCHEMAS = {
     "Problem": {
@@ -185,8 +258,8 @@ SCHEMAS = {
 
 
 # --- Parameters ----------------------------------------------------------------------------
-def query(name, description, schema=None, **extra):
-    return {"name": name, "in": "query", "required": False, "description": description,
+def query(name, description, schema=None, required=False, **extra):
+    return {"name": name, "in": "query", "required": required, "description": description,
             "schema": schema or {"type": "string"}, **extra}
 
 
@@ -197,6 +270,11 @@ FILTERS = [query(name, f"Only records of this {name.replace('_', ' ')} (its id).
 WINDOW = [query("start", "First day, inclusive (default: 29 days before end).", DATE),
           query("end", "Last day, inclusive (default: today).", DATE)]
 AS_OF = [query("as_of", "The day the figures are for (default: today).", DATE)]
+CURRENCY = [query("currency", "A reporting currency (ISO 4217): adds `reporting`, the headline "
+                              "amounts converted with published rates; a currency without a "
+                              "rate is named in `unconverted`, never guessed.",
+                  {"type": "string", "pattern": "^[A-Za-z]{3}$"})]
+PERIOD_PATTERN = {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"}
 
 
 def read_operation(summary, schema_name, parameters, operation_id, description=""):
@@ -218,15 +296,14 @@ def _read_paths():
     kpi = "/api/v1/kpis/"
     return {
         kpi + "wip": read_operation("Unbilled work in progress and its aging", "WipKpi",
-                                    AS_OF + FILTERS, "kpiWip"),
+                                    AS_OF + FILTERS + CURRENCY, "kpiWip"),
         kpi + "invoice-readiness": read_operation(
             "Invoice readiness of a billing period", "InvoiceReadinessKpi",
-            [query("period", "Billing period YYYY-MM (default: this month).",
-                   {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"})] + FILTERS,
-            "kpiInvoiceReadiness"),
+            [query("period", "Billing period YYYY-MM (default: this month).", PERIOD_PATTERN)]
+            + FILTERS + CURRENCY, "kpiInvoiceReadiness"),
         kpi + "posting-latency": read_operation(
             "Approval-to-posting latency and the unposted backlog", "PostingLatencyKpi",
-            WINDOW + FILTERS, "kpiPostingLatency"),
+            WINDOW + FILTERS + CURRENCY, "kpiPostingLatency"),
         kpi + "utilization": read_operation("Utilization", "UtilizationKpi", WINDOW + FILTERS,
                                             "kpiUtilization"),
         kpi + "integration-health": read_operation(
@@ -238,10 +315,33 @@ def _read_paths():
         kpi + "margin": read_operation(
             "Margin by project, practice or client", "MarginKpi",
             WINDOW + [query("group_by", "Grouping (default project).",
-                            {"enum": ["project", "practice", "client"]})] + FILTERS,
+                            {"enum": ["project", "practice", "client"]})] + FILTERS + CURRENCY,
             "kpiMargin"),
         kpi + "receivables": read_operation("Open receivables and DSO", "ReceivablesKpi",
-                                            AS_OF + FILTERS, "kpiReceivables"),
+                                            AS_OF + FILTERS + CURRENCY, "kpiReceivables"),
+        kpi + "billing": read_operation(
+            "Billing: realization, cycle time, billing lag, collection, touchless posting",
+            "BillingKpi", [query("start", "First issue date, inclusive (default: 89 days "
+                                          "before end).", DATE), WINDOW[1]]
+            + FILTERS + CURRENCY, "kpiBilling"),
+        kpi + "reconciliation": read_operation(
+            "Approved, posted and billed time and expenses of a period, the gaps between "
+            "them and the middleware's own reports", "ReconciliationKpi",
+            [query("period", "Billing period YYYY-MM (default: last month).", PERIOD_PATTERN)]
+            + FILTERS, "kpiReconciliation"),
+        kpi + "period-close": read_operation(
+            "A period against its billing cut-off: readiness, slipped value, blocking cases",
+            "PeriodCloseKpi",
+            [query("period", "Billing period YYYY-MM (default: last month).", PERIOD_PATTERN)]
+            + FILTERS + CURRENCY, "kpiPeriodClose"),
+        kpi + "trends": read_operation(
+            "A KPI per ISO week or calendar month", "TrendsKpi",
+            [query("metric", "The figure.", {"enum": list(TREND_METRICS)}, required=True),
+             query("interval", "week or month (default month); readiness_ratio: month only.",
+                   {"enum": ["week", "month"]}),
+             query("start", "First day (default: the start of the 12th interval back).", DATE),
+             query("end", "Last day, inclusive (default: today).", DATE)] + FILTERS,
+            "kpiTrends"),
         kpi + "exceptions": read_operation("Exception cases: open, breached, aging, MTTA/MTTR",
                                            "ExceptionsKpi", FILTERS, "kpiExceptions"),
         "/api/v1/exceptions": read_operation(

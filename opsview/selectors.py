@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import (
     Case,
+    Count,
     DecimalField,
     ExpressionWrapper,
     F,
@@ -171,3 +172,27 @@ def last_event_by_flow():
             SELECT flow, (SELECT max(occurred_at) FROM {table} s WHERE s.flow = flows.flow)
             FROM flows WHERE flow IS NOT NULL""")
         return dict(cursor.fetchall())
+
+
+# --- Reconciliation ------------------------------------------------------------------------
+COUNTED_OBJECTS = {"time_entry": (state.TimeEntry, "work_date"),
+                   "expense": (state.Expense, "incurred_on")}
+
+
+def dated_items(object_type, first_day, last_day, filters=None):
+    """Every time entry or expense dated in a period, whatever its status, including those
+    on records not known yet: the middleware moved them, so reconciliation counts them."""
+    model, date_field = COUNTED_OBJECTS[object_type]
+    return model.objects.filter(project_filters(filters),
+                                **{f"{date_field}__range": (first_day, last_day)})
+
+
+def opsview_counts(object_type, period_start, period_end, filters=None):
+    """(approved-or-later, posted) counts of OpsView's own time entries or expenses dated
+    in the period, or (None, None) for object types OpsView does not count."""
+    if object_type not in COUNTED_OBJECTS:
+        return None, None
+    counts = dated_items(object_type, period_start, period_end, filters).filter(
+        status__in=APPROVED_OR_LATER).aggregate(
+        approved=Count("pk"), posted=Count("pk", filter=Q(posted_at__isnull=False)))
+    return counts["approved"], counts["posted"]

@@ -18,8 +18,10 @@ from django.utils import timezone
 
 from ingestion.problems import Problem
 
-from . import charts, kpis
-from .api import kpi_filters, period_param
+from . import billing, charts, close, fx, kpis, trends
+from . import models as state
+from .api import currency_param, kpi_filters, period_param
+from .periods import month_bounds, period_of, previous_month
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +37,19 @@ class Filters:
     kpi: dict
     group_by: str = "client"
     errors: list = field(default_factory=list)
+    currency: str | None = None  # a reporting currency, only when asked for
+    interval: str = "month"
 
     @classmethod
-    def from_request(cls, request):
+    def from_request(cls, request, default_period=None):
         today = timezone.localdate()
+        default_period = default_period or today.strftime("%Y-%m")
         errors = []
         try:
-            period, first, last = period_param(request.GET, default=today.strftime("%Y-%m"))
+            period, first, last = period_param(request.GET, default=default_period)
         except Problem as problem:
             errors.append(problem.detail)
-            period, first, last = period_param({}, default=today.strftime("%Y-%m"))
+            period, first, last = period_param({}, default=default_period)
         try:
             filters = kpi_filters(request.GET)
         except Problem as problem:
@@ -54,11 +59,24 @@ class Filters:
         if group_by not in kpis.GROUPS:
             errors.append(f"group_by must be one of {', '.join(kpis.GROUPS)}")
             group_by = "client"
+        try:
+            currency = currency_param(request.GET)
+        except Problem as problem:
+            errors.append(problem.detail)
+            currency = None
+        interval = request.GET.get("interval") or trends.MONTH
+        if interval not in (trends.MONTH, trends.WEEK):
+            errors.append("interval must be month or week")
+            interval = trends.MONTH
         return cls(period=period, first_day=first, last_day=last, as_of=min(last, today),
-                   kpi=filters, group_by=group_by, errors=errors)
+                   kpi=filters, group_by=group_by, errors=errors, currency=currency,
+                   interval=interval)
 
     def query(self, **overrides):
-        params = {"period": self.period, **self.kpi, "group_by": self.group_by, **overrides}
+        params = {"period": self.period, **self.kpi, "group_by": self.group_by,
+                  "currency": self.currency,
+                  "interval": self.interval if self.interval != trends.MONTH else None,
+                  **overrides}
         return urlencode({k: v for k, v in params.items() if v})
 
 
@@ -76,7 +94,11 @@ def overview_cards(f):
                                        last_day=f.last_day, filters=f.kpi)
     receivables = kpis.receivables(as_of=f.as_of, filters=f.kpi)
     cases = _case_summary(f)
+    history = overview_history(f)
     return {"wip": wip, "readiness": readiness, "receivables": receivables, "cases": cases,
+            "history": history,
+            "reporting": _reporting(f, {"wip": (wip, "total", f.as_of),
+                                        "open_ar": (receivables, "open_ar", f.as_of)}),
             "table": _table([("Currency", 0), ("Unbilled WIP", 1), ("Readiness", 2),
                              ("Open AR", 3), ("DSO days", 4)], [
                 [c, wip["currencies"].get(c, {}).get("total"),
@@ -85,6 +107,56 @@ def overview_cards(f):
                  receivables["currencies"].get(c, {}).get("dso_days")]
                 for c in sorted(set(wip["currencies"]) | set(readiness["currencies"])
                                 | set(receivables["currencies"]))])}
+
+
+HISTORY_MONTHS = 6
+
+
+def overview_history(f):
+    """The overview's figures at the end of each of the last months (the current month up
+    to the as-of date), for each card's change against the previous month and its trend
+    line; per-currency figures by currency."""
+    months = [month_bounds(f.first_day)]
+    for _ in range(HISTORY_MONTHS - 1):
+        months.insert(0, month_bounds(previous_month(months[0][0])))
+    ends = [min(last, f.as_of) for _, last in months]
+    series = {}
+    for metric in ("wip", "dso", "open_ar"):
+        series[metric] = _by_currency_series(
+            [trends.point(metric, first, end, f.kpi) for (first, _), end in zip(months, ends)])
+    readiness = [trends.point("readiness_ratio", first, last, f.kpi) for first, last in months]
+    series["readiness"] = _by_currency_series(readiness)
+    series["open_cases"] = _series([trends.open_cases_at(end, f.kpi) for end in ends])
+    series["breached"] = _series([trends.breached_cases_at(end, f.kpi) for end in ends])
+    series["blocked"] = _series([trends.blocked_invoices_at(end, f.kpi) for end in ends])
+    labels = [period_of(first) for first, _ in months]
+    return {"series": series, "labels": labels, "previous": months[-2][0].strftime("%b")}
+
+
+def _by_currency_series(points):
+    currencies = sorted({c for p in points for c in p["currencies"]})
+    return {c: _series([p["currencies"].get(c) for p in points]) for c in currencies}
+
+
+def _series(values):
+    """A trend line's figures: the values, the change of the last against the one before,
+    and the polyline of a small chart (pure numbers; the template draws it)."""
+    numbers = [None if v is None else float(Decimal(str(v))) for v in values]
+    last, before = numbers[-1], numbers[-2] if len(numbers) > 1 else None
+    change = None if last is None or before is None else last - before
+    return {"values": numbers, "last": last, "change": change,
+            "relative": None if change is None or not before else change / abs(before),
+            "points": charts.sparkline(numbers)}
+
+
+def _reporting(f, figures):
+    """{name: reporting block} of the headline amounts in the reporting currency asked
+    for, or None: figures is {name: (KPI result, key of its per-currency amount, date)}."""
+    if not f.currency:
+        return None
+    return {name: fx.reporting({c: v[key] for c, v in result["currencies"].items()},
+                               f.currency, on)
+            for name, (result, key, on) in figures.items()}
 
 
 def _case_summary(f):
@@ -149,6 +221,7 @@ def blocked_invoices(f):
 def wip_summary(f):
     result = kpis.wip(as_of=f.as_of, filters=f.kpi)
     return {"result": result, "chart": charts.wip_aging_by_currency(result),
+            "reporting": _reporting(f, {"wip": (result, "total", f.as_of)}),
             "table": _table([("Currency", 0), ("Total", 1), ("Time", 2), ("Expenses", 3),
                              ("Milestones", 4), ("Fixed fee", 5), ("In billing", 6),
                              ("0-30", 7), ("31-60", 8), ("61-90", 9), ("90+", 10)],
@@ -252,7 +325,12 @@ def health_gaps(f):
 def margin_table(f):
     group_by = f.group_by if f.group_by in kpis.MARGIN_GROUPS else "client"
     result = kpis.margin(start=f.first_day, end=f.last_day, group_by=group_by, filters=f.kpi)
+    earned = {}
+    for row in result["rows"]:
+        earned[row["currency"]] = earned.get(row["currency"], 0) + Decimal(row["earned_revenue"])
     return {"rows": result["rows"][:60], "group_by": group_by,
+            "reporting": _reporting(f, {"earned": (
+                {"currencies": {c: {"v": v} for c, v in earned.items()}}, "v", f.last_day)}),
             "chart": charts.margin_bars(result["rows"]) if result["rows"] else None,
             "table": _margin_table(result["rows"])}
 
@@ -266,10 +344,219 @@ def _margin_table(rows):
 
 def receivables(f):
     result = kpis.receivables(as_of=f.as_of, filters=f.kpi)
-    return {"result": result, "table": _table(
+    return {"result": result,
+            "reporting": _reporting(f, {"open_ar": (result, "open_ar", f.as_of)}),
+            "table": _table(
         [("Currency", 0), ("Open AR", 1), ("Issued, last 90 days", 2), ("DSO days", 3)],
         [[c, v["open_ar"], v["issued_90d"], v["dso_days"]]
          for c, v in result["currencies"].items()])}
+
+
+# --- Month-end close ---------------------------------------------------------------------------
+RECON_KINDS = [("time", "Time entries"), ("expenses", "Expenses")]
+RECON_STAGES = [("approved", "Approved in PSA"), ("posted", "Posted to ERP"),
+                ("billed", "Billed"), ("approved_not_posted", "Approved, not posted"),
+                ("posted_not_billed", "Posted, not billed"),
+                ("billed_not_posted", "Billed, never posted"),
+                ("reversed_but_billed", "Reversed, still billed")]
+GAP_HELP = {
+    "approved_not_posted": "approved in PSA with no posting in ERP",
+    "posted_not_billed": "in ERP, billable, on no issued invoice",
+    "billed_not_posted": "on an issued invoice although ERP never had it",
+    "reversed_but_billed": "reversed while an issued invoice bills it: needs a credit note",
+}
+
+
+def _reconciliation(f):
+    return close.reconciliation(period=f.period, first_day=f.first_day, last_day=f.last_day,
+                                filters=f.kpi)
+
+
+def recon_summary(f):
+    result = _reconciliation(f)
+    rows = []
+    for kind, kind_label in RECON_KINDS:
+        for stage, label in RECON_STAGES:
+            figures = result[kind][stage]
+            rows.append({"kind": kind_label, "stage": label, "gap": stage in GAP_HELP,
+                         "count": figures["count"], "hours": figures.get("hours"),
+                         "values": figures["currencies"],
+                         "value": " · ".join(f"{v} {c}" for c, v in figures["currencies"].items())})
+    return {"result": result, "rows": rows, "chart": charts.reconciliation_bars(result),
+            "table": _table([("Items", "kind"), ("Stage", "stage"), ("Count", "count"),
+                             ("Hours", "hours"), ("Billable value", "value")], rows)}
+
+
+ITEM_KINDS = {"time": "time_entry", "expenses": "expense"}
+
+
+def recon_gaps(f):
+    result = _reconciliation(f)
+    gaps, rows = [], []
+    for kind, kind_label in RECON_KINDS:
+        for stage, label in RECON_STAGES:
+            if stage not in GAP_HELP:
+                continue
+            figures = result[kind][stage]
+            links = [(item_id, _item_url(ITEM_KINDS[kind], item_id)) for item_id in figures["ids"]]
+            gaps.append({"kind": kind_label, "label": label, "help": GAP_HELP[stage],
+                         "count": figures["count"], "currencies": figures["currencies"],
+                         "links": links})
+            rows += [[kind_label, label, item_id] for item_id in figures["ids"]]
+    return {"gaps": gaps, "table": _table([("Items", 0), ("Gap", 1), ("Id", 2)], rows)}
+
+
+def recon_reported(f):
+    reported = _reconciliation(f)["reported"]
+    return {"reported": reported, "table": _table(
+        [("Flow", "flow"), ("Object", "object_type"), ("From", "period_start"),
+         ("To", "period_end"), ("Middleware source", "source_count"),
+         ("Middleware target", "target_count"), ("OpsView approved", "opsview_source_count"),
+         ("OpsView posted", "opsview_target_count"), ("Agrees", "agrees")], reported)}
+
+
+def _period_close(f):
+    return close.period_close(period=f.period, first_day=f.first_day, last_day=f.last_day,
+                              filters=f.kpi)
+
+
+def close_summary(f):
+    result = _period_close(f)
+    rows = [[c, v["billable_value"], v["billed_value"], v["in_billing_value"], v["ready_value"],
+             v["not_ready"]["unposted"], v["not_ready"]["missing_billing_setup"],
+             v["slipped_value"]] for c, v in result["currencies"].items()]
+    for row in [result, *result.get("cutoffs", [])]:
+        row["cutoff_day"] = dt.date.fromisoformat(row["cutoff_date"])
+    return {"result": result, "countdown": _countdown(result["seconds_to_cutoff"]),
+            "chart": charts.close_bars(result) if result["currencies"] else None,
+            "reporting": _reporting(f, {"billable": (result, "billable_value", f.last_day)}),
+            "table": _table([("Currency", 0), ("Billable", 1), ("Billed", 2), ("In billing", 3),
+                             ("Ready", 4), ("Not posted", 5), ("Billing set-up missing", 6),
+                             ("Slipped past the cut-off", 7)], rows)}
+
+
+def _countdown(seconds):
+    """'1 d 4 h left', '12 days left', 'passed 3 days ago': hours only while they matter."""
+    days, rest = divmod(abs(seconds), 86400)
+    if days >= 2:
+        text = f"{days} days"
+    elif days:
+        text = f"1 d {rest // 3600} h"
+    else:
+        text = f"{rest // 3600} h {rest % 3600 // 60} min"
+    return f"{text} left" if seconds >= 0 else f"passed {text} ago"
+
+
+def close_cases(f):
+    result = _period_close(f)
+    cases = result["blocking_cases"]
+    for case in cases["cases"]:
+        case["url"] = _case_url(case["id"])
+        case["due"] = dt.datetime.fromisoformat(case["due_at"])
+    return {"blocking": cases, "cutoff_at": result["cutoff_at"], "table": _table(
+        [("Case", "id"), ("Type", "type"), ("Title", "title"), ("Owner", "owner"),
+         ("Money at stake", "money_at_stake"), ("Currency", "currency"),
+         ("Due (by the cut-off at the latest)", "due_at"), ("At risk", "at_risk"),
+         ("Breached", "breached")], cases["cases"])}
+
+
+def billing_summary(f):
+    result = billing.billing(start=f.first_day, end=min(f.last_day, f.as_of), filters=f.kpi)
+    rows = [[c, v["count"], v["billed_value"], v["standard_value"], v["realization_ratio"],
+             v["cycle_days"]["p50"], v["cycle_days"]["p90"], v["billing_lag_days"]["p50"],
+             v["billing_lag_days"]["p90"], v["collection_days"]["p50"],
+             v["collection_days"]["p90"]] for c, v in result["currencies"].items()]
+    return {"result": result, "chart": charts.billing_days(result) if rows else None,
+            "reporting": _reporting(f, {"billed": (result, "billed_value", f.last_day)}),
+            "table": _table([("Currency", 0), ("Invoices", 1), ("Billed", 2), ("Standard", 3),
+                             ("Realization", 4), ("Cycle p50 d", 5), ("Cycle p90 d", 6),
+                             ("Lag p50 d", 7), ("Lag p90 d", 8), ("Collection p50 d", 9),
+                             ("Collection p90 d", 10)], rows)}
+
+
+TREND_TITLES = {"wip": "Unbilled WIP", "open_ar": "Open receivables", "dso": "DSO (days)",
+                "readiness_ratio": "Invoice readiness", "posting_p95": "Posting p95 (hours)",
+                "utilization": "Utilization", "open_cases": "Open exception cases"}
+RATIOS = {"readiness_ratio", "utilization"}
+
+
+def trend_panel(metric):
+    def panel(f):
+        interval = trends.MONTH if metric in trends.MONTH_ONLY else f.interval
+        result = trends.trends(metric=metric, interval=interval,
+                               start=trends.default_start(f.as_of, interval), end=f.as_of,
+                               filters=f.kpi)
+        points = result["points"]
+        if metric == "posting_p95":
+            points = [{**p, "value": None if p["value"] is None else round(p["value"] / 3600, 1)}
+                      for p in points]
+        if "currencies" in (points[0] if points else {}):
+            currencies = sorted({c for p in points for c in p["currencies"]})
+            rows = [[p["end"], *[p["currencies"].get(c) for c in currencies]] for p in points]
+            columns = [("Interval ending", 0)] + [(c, i + 1) for i, c in enumerate(currencies)]
+        else:
+            rows, columns = [[p["end"], p["value"]] for p in points], [
+                ("Interval ending", 0), (TREND_TITLES[metric], 1)]
+        return {"title": TREND_TITLES[metric], "interval": interval,
+                "chart": charts.trend_lines(points, TREND_TITLES[metric], metric in RATIOS),
+                "table": _table(columns, rows)}
+    return panel
+
+
+def _case_url(pk):
+    try:
+        return reverse("exceptions:case", args=[pk])
+    except NoReverseMatch:
+        return None
+
+
+def _item_url(kind, item_id):
+    return reverse("item", args=[kind, item_id])
+
+
+ITEMS = {"time_entry": (state.TimeEntry, "time_entry_id", "Time entry"),
+         "expense": (state.Expense, "expense_id", "Expense"),
+         "milestone": (state.Milestone, "milestone_id", "Milestone"),
+         "invoice": (state.Invoice, "invoice_id", "Invoice")}
+
+
+def item(request, kind, item_id):
+    """A time entry, expense, milestone or invoice and its timeline: every lifecycle event,
+    its invoice's events, the syncs and cases naming it. An id OpsView holds no record of
+    still shows what names it: reconciliation is about what one system has and another
+    has not."""
+    if kind not in ITEMS:
+        raise Http404("no such kind of item")
+    model, key, label = ITEMS[kind]
+    record = model.objects.filter(**{key: item_id}).select_related("project").first() \
+        if kind != "invoice" else model.objects.filter(**{key: item_id}).first()
+    timeline = []
+    if record is not None:
+        timeline += [{"at": e.at, "what": f"{label.lower()} {e.stage}",
+                      "detail": f"invoice {e.invoice_ref}" if e.invoice_ref else ""}
+                     for e in state.StageEvent.objects.filter(kind=kind, record_id=record.pk)]
+        invoice = getattr(record, "invoice", None) if kind != "invoice" else None
+        if invoice is not None:
+            timeline += [{"at": e.at, "what": f"invoice {invoice.invoice_id} {e.stage}",
+                          "detail": ""}
+                         for e in state.StageEvent.objects.filter(kind="invoice",
+                                                                  record_id=invoice.pk)]
+    timeline += [{"at": a.occurred_at, "what": f"{a.flow}: sync "
+                                                f"{'succeeded' if a.succeeded else 'failed'}",
+                  "detail": a.error_code or ""}
+                 for a in state.SyncAttempt.objects.filter(object_id=item_id)[:100]]
+    from exceptions.models import Case
+
+    cases = [{"case": c, "url": _case_url(c.pk)} for c in
+             Case.objects.filter(object_id=item_id).order_by("-opened_at")[:20]]
+    hidden = {"id", "field_versions", "status_event_id", "status_rank", "updated_at",
+              "first_seen_at", "placeholder_since", "status_time"}
+    fields = [] if record is None else [
+        (f.verbose_name, getattr(record, f.name)) for f in model._meta.concrete_fields
+        if f.name not in hidden and getattr(record, f.name) not in (None, "")]
+    return render(request, "opsview/item.html", {
+        "kind": kind, "label": label, "item_id": item_id, "record": record, "fields": fields,
+        "timeline": sorted(timeline, key=lambda e: e["at"]), "cases": cases})
 
 
 def _hours(seconds):
@@ -293,7 +580,15 @@ PANELS = {
     "health_summary": health_summary, "health_throughput": health_throughput,
     "health_gaps": health_gaps,
     "margin_table": margin_table, "receivables": receivables,
+    "recon_summary": recon_summary, "recon_gaps": recon_gaps, "recon_reported": recon_reported,
+    "close_summary": close_summary, "close_cases": close_cases,
+    "billing_summary": billing_summary,
+    **{f"trend_{metric}": trend_panel(metric) for metric in trends.METRICS},
 }
+# Panels drawn by one template for several KPIs.
+PANEL_TEMPLATES = {f"trend_{metric}": "trend" for metric in trends.METRICS}
+# Pages about a closed month open on the last one.
+LAST_MONTH_PAGES = {"close", "reconciliation"}
 
 PAGES = {
     "home": ("Overview", "Where money stands this period, and what is stuck.",
@@ -309,15 +604,31 @@ PAGES = {
                     "30 seconds.", ["health_summary", "health_throughput", "health_gaps"], 30),
     "margin": ("Margin & billing", "Earned, billed and recognized revenue against labor cost; "
                "receivables.", ["margin_table", "receivables"], None),
+    "close": ("Period close", "Can the month be billed by its cut-off, and who must act "
+              "before it.", ["close_summary", "close_cases"], 60),
+    "reconciliation": ("Reconciliation", "Does what PSA approved match what ERP posted and "
+                       "what was invoiced — and which items are the difference.",
+                       ["recon_summary", "recon_gaps", "recon_reported"], None),
+    "billing": ("Billing", "How much of standard value is billed, and how fast work becomes "
+                "an invoice and an invoice becomes cash.", ["billing_summary"], None),
+    "trends": ("Trends", "How the business moves, week by week or month by month.",
+               [f"trend_{metric}" for metric in trends.METRICS], None),
 }
+
+
+def _default_period(name):
+    if name in LAST_MONTH_PAGES:
+        return period_of(previous_month(timezone.localdate().replace(day=1)))
+    return None
 
 
 def page(request, name):
     title, subtitle, panels, refresh = PAGES[name]
-    f = Filters.from_request(request)
+    f = Filters.from_request(request, _default_period(name))
     return render(request, "opsview/page.html", {
         "page": name, "title": title, "subtitle": subtitle, "panels": panels,
-        "refresh": refresh, "filters": f, "choices": kpis.filter_choices(),
+        "refresh": refresh, "filters": f, "choices": {**kpis.filter_choices(),
+                                                      "currencies": reporting_currencies()},
         "query": f.query(),
     })
 
@@ -329,7 +640,7 @@ def panel(request, name):
     context = _panel_context(name, f)
     if request.GET.get("format") == "csv":
         return _csv(name, context["table"])
-    return render(request, f"opsview/partials/{name}.html",
+    return render(request, f"opsview/partials/{PANEL_TEMPLATES.get(name, name)}.html",
                   {**context, "filters": f, "query": f.query(), "panel": name})
 
 
@@ -369,3 +680,13 @@ def _csv(name, table):
 
 def home(request):
     return page(request, "home")
+
+
+def reporting_currencies():
+    """The currencies a reporting currency can be chosen from: those rates are published
+    for, and the projects' own."""
+    published = set(state.FxRate.objects.values_list("base", flat=True).distinct()) | set(
+        state.FxRate.objects.values_list("quote", flat=True).distinct())
+    own = set(state.Project.objects.filter(is_placeholder=False).values_list(
+        "currency", flat=True).distinct())
+    return sorted((published | own) - {""})

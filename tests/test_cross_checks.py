@@ -268,3 +268,123 @@ def test_a_past_figure_is_what_the_history_up_to_that_date_alone_gives(firm):
                         set(state.Invoice.objects.values_list("pk", flat=True)))
         after = (kpis.wip(as_of=day)["currencies"], kpis.receivables(as_of=day)["currencies"])
         assert after == before, day
+
+
+# --- Month end ---------------------------------------------------------------------------------
+def months_back(today, count=3):
+    from opsview.periods import month_bounds, previous_month
+
+    first = today.replace(day=1)
+    for _ in range(count):
+        yield first.strftime("%Y-%m"), *month_bounds(first)
+        first = previous_month(first)
+
+
+@pytest.mark.django_db
+def test_reconciliation_counts_are_opsviews_own_and_its_gaps_add_up(firm):
+    from opsview import close, selectors
+
+    for period, first, last in months_back(firm["today"]):
+        result = close.reconciliation(period=period, first_day=first, last_day=last)
+        for kind, object_type in (("time", "time_entry"), ("expenses", "expense")):
+            figures = result[kind]
+            own = selectors.opsview_counts(object_type, first, last)
+            assert (figures["approved"]["count"], figures["posted"]["count"]) == own, period
+            assert (figures["approved"]["count"] == figures["posted"]["count"]
+                    + figures["approved_not_posted"]["count"])
+            assert set(figures["billed_not_posted"]["ids"]) <= set(
+                figures["approved_not_posted"]["ids"]) or figures["approved_not_posted"][
+                "count"] > 100
+            for gap in close.GAPS:
+                assert figures[gap]["ids"] == sorted(figures[gap]["ids"])
+                assert len(figures[gap]["ids"]) == min(100, figures[gap]["count"])
+        for report in result["reported"]:
+            if report["opsview_source_count"] is not None:
+                assert report["agrees"] == (
+                    (report["source_count"], report["target_count"])
+                    == (report["opsview_source_count"], report["opsview_target_count"]))
+
+
+@pytest.mark.django_db
+def test_the_planted_month_end_gaps_show_on_the_reconciliation(firm):
+    from opsview import close
+
+    simulator = FirmSimulator("small", seed=firm["seed"])
+    list(simulator.events())
+    _, month = simulator.planted["erp_only_expense"]
+    first = dt.date.fromisoformat(f"{month}-01")
+    last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    reported = {(r["flow"], r["object_type"]): r for r in close.reconciliation(
+        period=month, first_day=first, last_day=last)["reported"]}
+    expense = reported[("expenses-to-erp", "expense")]
+    assert expense["agrees"] is False
+    assert expense["target_count"] == expense["opsview_target_count"] + 1
+
+
+@pytest.mark.django_db
+def test_period_close_splits_the_period_as_readiness_does(firm):
+    from opsview import close
+
+    for period, first, last in months_back(firm["today"]):
+        closed = close.period_close(period=period, first_day=first, last_day=last,
+                                    now=firm["now"])
+        readiness = kpis.invoice_readiness(period=period, first_day=first, last_day=last)
+        for currency, f in readiness["currencies"].items():
+            mine = closed["currencies"][currency]
+            assert (mine["billable_value"], mine["billed_value"], mine["ready_value"],
+                    mine["not_ready_value"]) == (f["billable_value"], f["invoiced_value"],
+                                                 f["ready_value"], f["not_ready_value"])
+            if mine["slipped_value"] is not None:
+                # What slipped is part of the period and at least what is unbilled now.
+                unbilled = dec(f["billable_value"]) - dec(f["invoiced_value"])
+                assert unbilled <= dec(mine["slipped_value"]) <= dec(f["billable_value"])
+        blocking = closed["blocking_cases"]
+        assert blocking["count"] == len(blocking["cases"])
+        assert sum_by_currency([c for c in blocking["cases"] if c["money_at_stake"]],
+                               "money_at_stake") == nonzero(blocking["currencies"])
+
+
+@pytest.mark.django_db
+def test_the_last_trend_point_is_the_kpi_asked_for_that_date(firm):
+    from opsview import trends
+
+    today = firm["today"]
+    start = today - dt.timedelta(days=120)
+    for metric, figures, key in (("wip", kpis.wip(as_of=today)["currencies"], "total"),
+                                 ("open_ar", kpis.receivables(as_of=today)["currencies"],
+                                  "open_ar"),
+                                 ("dso", kpis.receivables(as_of=today)["currencies"],
+                                  "dso_days")):
+        for interval in ("month", "week"):
+            last = trends.trends(metric=metric, interval=interval, start=start,
+                                 end=today)["points"][-1]
+            assert last == {"end": today.isoformat(),
+                            "currencies": {c: f[key] for c, f in figures.items()}}
+    # Cases open at the end of today, from the audit trail, are the cases open now.
+    assert trends.open_cases_at(today) == Case.objects.filter(
+        status__in=Case.OPEN_STATES).count()
+    blocked = state.Invoice.objects.filter(status="blocked", is_placeholder=False,
+                                           client__is_placeholder=False).count()
+    assert trends.blocked_invoices_at(today) == blocked
+
+
+@pytest.mark.django_db
+def test_a_reporting_total_is_the_sum_of_the_converted_amounts(firm):
+    from opsview import fx
+
+    today = firm["today"]
+    for target in ("EUR", "USD", "GBP"):
+        amounts = {c: f["total"] for c, f in kpis.wip(as_of=today)["currencies"].items()}
+        block = fx.reporting(amounts, target, today)
+        assert block["unconverted"] == []  # the treasury publishes every pair
+        rates = {(r["base"], r["quote"]): Decimal(r["rate"]) for r in block["rates"]}
+        converted = Decimal(0)
+        for currency, amount in amounts.items():
+            if currency == target:
+                converted += dec(amount)
+            elif (currency, target) in rates:
+                converted += dec(amount) * rates[(currency, target)]
+            else:
+                converted += dec(amount) / rates[(target, currency)]
+        assert block["total"] == kpis.money(converted)
+        assert all(r["date"] <= today.isoformat() for r in block["rates"])

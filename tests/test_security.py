@@ -95,7 +95,9 @@ def test_pages_hold_no_inline_script(client, logged_in):
     """Every <script> a page carries is the app's own file or inert JSON data."""
     logged_in("finance_ops")
     for url in ["/", "/readiness/", "/wip/", "/latency/", "/integration/", "/margin/",
-                "/exceptions/", "/panels/overview_charts/"]:
+                "/close/", "/reconciliation/", "/billing/", "/trends/", "/items/invoice/I1/",
+                "/exceptions/", "/panels/overview_charts/", "/panels/close_summary/",
+                "/panels/recon_summary/", "/panels/trend_wip/"]:
         html = client.get(url).content.decode()
         for tag, body in re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S):
             assert 'src="/static/' in tag or 'type="application/json"' in tag, (url, tag)
@@ -122,13 +124,15 @@ EVERYONE = [ANONYMOUS, *ROLES, ADMIN]
 TRIAGERS = {"finance_ops", "delivery_ops", "integration", ADMIN}
 LOGIN = "login"  # a redirect to the login page
 PAGE_ROUTES = ["", "readiness/", "wip/", "latency/", "integration/", "margin/",
-               "panels/<str:name>/", "exceptions/", "exceptions/export.csv",
+               "close/", "reconciliation/", "billing/", "trends/",
+               "items/<str:kind>/<path:item_id>/", "panels/<str:name>/", "exceptions/", "exceptions/export.csv",
                "exceptions/<int:pk>/"]
 API_ROUTES = ["api/v1/kpis/wip", "api/v1/kpis/invoice-readiness",
               "api/v1/kpis/posting-latency", "api/v1/kpis/utilization",
               "api/v1/kpis/integration-health", "api/v1/kpis/margin",
-              "api/v1/kpis/receivables", "api/v1/exceptions", "api/v1/exceptions.csv",
-              "api/v1/kpis/exceptions"]
+              "api/v1/kpis/receivables", "api/v1/kpis/billing", "api/v1/kpis/reconciliation",
+              "api/v1/kpis/period-close", "api/v1/kpis/trends",
+              "api/v1/exceptions", "api/v1/exceptions.csv", "api/v1/kpis/exceptions"]
 PUBLIC_ROUTES = ["accounts/login/", "ingest/schemas/", "ingest/schemas/<str:event_type>.json",
                  "api/schema/"]
 # Routes with their own, separately tested rules: the webhook (signatures, tests/ingestion),
@@ -143,10 +147,16 @@ def test_the_matrix_covers_every_route():
     assert {pattern for pattern, _ in routes()} <= known
 
 
+# Routes that need a parameter to answer at all.
+REQUIRED_QUERY = {"api/v1/kpis/trends": "?metric=wip"}
+
+
 def concrete(pattern, case):
     return "/" + (pattern.replace("<str:name>", "overview_cards")
                   .replace("<int:pk>", str(case.pk))
-                  .replace("<str:event_type>", "time_entry.approved"))
+                  .replace("<str:event_type>", "time_entry.approved")
+                  .replace("<str:kind>/<path:item_id>", "invoice/I1")) + REQUIRED_QUERY.get(
+        pattern, "")
 
 
 def client_as(role):
@@ -485,3 +495,27 @@ def test_login_still_works_while_the_cache_is_away(client, db, monkeypatch):
     assert client.post("/accounts/login/", {"username": "gil", "password": "no"}).status_code == 200
     assert client.post("/accounts/login/", {"username": "gil",
                                             "password": PASSWORD}).status_code == 302
+
+
+def test_close_calendar_changes_in_the_admin_are_audited(admin_client, db):
+    from opsview.models import CloseCalendar
+
+    response = admin_client.post("/admin/opsview/closecalendar/add/", {
+        "legal_entity": "UK", "cutoff_working_day": 4,
+        "holidays-TOTAL_FORMS": 1, "holidays-INITIAL_FORMS": 0,
+        "holidays-MIN_NUM_FORMS": 0, "holidays-MAX_NUM_FORMS": 1000,
+        "holidays-0-date": "2026-04-06", "holidays-0-name": "Easter Monday"})
+    assert response.status_code == 302, response.content[:500]
+    calendar = CloseCalendar.objects.get(legal_entity="UK")
+    assert list(calendar.holidays.values_list("name", flat=True)) == ["Easter Monday"]
+    events = {e.action: e for e in AuditEvent.objects.filter(target="close-calendar:UK")}
+    assert set(events) == {"close_calendar.created", "close_calendar.holidays_changed"}
+    assert events["close_calendar.holidays_changed"].detail["added"] == ["2026-04-06"]
+    # A working day the calendar cannot have is refused and changes nothing.
+    admin_client.post(f"/admin/opsview/closecalendar/{calendar.pk}/change/", {
+        "legal_entity": "UK", "cutoff_working_day": 0,
+        "holidays-TOTAL_FORMS": 0, "holidays-INITIAL_FORMS": 0,
+        "holidays-MIN_NUM_FORMS": 0, "holidays-MAX_NUM_FORMS": 1000})
+    calendar.refresh_from_db()
+    assert calendar.cutoff_working_day == 4
+    assert client_as("finance_ops").get("/admin/opsview/closecalendar/").status_code == 302

@@ -33,6 +33,7 @@ from ingestion.events import make_event
 from .billing import Billing
 from .dates import UTC, at, last_day, months, stamp, working_day
 from .faults import Faults
+from .month_end import MonthEnd
 from .work import Work
 
 ENTITIES = {"US": "USD", "UK": "GBP", "DE": "EUR"}
@@ -78,6 +79,7 @@ class FirmSimulator:
         if months:
             self.size = Size(clients=self.size.clients, people=self.size.people, months=months)
         self.rng = random.Random(seed)
+        self.seed = seed
         self.end = end or dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         if start:
             self.start = dt.datetime.combine(start, dt.time(0), UTC)
@@ -265,6 +267,9 @@ class FirmSimulator:
 
         master = self.master_data()
         self.billing.schedule_runs()
+        month_end = MonthEnd(self, self.seed)
+        # Before the stream: the late timesheet is in its month's counts and the next run.
+        late = month_end.late_timesheet()
         expenses = self.work.expenses()
         self.faults.share_an_id(master, expenses)
         hold(master)
@@ -290,6 +295,10 @@ class FirmSimulator:
             yield from release()
 
         yield from self._delivered(in_time_order())
+        # The month-end events come last, in time order: the stream above stays what it is
+        # for a seed, and OpsView does not depend on the order anyway.
+        yield from sorted(late + month_end.expense_reports(expenses) + month_end.fx_rates(),
+                          key=lambda event: (event["time"], event["id"]))
 
     def _delivered(self, ordered, window_size=40):
         rng, window = self.rng, []

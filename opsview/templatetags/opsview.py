@@ -41,3 +41,51 @@ def get(mapping, key):
 def label(value):
     """'at_risk' → 'At risk'."""
     return str(value or "").replace("_", " ").capitalize()
+
+
+@register.filter
+def add_money(value, other):
+    """The sum of two decimal strings."""
+    try:
+        return Decimal(str(value)) + Decimal(str(other))
+    except InvalidOperation:
+        return None
+
+
+@register.filter
+def days(value):
+    return "—" if value is None else f"{value:g} d"
+
+
+@register.filter
+def countdown(seconds):
+    """'2 d 4 h left' or 'passed 3 d 2 h ago'."""
+    from opsview.views import _countdown
+
+    return _countdown(int(seconds))
+
+
+@register.filter
+def change(line, unit):
+    """A trend line's last change, signed, in the card's unit: money and counts as numbers,
+    a ratio in percentage points, DSO in days."""
+    delta = (line or {}).get("change")
+    if delta is None:
+        return "new"
+    arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
+    if unit == "points":
+        return f"{arrow} {abs(delta) * 100:.1f} pts"
+    if unit == "days":
+        return f"{arrow} {abs(delta):.1f} d"
+    if unit == "money" and line.get("relative") is not None:
+        return f"{arrow} {abs(line['relative']) * 100:.0f} %"
+    return f"{arrow} {abs(delta):,.0f}"
+
+
+@register.filter
+def trend_class(line, good_when):
+    """good, bad or flat: whether the last change is the direction that is good news."""
+    delta = (line or {}).get("change")
+    if not delta:
+        return "flat"
+    return "good" if (delta > 0) == (good_when == "up") else "bad"

@@ -1,6 +1,6 @@
 import pytest
 
-from .firm import firm_events
+from .firm import close_calendars, firm_events, month_end_events
 
 
 @pytest.fixture
@@ -9,3 +9,13 @@ def firm(deliver, process):
     for start in range(0, len(events), 100):
         deliver.send(*events[start:start + 100])
     process()
+
+
+@pytest.fixture
+def closing_firm(firm, deliver, process):
+    """The hand-worked firm with its month-end events and close calendars."""
+    events = month_end_events()
+    for start in range(0, len(events), 100):
+        deliver.send(*events[start:start + 100])
+    process()
+    close_calendars()

@@ -161,6 +161,78 @@ def firm_events():
     return events
 
 
+def month_end_events():
+    """Added on top of firm_events() for the month-end KPIs (reconciliation, period close,
+    billing, reporting currency); the figures of firm_events() alone are left as they are.
+
+    T20 (P1, 2 h, 200.00) approved 17 Mar and billed on I3 on the 18th, never posted;
+    T21 (P1, 3 h, 300.00) posted, billed on I3 on the 20th and reversed on the 25th, I3
+    still issued; T1 billed on I10 (drafted 8 Apr, issued 10 Apr for 720.00, a write-down of
+    its 800.00, paid 30 Apr); E3 billed on I11 (drafted 3 Apr, issued 6 Apr, 60.00); T22 and
+    T23 (April, 1 h each) posted on 2 Apr, T22 after a failed sync. Reports for March:
+    time 8 / 3, expenses 2 / 2, invoices 1 / 1. Rates: 1 USD = 0.9 EUR (31 Mar; an earlier
+    event said 0.88), 1 EUR = 0.85 GBP (30 Mar), 1 USD = 0.95 EUR (15 Apr).
+    """
+    events = []
+    events += entry("T20", "P1", "U1", "2026-03-16", "2.00",
+                    [("approved", "2026-03-17T09:00:00")])
+    events += entry("T20", "P1", "U1", "2026-03-16", "2.00",
+                    [("invoiced", "2026-03-18T09:00:00")], invoice_id="I3")
+    events += entry("T21", "P1", "U1", "2026-03-18", "3.00",
+                    [("approved", "2026-03-18T18:00:00"), ("posted", "2026-03-19T09:00:00"),
+                     ("reversed", "2026-03-25T09:00:00")])
+    events += entry("T21", "P1", "U1", "2026-03-18", "3.00",
+                    [("invoiced", "2026-03-20T09:00:00")], invoice_id="I3")
+    events += entry("T1", "P1", "U1", "2026-03-30", "8.00",
+                    [("invoiced", "2026-04-08T10:00:00")], invoice_id="I10")
+    events += invoice("I10", "C1", "720.00", [("drafted", "2026-04-08T09:00:00"),
+                                              ("issued", "2026-04-10T09:00:00"),
+                                              ("paid", "2026-04-30T09:00:00")],
+                      project_id="P1", issued_on="2026-04-10", paid_on="2026-04-30")
+    events.append(make_event("expense.invoiced", {
+        "expense_id": "E3", "project_id": "P1", "person_id": "U1", "incurred_on": "2026-03-05",
+        "amount": "60.00", "currency": "USD", "billable": True, "invoice_id": "I11"},
+        time=at("2026-04-03T10:00:00")))
+    events += invoice("I11", "C1", "60.00", [("drafted", "2026-04-03T09:00:00"),
+                                             ("issued", "2026-04-06T09:00:00")],
+                      project_id="P1", issued_on="2026-04-06")
+    for eid, posted in (("T22", "2026-04-02T09:00:00"), ("T23", "2026-04-02T10:00:00")):
+        events += entry(eid, "P1", "U1", "2026-04-01", "1.00",
+                        [("approved", "2026-04-01T18:00:00"), ("posted", posted)])
+    events += [sync("psa-to-erp", "T22", False, at("2026-04-02T08:00:00")),
+               sync("psa-to-erp", "T22", True, at("2026-04-02T09:00:00"))]
+    for flow, object_type, source, target in (("psa-to-erp", "time_entry", 8, 3),
+                                              ("expenses-to-erp", "expense", 2, 2),
+                                              ("erp-to-crm", "invoice", 1, 1)):
+        events.append(make_event("reconciliation.reported", {
+            "flow": flow, "object_type": object_type, "period_start": "2026-03-01",
+            "period_end": "2026-03-31", "source_count": source, "target_count": target},
+            time=at("2026-04-17T06:00:00")))
+    events.append(reconciliation("psa-to-erp", "2026-02-01", "2026-02-28", 3, 3))
+    for base, quote, rate, day, when in (("USD", "EUR", "0.88", "2026-03-31", "2026-03-31"),
+                                         ("USD", "EUR", "0.9", "2026-03-31", "2026-04-01"),
+                                         ("EUR", "GBP", "0.85", "2026-03-30", "2026-03-30"),
+                                         ("USD", "EUR", "0.95", "2026-04-15", "2026-04-15")):
+        events.append(make_event("fx_rate.published", {"base": base, "quote": quote,
+                                                       "rate": rate, "date": day},
+                                 time=at(f"{when}T17:00:00")))
+    return events
+
+
+def close_calendars():
+    """The firm closes on its 3rd working day, Good Friday (3 Apr 2026) off; the UK on its
+    4th, Easter Monday (6 Apr) off too; the US on its 2nd. March's cut-offs: the firm's
+    Mon 6 Apr (1, 2, 6 April), the UK's Wed 8 Apr (1, 2, 7, 8), the US's Thu 2 Apr."""
+    from opsview.models import CloseCalendar
+
+    firm = CloseCalendar.objects.update_or_create(legal_entity="",
+                                                  defaults={"cutoff_working_day": 3})[0]
+    firm.holidays.create(date="2026-04-03", name="Good Friday")
+    uk = CloseCalendar.objects.create(legal_entity="UK", cutoff_working_day=4)
+    uk.holidays.create(date="2026-04-06", name="Easter Monday")
+    CloseCalendar.objects.create(legal_entity="US", cutoff_working_day=2)
+
+
 def sync(flow, object_id, ok, when, latency=None, **extra):
     data = {"flow": flow, "source_system": "psa", "target_system": "erp",
             "object_type": "time_entry", "object_id": object_id, "attempt": 1}

@@ -4,7 +4,8 @@ import pytest
 from opsview.models import ApiToken
 
 ENDPOINTS = ["wip", "invoice-readiness", "posting-latency", "utilization",
-             "integration-health", "margin", "receivables"]
+             "integration-health", "margin", "receivables", "billing", "reconciliation",
+             "period-close", "trends?metric=wip"]
 
 
 @pytest.mark.parametrize("name", ENDPOINTS)
@@ -74,6 +75,18 @@ def test_latency_utilization_and_health_endpoints(client, logged_in, firm):
     ("/api/v1/kpis/invoice-readiness?period=0000-01", "period"),
     ("/api/v1/kpis/invoice-readiness?period=9999-12", "period"),
     ("/api/v1/kpis/utilization?end=9999-12-31", "end"),
+    ("/api/v1/kpis/reconciliation?period=2026-3", "period"),
+    ("/api/v1/kpis/period-close?period=2026-00", "period"),
+    ("/api/v1/kpis/period-close?period=2026-03&currency=EURO", "currency"),
+    ("/api/v1/kpis/wip?currency=1%24", "currency"),
+    ("/api/v1/kpis/billing?start=2026-04-01&end=2026-03-01", "start"),
+    ("/api/v1/kpis/billing?currency=%E2%82%AC", "currency"),
+    ("/api/v1/kpis/trends", "metric"),
+    ("/api/v1/kpis/trends?metric=margin", "metric"),
+    ("/api/v1/kpis/trends?metric=wip&interval=day", "interval"),
+    ("/api/v1/kpis/trends?metric=readiness_ratio&interval=week", "interval"),
+    ("/api/v1/kpis/trends?metric=wip&start=1900-01-01&end=2100-01-01", "start"),
+    ("/api/v1/kpis/trends?metric=wip&end=2026-13-01", "end"),
 ])
 def test_bad_parameter_is_a_400_problem_naming_it(client, logged_in, url, parameter):
     logged_in("executive")
@@ -89,3 +102,38 @@ def test_bad_parameter_is_a_400_problem_naming_it(client, logged_in, url, parame
 def test_the_api_only_answers_get(client, logged_in):
     logged_in("executive")
     assert client.post("/api/v1/kpis/wip").status_code == 405
+
+
+def test_month_end_endpoints_answer_the_kpi_functions(client, logged_in, closing_firm):
+    logged_in("finance_ops")
+    recon = client.get("/api/v1/kpis/reconciliation?period=2026-03&legal_entity=US").json()
+    assert recon["filters"] == {"legal_entity": "US"}
+    assert recon["time"]["billed_not_posted"]["ids"] == ["T20"]
+    close = client.get("/api/v1/kpis/period-close?period=2026-03&legal_entity=UK").json()
+    assert close["cutoff_at"] == "2026-04-09T00:00:00+00:00"
+    assert close["currencies"]["GBP"]["slipped_value"] == "1200.00"
+    billing = client.get("/api/v1/kpis/billing?start=2026-04-01&end=2026-04-30").json()
+    assert billing["currencies"]["USD"]["realization_ratio"] == 0.907
+    trend = client.get("/api/v1/kpis/trends?metric=open_ar&start=2026-02-01"
+                       "&end=2026-03-31").json()
+    assert trend["points"][-1] == {"end": "2026-03-31", "currencies": {"USD": "6000.00"}}
+
+
+def test_the_reporting_block_is_added_only_when_asked(client, logged_in, closing_firm):
+    logged_in("executive")
+    plain = client.get("/api/v1/kpis/wip?as_of=2026-03-31").json()
+    assert "reporting" not in plain
+    eur = client.get("/api/v1/kpis/wip?as_of=2026-03-31&currency=eur").json()
+    assert eur["reporting"]["currency"] == "EUR" and eur["reporting"]["total"] == "15856.76"
+    # Nothing is published for yen: every currency is named, none converted.
+    yen = client.get("/api/v1/kpis/receivables?as_of=2026-03-31&currency=JPY").json()
+    assert yen["reporting"] == {"currency": "JPY", "total": "0.00", "rates": [],
+                                "unconverted": ["USD"]}
+    # Margin converts its earned revenue; no rate links GBP and USD.
+    margin = client.get("/api/v1/kpis/margin?start=2026-03-01&end=2026-03-31"
+                        "&currency=USD").json()
+    assert margin["reporting"]["unconverted"] == ["GBP"]
+    for name in ("invoice-readiness?period=2026-03", "posting-latency", "billing",
+                 "period-close?period=2026-03"):
+        body = client.get(f"/api/v1/kpis/{name}{'&' if '?' in name else '?'}currency=EUR")
+        assert set(body.json()["reporting"]) == {"currency", "total", "rates", "unconverted"}
