@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('opsview', '0006_point_in_time_history'),
+        ('opsview', '0007_fx_rates_and_close_calendars'),
     ]
 
     operations = [
