@@ -57,6 +57,8 @@ def serialize(case):
         "sla": {"state": case.sla_state, "breached": case.sla_state == "breached",
                 "response_due_at": _iso(case.response_due_at),
                 "resolution_due_at": _iso(case.resolution_due_at),
+                "blocks_period": case.blocks_period or None,
+                "cutoff_at": _iso(case.cutoff_at),
                 "acknowledged_at": _iso(case.acknowledged_at)},
         "resolved_at": _iso(case.resolved_at), "resolution_code": case.resolution_code or None,
     }

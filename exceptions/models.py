@@ -174,6 +174,10 @@ class Case(models.Model):
     waiting_business_seconds = models.PositiveIntegerField(default=0)
     response_due_at = models.DateTimeField(null=True, blank=True)
     resolution_due_at = models.DateTimeField(null=True, blank=True)
+    # A case that blocks billing of a period is due by that period's cut-off at the latest
+    # (SPEC section 3): the earliest period it blocks, and that period's cut-off.
+    blocks_period = models.CharField(max_length=7, blank=True)
+    cutoff_at = models.DateTimeField(null=True, blank=True)
     sla_state = models.CharField(max_length=10, default="on_track")  # on_track|at_risk|breached
     escalated_at = models.DateTimeField(null=True, blank=True)
     reopened_count = models.PositiveIntegerField(default=0)

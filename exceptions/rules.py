@@ -54,6 +54,9 @@ class Finding:
     detail: dict = field(default_factory=dict)
     # When the business problem began (SPEC section 3); None: when the case opens.
     began_at: dt.datetime | None = None
+    # The earliest period whose billing it blocks (YYYY-MM) and that period's cut-off.
+    blocks_period: str = ""
+    cutoff_at: dt.datetime | None = None
 
 
 def _setting(case_type):
@@ -105,6 +108,8 @@ def _reconcile(case_type, findings, now, scope, count):
     setting = _setting(case_type)
     if not setting.enabled:
         findings = []
+    if case_type in BLOCKING and findings:
+        due_by_cutoffs(case_type, findings)
     label = f"rule:{case_type}"
     wanted = {fingerprint_key(f.fingerprint): f for f in findings}
     known = {c.fingerprint: c for c in
@@ -140,7 +145,8 @@ def _reconcile(case_type, findings, now, scope, count):
             case.waiting_business_seconds, case.sla_state = 0, "on_track"
             case.reopened_count += 1
             _fill(case, finding, now)
-        if case.began_at != before[UPDATABLE.index("began_at")] or case.opened_at == now:
+        if (case.began_at != before[UPDATABLE.index("began_at")] or case.opened_at == now
+                or case.cutoff_at != before[UPDATABLE.index("cutoff_at")]):
             services.refresh_sla(case, now, _calendar(case.queue, calendars), policies)
         if [getattr(case, name) for name in UPDATABLE] != before:
             updated.append(case)  # time-driven re-evaluation writes only what changed
@@ -172,7 +178,7 @@ UPDATABLE = ["title", "money_at_stake", "currency", "client_id", "project_id", "
              "legal_entity", "detail", "last_seen_at", "times_seen", "status", "resolution_code",
              "resolved_at", "opened_at", "began_at", "acknowledged_at", "escalated_at",
              "waiting_business_seconds", "sla_state", "reopened_count", "response_due_at",
-             "resolution_due_at", "object_kind", "object_id"]
+             "resolution_due_at", "object_kind", "object_id", "blocks_period", "cutoff_at"]
 
 
 def _fill(case, finding, now):
@@ -181,6 +187,7 @@ def _fill(case, finding, now):
     # A problem cannot have begun after OpsView opened its case: clamped, so the age and
     # the resolution clock never start later than the response clock.
     case.began_at = min(finding.began_at or case.opened_at or now, case.opened_at or now)
+    case.blocks_period, case.cutoff_at = finding.blocks_period, finding.cutoff_at
     case.money_at_stake = finding.money
     case.currency = finding.currency or ""
     for name in ("client_id", "project_id", "practice", "legal_entity"):
@@ -192,6 +199,56 @@ def _calendar(queue, cache):
     if queue.pk not in cache:
         cache[queue.pk] = queue.calendar()
     return cache[queue.pk]
+
+
+# --- Due by the cut-off ------------------------------------------------------------------------
+# The case types that can block billing of a period, and what they are about (SPEC section 7,
+# Period close): a project with unbilled items of the period, an invoice holding them, one of
+# the period's milestones.
+BLOCKING = {"approved_time_unposted": "project", "approved_expense_unposted": "project",
+            "missing_billing_setup": "project", "invoice_blocked": "invoice",
+            "milestone_not_invoiced": "milestone"}
+
+
+def due_by_cutoffs(case_type, findings):
+    """Give each finding the earliest period whose billing it blocks, and that period's
+    cut-off (its legal entity's close calendar): the case is due by it at the latest."""
+    from opsview.close import cutoff
+    from opsview.periods import month_bounds
+
+    ids = {f.object_id for f in findings}
+    kind = BLOCKING[case_type]
+    if kind == "project":
+        # Unbilled items of a billing population: exactly the open WIP spans.
+        earliest = dict(state.WipSpan.objects.filter(
+            selectors.SPAN_TIME | selectors.SPAN_EXPENSE | selectors.SPAN_MILESTONE,
+            end__isnull=True, project__project_id__in=ids).values("project__project_id")
+            .annotate(first=Min("on_date")).values_list("project__project_id", "first")
+            .order_by())
+    elif kind == "invoice":
+        earliest = {}
+        for model, date_field in ((state.TimeEntry, "work_date"),
+                                  (state.Expense, "incurred_on"),
+                                  (state.Milestone, "completed_on")):
+            for invoice_id, first in (model.objects.filter(invoice__invoice_id__in=ids)
+                                      .values("invoice__invoice_id")
+                                      .annotate(first=Min(date_field))
+                                      .values_list("invoice__invoice_id", "first").order_by()):
+                if first and (invoice_id not in earliest or first < earliest[invoice_id]):
+                    earliest[invoice_id] = first
+    else:
+        earliest = dict(state.Milestone.objects.filter(milestone_id__in=ids).values_list(
+            "milestone_id", "completed_on"))
+    cutoffs = {}
+    for finding in findings:
+        first = earliest.get(finding.object_id)
+        if first is None:
+            continue
+        _, last_day = month_bounds(first)
+        key = (last_day, finding.legal_entity)
+        if key not in cutoffs:
+            cutoffs[key] = cutoff(last_day, finding.legal_entity)[1]
+        finding.blocks_period, finding.cutoff_at = first.strftime("%Y-%m"), cutoffs[key]
 
 
 # --- The rules -------------------------------------------------------------------------------

@@ -47,7 +47,8 @@ def paused_seconds(case, now, calendar):
 def refresh_sla(case, now=None, calendar=None, policies=None):
     """Recompute due times and the SLA state. The response target counts from `opened_at`
     (until acknowledged), the resolution target from `began_at` (SPEC section 3): a problem
-    that began before OpsView saw it may be breached the moment its case opens."""
+    that began before OpsView saw it may be breached the moment its case opens. A case that
+    blocks billing of a period is due by its cut-off at the latest, and breached past it."""
     now = now or timezone.now()
     calendar = calendar or case.queue.calendar()
     response, resolution, _ = targets(case, policies)
@@ -55,9 +56,18 @@ def refresh_sla(case, now=None, calendar=None, policies=None):
     began_at = min(case.began_at or case.opened_at, case.opened_at)
     case.response_due_at = sla.due_at(case.opened_at, response, paused, calendar)
     case.resolution_due_at = sla.due_at(began_at, resolution, paused, calendar)
+    by_cutoff = case.cutoff_at is not None and case.cutoff_at < case.resolution_due_at
+    if by_cutoff:
+        case.resolution_due_at = case.cutoff_at
     if not case.is_open:
         return case
-    states = [sla.sla_state(sla.business_seconds(began_at, now, calendar) - paused, resolution)]
+    if by_cutoff:
+        # The cut-off is the target: the business time from the beginning to it.
+        resolution = max(sla.business_seconds(began_at, case.cutoff_at, calendar) - paused, 0)
+    elapsed = sla.business_seconds(began_at, now, calendar) - paused
+    states = [sla.sla_state(elapsed, resolution)]
+    if by_cutoff and now >= case.cutoff_at:
+        states.append("breached")
     if case.acknowledged_at is None:
         states.append(sla.sla_state(
             sla.business_seconds(case.opened_at, now, calendar) - paused, response))

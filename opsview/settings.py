@@ -105,6 +105,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
+# The covering index of today's WIP spans carries its extra columns for PostgreSQL; SQLite
+# (the laptop demo) keeps the index and ignores them, as it should.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
 LANGUAGE_CODE = "en-us"
 # The firm's time zone: "as of" a date means the end of that date here (SPEC section 2).
 OPSVIEW_TIME_ZONE = os.environ.get("OPSVIEW_TIME_ZONE", "UTC")

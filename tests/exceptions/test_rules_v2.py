@@ -208,3 +208,36 @@ def test_a_fixed_fee_project_needs_no_rate_card(deliver, process, evaluate):
                  project("P8", billing_method="fixed_fee", rate_card_id=None, po_required=True))
     process()
     assert [c.fingerprint for c in evaluate(NOW)["missing_billing_setup"]] == ["P8"]
+
+
+def test_a_case_blocking_a_closed_period_is_breached_at_once(deliver, process, evaluate):
+    """Approved time from two months ago, unposted: the case blocks that month's billing,
+    whose cut-off (the 3rd working day after it) has passed — breached, though its own
+    business-hours target has not."""
+    from opsview.periods import month_bounds
+
+    first, _ = month_bounds(NOW.date())
+    old_month = (first - dt.timedelta(days=40)).replace(day=10)
+    work = make_event("time_entry.approved", {
+        "time_entry_id": "T1", "project_id": "P1", "person_id": "U1",
+        "work_date": old_month.isoformat(), "hours": "8", "billable": True},
+        time=ago(hours=26))
+    deliver.send(project(), person(), work)
+    process()
+    [case] = evaluate(NOW)["approved_time_unposted"]
+    assert case.blocks_period == old_month.strftime("%Y-%m")
+    assert case.cutoff_at < NOW and case.resolution_due_at == case.cutoff_at
+    assert case.sla_state == "breached"
+
+
+def test_a_case_blocking_this_month_is_due_by_its_cut_off_at_the_latest(deliver, process,
+                                                                       evaluate):
+    work = make_event("time_entry.approved", {
+        "time_entry_id": "T1", "project_id": "P1", "person_id": "U1",
+        "work_date": NOW.date().isoformat(), "hours": "8", "billable": True},
+        time=ago(hours=26))
+    deliver.send(project(), person(), work)
+    process()
+    [case] = evaluate(NOW)["approved_time_unposted"]
+    assert case.blocks_period == NOW.strftime("%Y-%m") and case.cutoff_at > NOW
+    assert case.resolution_due_at <= case.cutoff_at
