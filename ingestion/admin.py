@@ -66,10 +66,10 @@ class SourceAdmin(admin.ModelAdmin):
 
 @admin.register(InboxEvent)
 class InboxEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "source", "event_id", "type", "time", "status", "attempts",
-                    "received_at"]
+    list_display = ["id", "source", "event_source", "event_id", "type", "time", "status",
+                    "attempts", "received_at"]
     list_filter = ["status", "source", "type"]
-    search_fields = ["event_id", "correlation_id", "subject"]
+    search_fields = ["event_id", "event_source", "correlation_id", "subject"]
     date_hierarchy = "received_at"
     actions = ["replay_dead_letters"]
     show_full_result_count = False
@@ -95,7 +95,7 @@ class InboxEventAdmin(admin.ModelAdmin):
 
 @admin.register(DuplicateDelivery)
 class DuplicateDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["source", "event_id", "received_at"]
+    list_display = ["source", "event_source", "event_id", "received_at"]
     list_filter = ["source"]
 
     def has_add_permission(self, request):

@@ -2,7 +2,8 @@
 
 Parsing follows CloudEvents 1.0 over HTTP (structured, batched and binary modes). Every
 event of a request is written by one INSERT .. ON CONFLICT DO NOTHING statement, so a
-repeat of (source, id) is a duplicate with no second effect.
+repeat of the idempotency key (the Source of the URL, the CloudEvents `source`, the event
+`id`) is a duplicate with no second effect.
 """
 import datetime as dt
 import json
@@ -168,6 +169,7 @@ def _envelope_row(source, raw, received_at):
         return _dead_row(source, raw, received_at, errors), errors
     return {
         "source_id": source.pk,
+        "event_source": envelope.source,
         "event_id": envelope.id,
         "type": envelope.type,
         "time": envelope.time,
@@ -185,11 +187,12 @@ def _dead_row(source, raw, received_at, errors):
     # The id is not kept as the inbox key: a corrected resend with the same id is accepted.
     return {
         "source_id": source.pk,
+        "event_source": _raw_text(raw, "source", 500),
         "event_id": None,
-        "type": str(raw.get("type", ""))[:255] if isinstance(raw, dict) else "",
+        "type": _raw_text(raw, "type", 255),
         "time": None,
         "subject": "",
-        "correlation_id": str(raw.get("correlationid", ""))[:255] if isinstance(raw, dict) else "",
+        "correlation_id": _raw_text(raw, "correlationid", 255),
         "raw": raw,
         "received_at": received_at,
         "status": InboxEvent.Status.DEAD,
@@ -203,33 +206,44 @@ def _raw_id(raw):
     return value if isinstance(value, str) else None
 
 
-INBOX_COLUMNS = ["source_id", "event_id", "type", "time", "subject", "correlation_id", "raw",
-                 "received_at", "status", "attempts", "errors"]
+def _raw_text(raw, name, limit):
+    """A dead letter's attribute as text for its columns, whatever the sender put there."""
+    value = raw.get(name, "") if isinstance(raw, dict) else ""
+    return str(value)[:limit]
 
 
-# PostgreSQL: the rows travel as nine arrays, so the statement stays short and is parsed once.
+INBOX_COLUMNS = ["source_id", "event_source", "event_id", "type", "time", "subject",
+                 "correlation_id", "raw", "received_at", "status", "attempts", "errors"]
+IDEMPOTENCY_KEY = ["source_id", "event_source", "event_id"]
+
+
+# PostgreSQL: the rows travel as one array per column, so the statement stays short and is
+# parsed once.
 UNNEST_INSERT = """
-INSERT INTO ingestion_inboxevent (source_id, event_id, type, time, subject, correlation_id,
-                                  raw, received_at, status, attempts, errors)
-SELECT e.source_id, e.event_id, e.type, e.time, e.subject, e.correlation_id, e.raw::jsonb,
-       %s, e.status, 0, e.errors::jsonb
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::text[])
-     AS e(source_id, event_id, type, time, subject, correlation_id, raw, status, errors)
-ON CONFLICT (source_id, event_id) DO NOTHING
-RETURNING id, event_id
+INSERT INTO ingestion_inboxevent (source_id, event_source, event_id, type, time, subject,
+                                  correlation_id, raw, received_at, status, attempts, errors)
+SELECT e.source_id, e.event_source, e.event_id, e.type, e.time, e.subject, e.correlation_id,
+       e.raw::jsonb, %s, e.status, 0, e.errors::jsonb
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
+            %s::text[], %s::text[], %s::text[], %s::text[])
+     AS e(source_id, event_source, event_id, type, time, subject, correlation_id, raw, status,
+          errors)
+ON CONFLICT (source_id, event_source, event_id) DO NOTHING
+RETURNING id, event_source, event_id
 """
 
 
 def insert_inbox_rows(rows):
-    """Insert inbox rows in one statement; returns (pk, event_id) of the rows inserted."""
+    """Insert inbox rows in one statement; returns (pk, event_source, event_id) of the rows
+    inserted."""
     if not rows:  # an empty batch
         return []
     if connection.vendor != "postgresql":
-        return insert_returning(InboxEvent, rows, INBOX_COLUMNS,
-                                conflict=["source_id", "event_id"], returning=["id", "event_id"])
+        return insert_returning(InboxEvent, rows, INBOX_COLUMNS, conflict=IDEMPOTENCY_KEY,
+                                returning=["id", "event_source", "event_id"])
     columns = [[row[name] for row in rows] for name in
-               ("source_id", "event_id", "type", "time", "subject", "correlation_id")]
+               ("source_id", "event_source", "event_id", "type", "time", "subject",
+                "correlation_id")]
     columns.append([json.dumps(row["raw"]) for row in rows])
     columns.append([row["status"] for row in rows])
     columns.append([json.dumps(row["errors"]) for row in rows])
@@ -242,35 +256,36 @@ def store_events(source, raw_events):
     """Commit every event of one request to the inbox; enqueue processing after commit."""
     received_at = timezone.now()
     result = IntakeResult()
-    rows, seen_ids, duplicate_ids = [], set(), []
+    rows, seen_keys, duplicate_keys = [], set(), []
     for index, raw in enumerate(raw_events):
         row, errors = _envelope_row(source, raw, received_at)
         if errors:
             result.rejected.append({"index": index, "id": _raw_id(raw), "errors": errors})
-        elif row["event_id"] in seen_ids:
-            duplicate_ids.append(row["event_id"])
+        elif (row["event_source"], row["event_id"]) in seen_keys:
+            duplicate_keys.append((row["event_source"], row["event_id"]))
             continue
         else:
-            seen_ids.add(row["event_id"])
+            seen_keys.add((row["event_source"], row["event_id"]))
         rows.append(row)
 
     with transaction.atomic():
         inserted = insert_inbox_rows(rows)
-        inserted_ids = {event_id for _, event_id in inserted if event_id is not None}
-        duplicate_ids += [eid for eid in seen_ids if eid not in inserted_ids]
-        if duplicate_ids:
+        inserted_keys = {(es, eid) for _, es, eid in inserted if eid is not None}
+        duplicate_keys += [key for key in seen_keys if key not in inserted_keys]
+        if duplicate_keys:
             DuplicateDelivery.objects.bulk_create(
-                [DuplicateDelivery(source=source, event_id=eid, received_at=received_at)
-                 for eid in duplicate_ids])
-        result.accepted = len(inserted_ids)
-        result.duplicates = len(duplicate_ids)
-        result.pending_ids = [pk for pk, event_id in inserted if event_id is not None]
+                [DuplicateDelivery(source=source, event_source=es, event_id=eid,
+                                   received_at=received_at)
+                 for es, eid in duplicate_keys])
+        result.accepted = len(inserted_keys)
+        result.duplicates = len(duplicate_keys)
+        result.pending_ids = [pk for pk, _, event_id in inserted if event_id is not None]
         if result.pending_ids:
             from .tasks import enqueue_processing
 
             pending = list(result.pending_ids)
             transaction.on_commit(lambda: enqueue_processing(pending), robust=True)
-    if inserted_ids or duplicate_ids:
+    if inserted_keys or duplicate_keys:
         # At most one write a second per source: concurrent requests do not queue on the row.
         type(source).objects.filter(pk=source.pk).filter(
             Q(last_event_at__isnull=True)

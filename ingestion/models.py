@@ -57,6 +57,9 @@ class InboxEvent(models.Model):
         DISCARDED = "discarded"  # a dead letter a person chose not to replay
 
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    # The CloudEvents `source`: one middleware may relay several systems that reuse ids.
+    # db_default keeps writers that name their columns (bench loaders) valid.
+    event_source = models.CharField(max_length=500, blank=True, default="", db_default="")
     # Null only for dead letters whose envelope had no usable id.
     event_id = models.CharField(max_length=255, null=True, blank=True)
     type = models.CharField(max_length=255, blank=True)
@@ -72,7 +75,9 @@ class InboxEvent(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["source", "event_id"], name="inbox_source_event_uniq"),
+            # The idempotency key (SPEC section 1); dead letters (null id) never collide.
+            models.UniqueConstraint(fields=["source", "event_source", "event_id"],
+                                    name="inbox_idempotency_key_uniq"),
         ]
         indexes = [
             models.Index(fields=["received_at"], name="inbox_pending_idx",
@@ -95,5 +100,6 @@ class DuplicateDelivery(models.Model):
     """A delivery of an event already in the inbox: counted, never applied again."""
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="duplicates")
+    event_source = models.CharField(max_length=500, blank=True, default="", db_default="")
     event_id = models.CharField(max_length=255)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)

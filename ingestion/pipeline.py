@@ -507,17 +507,20 @@ def replay(event_ids=None):
             except (ValidationError, TypeError):
                 still_invalid.append(row.pk)
                 continue
-            if InboxEvent.objects.filter(source_id=row.source_id, event_id=envelope.id).exists():
+            if InboxEvent.objects.filter(source_id=row.source_id, event_source=envelope.source,
+                                         event_id=envelope.id).exists():
                 row.status = InboxEvent.Status.DISCARDED
-                row.errors = row.errors + ["replay: an event with this id was already accepted"]
+                row.errors = row.errors + ["replay: an event with this source and id was "
+                                           "already accepted"]
                 row.save(update_fields=["status", "errors"])
                 continue
-            row.event_id, row.type, row.time = envelope.id, envelope.type, envelope.time
+            row.event_source, row.event_id = envelope.source, envelope.id
+            row.type, row.time = envelope.type, envelope.time
             row.subject = envelope.subject or ""
             row.correlation_id = envelope.correlationid or ""
         row.status = InboxEvent.Status.PENDING
-        row.save(update_fields=["event_id", "type", "time", "subject", "correlation_id",
-                                "status"])
+        row.save(update_fields=["event_source", "event_id", "type", "time", "subject",
+                                "correlation_id", "status"])
         requeued.append(row.pk)
     outcomes = [process_events(requeued[i:i + 500]) for i in range(0, len(requeued), 500)]
     return {

@@ -1,0 +1,88 @@
+"""The idempotency key of SPEC section 1: (the Source of the URL, the CloudEvents `source`,
+the event `id`)."""
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from ingestion import pipeline
+from ingestion.events import make_event
+from ingestion.models import DuplicateDelivery, InboxEvent
+from opsview.models import Client
+
+CRM = "urn:relay:crm"
+ERP = "urn:relay:erp"
+
+
+def client_event(name="Acme", *, source=CRM, event_id="evt-1", client_id="c-1"):
+    return make_event("client.upserted", {"client_id": client_id, "name": name},
+                      event_id=event_id, source=source, time="2026-11-02T10:00:00Z")
+
+
+def test_one_id_under_two_cloudevents_sources_is_two_events(deliver, process):
+    first = deliver.send(client_event(source=CRM))
+    second = deliver.send(client_event("Beta", source=ERP, client_id="c-2"))
+    assert (first["accepted"], second["accepted"]) == (1, 1)
+    assert second["duplicates"] == 0
+    process()
+    assert sorted(Client.objects.values_list("name", flat=True)) == ["Acme", "Beta"]
+    assert sorted(InboxEvent.objects.values_list("event_source", flat=True)) == [CRM, ERP]
+
+
+def test_one_id_under_two_cloudevents_sources_in_one_batch_is_two_events(deliver):
+    body = deliver.send(client_event(source=CRM), client_event("Beta", source=ERP))
+    assert body == {"accepted": 2, "duplicates": 0, "rejected": []}
+
+
+def test_a_repeat_of_the_whole_key_is_a_duplicate(deliver):
+    deliver.send(client_event(source=CRM), client_event("Beta", source=ERP))
+    body = deliver.send(client_event(source=CRM))
+    assert body == {"accepted": 0, "duplicates": 1, "rejected": []}
+    assert InboxEvent.objects.count() == 2
+    repeat = DuplicateDelivery.objects.get()
+    assert (repeat.event_source, repeat.event_id) == (CRM, "evt-1")
+
+
+def test_replay_of_an_envelope_dead_letter_checks_the_whole_key(deliver):
+    """A dead letter whose id was meanwhile accepted under another CloudEvents source is a
+    different event: replayed, not discarded. Under the same source it is a repeat."""
+    other_source = client_event(source=ERP)
+    same_source = client_event(source=CRM, event_id="evt-2", client_id="c-2")
+    for broken in (dict(other_source), dict(same_source)):
+        broken["specversion"] = "0.3"
+        deliver.send(broken)
+    deliver.send(client_event(source=CRM), client_event(source=CRM, event_id="evt-2"))
+    dead = {row.raw["source"] + row.raw["id"]: row
+            for row in InboxEvent.objects.filter(status="dead")}
+    for row in dead.values():
+        row.raw = {**row.raw, "specversion": "1.0"}
+        row.save(update_fields=["raw"])
+    result = pipeline.replay(sorted(row.pk for row in dead.values()))
+    assert result["processed"] == 1
+    replayed = InboxEvent.objects.get(pk=dead[ERP + "evt-1"].pk)
+    assert (replayed.status, replayed.event_source) == ("processed", ERP)
+    assert InboxEvent.objects.get(pk=dead[CRM + "evt-2"].pk).status == "discarded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_fills_the_cloudevents_source_from_the_stored_event():
+    executor = MigrationExecutor(connection)
+    before = [("ingestion", "0003_inbox_time_entry_freshness_index")]
+    after = [("ingestion", "0004_inbox_key_includes_cloudevents_source")]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    source = old.get_model("ingestion", "Source").objects.create(slug="legacy", name="Legacy")
+    InboxEvent_ = old.get_model("ingestion", "InboxEvent")
+    InboxEvent_.objects.create(source=source, event_id="e-1", type="client.upserted",
+                               raw={"id": "e-1", "source": CRM, "type": "client.upserted"})
+    InboxEvent_.objects.create(source=source, event_id=None, status="dead", raw=42)
+    InboxEvent_.objects.create(source=source, event_id=None, status="dead",
+                               raw={"id": "e-3", "source": ["not", "a", "string"]})
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        new = executor.loader.project_state(after).apps.get_model("ingestion", "InboxEvent")
+        assert list(new.objects.order_by("pk").values_list("event_id", "event_source")) == [
+            ("e-1", CRM), (None, ""), (None, "")]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
