@@ -6,7 +6,9 @@ repeat of the idempotency key (the Source of the URL, the CloudEvents `source`, 
 `id`) is a duplicate with no second effect.
 """
 import datetime as dt
+import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -21,6 +23,7 @@ from .contracts import Envelope, error_messages
 from .models import DuplicateDelivery, InboxEvent
 from .problems import Problem
 
+log = logging.getLogger(__name__)
 STRUCTURED = "application/cloudevents+json"
 BATCHED = "application/cloudevents-batch+json"
 BINARY = "application/json"
@@ -139,6 +142,7 @@ def parse_events(content_type, headers, body):
 class IntakeResult:
     accepted: int = 0
     duplicates: int = 0
+    conflicts: int = 0  # of the duplicates; not in the 202 body, whose shape SPEC fixes
     rejected: list = field(default_factory=list)
     pending_ids: list = field(default_factory=list)
 
@@ -213,7 +217,8 @@ def _raw_text(raw, name, limit):
 
 
 INBOX_COLUMNS = ["source_id", "event_source", "event_id", "type", "time", "subject",
-                 "correlation_id", "raw", "received_at", "status", "attempts", "errors"]
+                 "correlation_id", "raw", "content_digest", "received_at", "status", "attempts",
+                 "errors"]
 IDEMPOTENCY_KEY = ["source_id", "event_source", "event_id"]
 
 
@@ -221,13 +226,14 @@ IDEMPOTENCY_KEY = ["source_id", "event_source", "event_id"]
 # parsed once.
 UNNEST_INSERT = """
 INSERT INTO ingestion_inboxevent (source_id, event_source, event_id, type, time, subject,
-                                  correlation_id, raw, received_at, status, attempts, errors)
+                                  correlation_id, raw, content_digest, received_at, status,
+                                  attempts, errors)
 SELECT e.source_id, e.event_source, e.event_id, e.type, e.time, e.subject, e.correlation_id,
-       e.raw::jsonb, %s, e.status, 0, e.errors::jsonb
+       e.raw::jsonb, e.content_digest, %s, e.status, 0, e.errors::jsonb
 FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
-            %s::text[], %s::text[], %s::text[], %s::text[])
-     AS e(source_id, event_source, event_id, type, time, subject, correlation_id, raw, status,
-          errors)
+            %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+     AS e(source_id, event_source, event_id, type, time, subject, correlation_id, raw,
+          content_digest, status, errors)
 ON CONFLICT (source_id, event_source, event_id) DO NOTHING
 RETURNING id, event_source, event_id
 """
@@ -244,7 +250,8 @@ def insert_inbox_rows(rows):
     columns = [[row[name] for row in rows] for name in
                ("source_id", "event_source", "event_id", "type", "time", "subject",
                 "correlation_id")]
-    columns.append([json.dumps(row["raw"]) for row in rows])
+    columns.append([row["raw_json"] for row in rows])  # jsonb ignores the key order
+    columns.append([row["content_digest"] for row in rows])
     columns.append([row["status"] for row in rows])
     columns.append([json.dumps(row["errors"]) for row in rows])
     with connection.cursor() as cursor:
@@ -252,40 +259,86 @@ def insert_inbox_rows(rows):
         return cursor.fetchall()
 
 
+def canonical_json(raw):
+    """An event as canonical JSON (sorted keys, compact): what its content digest hashes."""
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+
+
+def content_digest(raw):
+    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
+
+
+def _stored_digests(source, keys):
+    """{(event source, event id): content digest} of the stored inbox rows with these keys; a
+    row stored before digests were kept has its digest computed from its raw JSON."""
+    if not keys:
+        return {}
+    stored = InboxEvent.objects.filter(source=source, event_id__in={eid for _, eid in keys},
+                                       event_source__in={es for es, _ in keys})
+    digests = {(es, eid): digest for es, eid, digest in
+               stored.values_list("event_source", "event_id", "content_digest")}
+    if not all(digests.values()):
+        digests.update(((es, eid), content_digest(raw)) for es, eid, raw in
+                       stored.filter(content_digest="").values_list("event_source", "event_id",
+                                                                   "raw"))
+    return digests
+
+
+def _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at):
+    """DuplicateDelivery rows for repeats [(key, digest, raw)]; a repeat whose content differs
+    from the stored event is a conflict and keeps its raw JSON."""
+    digests = {key: first_rows[key]["content_digest"] for key in inserted_keys}
+    digests.update(_stored_digests(source, {key for key, _, _ in repeats} - inserted_keys))
+    deliveries = []
+    for (event_source, event_id), digest, raw in repeats:
+        # A row gone since the insert (pruned) leaves nothing to compare: not a conflict.
+        conflict = digests.get((event_source, event_id), digest) != digest
+        deliveries.append(DuplicateDelivery(
+            source=source, event_source=event_source, event_id=event_id,
+            received_at=received_at, conflict=conflict, raw=raw if conflict else None))
+    return deliveries
+
+
 def store_events(source, raw_events):
     """Commit every event of one request to the inbox; enqueue processing after commit."""
     received_at = timezone.now()
     result = IntakeResult()
-    rows, seen_keys, duplicate_keys = [], set(), []
+    rows, first_rows, repeats = [], {}, []
     for index, raw in enumerate(raw_events):
         row, errors = _envelope_row(source, raw, received_at)
+        row["raw_json"] = canonical_json(row["raw"])
+        row["content_digest"] = hashlib.sha256(row["raw_json"].encode()).hexdigest()
+        key = (row["event_source"], row["event_id"])
         if errors:
             result.rejected.append({"index": index, "id": _raw_id(raw), "errors": errors})
-        elif (row["event_source"], row["event_id"]) in seen_keys:
-            duplicate_keys.append((row["event_source"], row["event_id"]))
+        elif key in first_rows:
+            repeats.append((key, row["content_digest"], row["raw"]))
             continue
         else:
-            seen_keys.add((row["event_source"], row["event_id"]))
+            first_rows[key] = row
         rows.append(row)
 
     with transaction.atomic():
         inserted = insert_inbox_rows(rows)
         inserted_keys = {(es, eid) for _, es, eid in inserted if eid is not None}
-        duplicate_keys += [key for key in seen_keys if key not in inserted_keys]
-        if duplicate_keys:
-            DuplicateDelivery.objects.bulk_create(
-                [DuplicateDelivery(source=source, event_source=es, event_id=eid,
-                                   received_at=received_at)
-                 for es, eid in duplicate_keys])
+        repeats += [(key, row["content_digest"], row["raw"])
+                    for key, row in first_rows.items() if key not in inserted_keys]
+        if repeats:
+            deliveries = DuplicateDelivery.objects.bulk_create(
+                _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at))
+            result.conflicts = sum(delivery.conflict for delivery in deliveries)
+            if result.conflicts:
+                log.warning("%d repeat(s) from %s differ from the stored event (conflicts)",
+                            result.conflicts, source.slug)
         result.accepted = len(inserted_keys)
-        result.duplicates = len(duplicate_keys)
+        result.duplicates = len(repeats)
         result.pending_ids = [pk for pk, _, event_id in inserted if event_id is not None]
         if result.pending_ids:
             from .tasks import enqueue_processing
 
             pending = list(result.pending_ids)
             transaction.on_commit(lambda: enqueue_processing(pending), robust=True)
-    if inserted_keys or duplicate_keys:
+    if inserted_keys or repeats:
         # At most one write a second per source: concurrent requests do not queue on the row.
         type(source).objects.filter(pk=source.pk).filter(
             Q(last_event_at__isnull=True)

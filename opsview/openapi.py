@@ -88,7 +88,7 @@ KPI_SCHEMAS = {
              ["practice", "billable_hours", "capacity_hours", "utilization_ratio"])},
          "by_person": {"type": "array", "items": _object(["person_id"])}}),
     "IntegrationHealthKpi": _object(
-        ["start", "end", "flows", "inbox", "duplicates", "reconciliation_gaps"],
+        ["start", "end", "flows", "inbox", "duplicates", "conflicts", "reconciliation_gaps"],
         {"flows": {"type": "array", "items": _object(
             ["flow", "source_system", "target_system", "succeeded", "failed", "success_ratio",
              "p95_latency_ms", "last_event_at", "stale", "open_failures"],

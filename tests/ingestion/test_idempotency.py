@@ -63,7 +63,7 @@ def test_replay_of_an_envelope_dead_letter_checks_the_whole_key(deliver):
     assert InboxEvent.objects.get(pk=dead[CRM + "evt-2"].pk).status == "discarded"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_migration_fills_the_cloudevents_source_from_the_stored_event():
     executor = MigrationExecutor(connection)
     before = [("ingestion", "0003_inbox_time_entry_freshness_index")]
@@ -86,3 +86,100 @@ def test_the_migration_fills_the_cloudevents_source_from_the_stored_event():
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# --- Conflicts: a repeat of the key with other content --------------------------------------
+def test_a_repeat_with_other_content_is_a_conflict_kept_without_effect(deliver, process):
+    deliver.send(client_event("Acme"))
+    process()
+    changed = client_event("Acme Renamed")
+    assert deliver.send(changed) == {"accepted": 0, "duplicates": 1, "rejected": []}
+    process()
+    assert Client.objects.get().name == "Acme"
+    repeat = DuplicateDelivery.objects.get()
+    assert repeat.conflict is True
+    assert repeat.raw == changed
+    assert InboxEvent.objects.count() == 1
+
+
+def test_an_identical_repeat_is_no_conflict_and_keeps_no_copy(deliver):
+    deliver.send(client_event("Acme"))
+    deliver.send(client_event("Acme"))
+    repeat = DuplicateDelivery.objects.get()
+    assert (repeat.conflict, repeat.raw) == (False, None)
+
+
+def test_key_order_and_spacing_are_not_a_difference(deliver):
+    event = client_event("Acme")
+    deliver.send(event)
+    reordered = dict(reversed(list(event.items())))
+    deliver.send(reordered)
+    assert DuplicateDelivery.objects.get().conflict is False
+
+
+def test_a_conflicting_repeat_inside_one_batch_is_a_conflict(deliver):
+    body = deliver.send(client_event("Acme"), client_event("Other"), client_event("Acme"))
+    assert body == {"accepted": 1, "duplicates": 2, "rejected": []}
+    assert sorted(DuplicateDelivery.objects.values_list("conflict", flat=True)) == [False, True]
+    assert InboxEvent.objects.get().raw["data"]["name"] == "Acme"
+
+
+def test_new_rows_keep_the_digest_of_their_canonical_json(deliver):
+    import hashlib
+    import json
+
+    event = client_event("Acme")
+    deliver.send(event)
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"))
+    expected = hashlib.sha256(canonical.encode()).hexdigest()
+    assert InboxEvent.objects.get().content_digest == expected
+
+
+def test_a_row_stored_without_a_digest_is_compared_by_its_raw_json(deliver):
+    deliver.send(client_event("Acme"))
+    InboxEvent.objects.update(content_digest="")  # as rows stored before digests were kept
+    deliver.send(client_event("Acme"))
+    deliver.send(client_event("Acme Renamed"))
+    assert list(DuplicateDelivery.objects.order_by("pk").values_list("conflict", flat=True)) == [
+        False, True]
+
+
+def test_integration_health_counts_conflicts_received_in_the_window(deliver):
+    import datetime as dt
+
+    from opsview import kpis
+
+    deliver.send(client_event("Acme"))
+    deliver.send(client_event("Acme"), client_event("Changed"))
+    now = dt.datetime.now(dt.timezone.utc)
+    health = kpis.integration_health(start=now - dt.timedelta(hours=1),
+                                     end=now + dt.timedelta(minutes=1))
+    assert (health["duplicates"], health["conflicts"]) == (2, 1)
+    earlier = kpis.integration_health(start=now - dt.timedelta(hours=3),
+                                      end=now - dt.timedelta(hours=2))
+    assert earlier["conflicts"] == 0
+
+
+def test_the_admin_lists_conflicts_with_the_conflicting_event(deliver, admin_client):
+    deliver.send(client_event("Acme"))
+    deliver.send(client_event("Acme <b>Renamed</b>"))
+    listing = admin_client.get("/admin/ingestion/duplicatedelivery/?conflict__exact=1")
+    assert listing.status_code == 200
+    html = listing.content.decode()
+    assert "column-conflict" in html and "evt-1" in html
+    repeat = DuplicateDelivery.objects.get()
+    html = admin_client.get(f"/admin/ingestion/duplicatedelivery/{repeat.pk}/change/"
+                            ).content.decode()
+    # The conflicting event, escaped, beside the stored one it contradicts.
+    assert "Acme &lt;b&gt;Renamed&lt;/b&gt;" in html and "<b>Renamed" not in html
+    stored = InboxEvent.objects.get()
+    assert f"/admin/ingestion/inboxevent/{stored.pk}/change/" in html
+    assert "&quot;name&quot;: &quot;Acme&quot;" in html
+
+
+def test_the_integration_page_shows_conflicts(deliver, client, logged_in):
+    deliver.send(client_event("Acme"))
+    deliver.send(client_event("Changed"))
+    logged_in("integration")
+    html = client.get("/panels/health_summary/").content.decode()
+    assert "1 with other content" in html
