@@ -151,6 +151,16 @@ class IntakeResult:
                 "rejected": self.rejected}
 
 
+def future_time_errors(envelope, now):
+    """An event whose time lies more than INGEST_FUTURE_LIMIT_HOURS after `now` is refused:
+    a clock error must not win last-writer-wins forever."""
+    hours = settings.INGEST_FUTURE_LIMIT_HOURS
+    if envelope.time <= now + dt.timedelta(hours=hours):
+        return []
+    return [f"time: {envelope.time.isoformat()} is more than {hours} hours after "
+            f"{now.isoformat(timespec='seconds')}, when it was checked (time in the future)"]
+
+
 def _envelope_row(source, raw, received_at):
     """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
     if not isinstance(raw, dict):
@@ -170,6 +180,9 @@ def _envelope_row(source, raw, received_at):
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
         errors = error_messages(exc)
+        return _dead_row(source, raw, received_at, errors), errors
+    errors = future_time_errors(envelope, received_at)
+    if errors:
         return _dead_row(source, raw, received_at, errors), errors
     return {
         "source_id": source.pk,

@@ -494,7 +494,9 @@ def drain_inbox(batch_size=500, progress=None, max_seconds=None):
 def replay(event_ids=None):
     """Put dead letters (all, or the given ones) back to pending and process them again."""
     from .contracts import Envelope
+    from .intake import future_time_errors
 
+    now = timezone.now()
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.DEAD)
     if event_ids:
         qs = qs.filter(pk__in=event_ids)
@@ -505,6 +507,9 @@ def replay(event_ids=None):
             try:
                 envelope = Envelope.model_validate(row.raw)
             except (ValidationError, TypeError):
+                still_invalid.append(row.pk)
+                continue
+            if future_time_errors(envelope, now):  # checked against the replay's moment
                 still_invalid.append(row.pk)
                 continue
             if InboxEvent.objects.filter(source_id=row.source_id, event_source=envelope.source,

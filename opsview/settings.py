@@ -172,6 +172,8 @@ LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 900)
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)
 INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 1000)
 INGEST_TIMESTAMP_TOLERANCE_SECONDS = envint("INGEST_TIMESTAMP_TOLERANCE_SECONDS", 300)
+# An event whose `time` lies further than this after its receipt is a dead letter.
+INGEST_FUTURE_LIMIT_HOURS = envint("INGEST_FUTURE_LIMIT_HOURS", 24)
 # Inbox rows still pending after this long are re-enqueued by the sweeper.
 INGEST_SWEEP_AFTER_SECONDS = envint("INGEST_SWEEP_AFTER_SECONDS", 120)
 INGEST_PROCESS_BATCH = envint("INGEST_PROCESS_BATCH", 1000)

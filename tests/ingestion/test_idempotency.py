@@ -183,3 +183,46 @@ def test_the_integration_page_shows_conflicts(deliver, client, logged_in):
     logged_in("integration")
     html = client.get("/panels/health_summary/").content.decode()
     assert "1 with other content" in html
+
+
+# --- Events from the future -----------------------------------------------------------------
+def _at(offset):
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc) + offset
+
+
+def test_an_event_more_than_a_day_ahead_is_a_dead_letter_listed_in_rejected(deliver, process):
+    import datetime as dt
+
+    ahead = make_event("client.upserted", {"client_id": "c-9", "name": "Clock skew"},
+                       event_id="evt-future", time=_at(dt.timedelta(hours=24, minutes=5)))
+    near = make_event("client.upserted", {"client_id": "c-1", "name": "Acme"},
+                      time=_at(dt.timedelta(hours=23, minutes=55)))
+    body = deliver.send(near, ahead)
+    assert body["accepted"] == 1
+    [rejected] = body["rejected"]
+    assert (rejected["index"], rejected["id"]) == (1, "evt-future")
+    assert "time in the future" in " ".join(rejected["errors"])
+    dead = InboxEvent.objects.get(status="dead")
+    assert dead.raw == ahead and "time in the future" in " ".join(dead.errors)
+    process()
+    assert list(Client.objects.values_list("client_id", flat=True)) == ["c-1"]
+
+
+def test_replay_checks_the_time_against_the_moment_of_the_replay(deliver, monkeypatch):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    deliver.send(make_event("client.upserted", {"client_id": "c-9", "name": "Later"},
+                            time=_at(dt.timedelta(hours=30))))
+    dead = InboxEvent.objects.get(status="dead")
+    assert pipeline.replay([dead.pk])["processed"] == 0  # still ahead of now
+    dead.refresh_from_db()
+    assert dead.status == "dead" and "time in the future" in " ".join(dead.errors)
+
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + dt.timedelta(hours=8))
+    assert pipeline.replay([dead.pk])["processed"] == 1
+    assert Client.objects.get().name == "Later"
