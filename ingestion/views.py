@@ -12,7 +12,7 @@ from . import contracts
 from .intake import parse_events, store_events
 from .models import Source
 from .problems import Problem, problem_response, unauthorized
-from .signing import VerificationError, verify
+from .signing import VerificationError, signature_headers, verify
 from .throttle import over_limit
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ def _accept(request, slug):
         raise unauthorized()
     headers = request.headers
     try:
-        verify(source.active_secrets, headers.get("webhook-id"),
-               headers.get("webhook-timestamp"), headers.get("webhook-signature"), body,
+        verify(source.active_secrets, *signature_headers(headers), body,
                tolerance=settings.INGEST_TIMESTAMP_TOLERANCE_SECONDS)
     except VerificationError as exc:
         log.info("webhook for %s rejected: %s", source.slug, exc)

@@ -283,3 +283,26 @@ def test_database_outage_is_a_503_to_retry_not_a_500(client, source, monkeypatch
     problem = assert_problem(response, 503)
     assert response["Retry-After"] == "5"
     assert "nothing from this request was accepted" in problem["detail"]
+
+
+def _svix(headers):
+    return {name.replace("webhook-", "svix-"): value for name, value in headers.items()}
+
+
+def test_svix_header_names_are_accepted_as_aliases(client, source):
+    body = dumps(time_entry()).encode()
+    headers = _svix(signed_headers(source.secret, "msg_svix", body))
+    response = client.post(URL, data=body, content_type="application/cloudevents+json",
+                           headers=headers)
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 1
+
+
+def test_svix_headers_with_a_bad_signature_are_the_same_401(client, source):
+    body = dumps(time_entry()).encode()
+    headers = _svix(signed_headers("whsec_" + "A" * 44, "msg_svix", body))
+    response = client.post(URL, data=body, content_type="application/cloudevents+json",
+                           headers=headers)
+    expected = _unauthorized_bodies(client, source)["bad signature"].json()
+    assert assert_problem(response, 401) == expected
+    assert not InboxEvent.objects.exists()
