@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from . import jsontext
 from .bulk import insert_returning
 from .contracts import Envelope, error_messages
 from .models import DuplicateDelivery, InboxEvent
@@ -42,64 +43,31 @@ def media_type(content_type):
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-MAX_DEPTH = 64
+def _invalid_json(detail, error):
+    return Problem(400, "invalid-json", "Body is not valid JSON", detail, [error])
 
 
-# Characters PostgreSQL cannot store in text or jsonb: NUL, and surrogates a JSON \u escape
-# left unpaired (a paired escape decodes to one character outside this range).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _depth_and_unstorable(value):
-    """(nesting depth, whether any key or string holds an unstorable character), without
-    recursion."""
-    deepest, unstorable, stack = 0, False, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, depth)
-            unstorable |= any(_UNSTORABLE.search(key) for key in item)
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
-            unstorable |= bool(_UNSTORABLE.search(item))
-    return deepest, unstorable
-
-
-def _storable(value):
-    """A copy with unstorable characters replaced by U+FFFD, to keep as a dead letter."""
-    if isinstance(value, dict):
-        return {_UNSTORABLE.sub("\ufffd", k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    return value
-
-
-def _reject_constant(name):
-    """NaN and Infinity are not JSON (RFC 8259), though Python's parser takes them."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _loads(body):
+def _loads(body, *, batched=False):
+    """The body's JSON value. Nesting past what the parser takes does not fail the request:
+    a batch is split into its elements (the deep ones become TOO_DEEP), another body is
+    TOO_DEEP as a whole; either way an event that nests too deep is rejected on its own."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise Problem(400, "invalid-json", "Body is not valid JSON",
-                      f"The body is not UTF-8 (byte {exc.start}).",
-                      [f"body: invalid UTF-8 at byte {exc.start}"]) from None
+        raise _invalid_json(f"The body is not UTF-8 (byte {exc.start}).",
+                            f"body: invalid UTF-8 at byte {exc.start}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise Problem(400, "too-deep", "Body nests too deeply",
-                      f"An event may nest at most {MAX_DEPTH} levels.",
-                      [f"body: nesting deeper than {MAX_DEPTH} levels"]) from None
+        try:
+            return jsontext.parse(text)
+        except RecursionError:
+            return jsontext.split_array(text) if batched else _too_deep(text)
     except ValueError as exc:
-        raise Problem(400, "invalid-json", "Body is not valid JSON",
-                      f"The body is not valid JSON: {exc}.", [f"body: {exc}"]) from None
+        raise _invalid_json(f"The body is not valid JSON: {exc}.", f"body: {exc}") from None
+
+
+def _too_deep(text):
+    jsontext.split_array("[" + text + "]")  # raises ValueError if the brackets do not balance
+    return jsontext.TOO_DEEP
 
 
 def parse_events(content_type, headers, body):
@@ -107,13 +75,15 @@ def parse_events(content_type, headers, body):
     kind = media_type(content_type)
     if kind == STRUCTURED:
         event = _loads(body)
+        if event is jsontext.TOO_DEEP:
+            return [event]
         if not isinstance(event, dict):
             raise Problem(400, "invalid-body", "Body is not a CloudEvent",
                           "A structured-mode body must be one JSON object.",
                           ["body: expected a JSON object"])
         return [event]
     if kind == BATCHED:
-        events = _loads(body)
+        events = _loads(body, batched=True)
         if not isinstance(events, list):
             raise Problem(400, "invalid-body", "Body is not a CloudEvents batch",
                           "A batched-mode body must be a JSON array of events.",
@@ -161,21 +131,25 @@ def future_time_errors(envelope, now):
             f"{now.isoformat(timespec='seconds')}, when it was checked (time in the future)"]
 
 
+# Dead-letter errors that say how the stored copy differs from what the sender sent.
+ALTERED = "stored altered: "
+MAX_DEPTH = jsontext.MAX_DEPTH
+
+
 def _envelope_row(source, raw, received_at):
     """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
-    if not isinstance(raw, dict):
-        errors = ["(root): an event must be a JSON object"]
-        return _dead_row(source, _storable(raw), received_at, errors), errors
-    depth, unstorable = _depth_and_unstorable(raw)
-    if depth > MAX_DEPTH:
+    found = jsontext.inspect(raw)
+    if found.depth > MAX_DEPTH:
         errors = [f"(root): an event may nest at most {MAX_DEPTH} levels"]
-        kept = {"id": _raw_id(raw), "type": str(raw.get("type", ""))[:255],
-                "unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
-        return _dead_row(source, _storable(kept), received_at, errors), errors
-    if unstorable:
-        errors = ["(root): strings must not contain NUL (\\u0000) or unpaired surrogate "
-                  "(\\ud800-\\udfff) characters"]
-        return _dead_row(source, _storable(raw), received_at, errors), errors
+        kept = {"unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
+        if isinstance(raw, dict):
+            event_type = raw.get("type")
+            kept = {"id": _raw_id(raw),
+                    "type": event_type[:255] if isinstance(event_type, str) else "", **kept}
+        return _dead_row(source, jsontext.storable(kept), received_at, errors), errors
+    errors, altered = _unstorable_errors(raw, found)
+    if errors:
+        return _dead_row(source, jsontext.storable(raw), received_at, errors, altered), errors
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
@@ -200,7 +174,27 @@ def _envelope_row(source, raw, received_at):
     }, None
 
 
-def _dead_row(source, raw, received_at, errors):
+def _unstorable_errors(raw, found):
+    """(errors, how the stored copy will differ) for an event no JSON column takes as sent,
+    or one that is not an object."""
+    errors, altered = [], []
+    if not isinstance(raw, dict):
+        errors.append("(root): an event must be a JSON object")
+    if found.unstorable:
+        errors.append("(root): strings must not contain NUL (\\u0000) or unpaired surrogate "
+                      "(\\ud800-\\udfff) characters")
+        altered.append("NUL and unpaired surrogate characters replaced by U+FFFD")
+    if found.out_of_range:
+        paths = jsontext.out_of_range_paths(raw)
+        errors += [f"{path}: the number is outside the range of a binary float (magnitude "
+                   "above 1.8e308); send it as a string" for path in paths[:20]]
+        errors += [f"… and {len(paths) - 20} more such numbers"] if len(paths) > 20 else []
+        altered.append("numbers outside the range of a binary float kept as strings: "
+                       + ", ".join(paths[:20]) + (" …" if len(paths) > 20 else ""))
+    return errors, altered
+
+
+def _dead_row(source, raw, received_at, errors, altered=()):
     # The id is not kept as the inbox key: a corrected resend with the same id is accepted.
     return {
         "source_id": source.pk,
@@ -214,7 +208,8 @@ def _dead_row(source, raw, received_at, errors):
         "received_at": received_at,
         "status": InboxEvent.Status.DEAD,
         "attempts": 0,
-        "errors": ["envelope: " + message for message in errors],
+        "errors": ["envelope: " + message for message in errors]
+        + [ALTERED + note for note in altered],
     }
 
 

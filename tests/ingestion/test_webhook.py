@@ -140,9 +140,13 @@ def test_batch_over_the_limit_is_400_and_stores_nothing(client, source):
     assert InboxEvent.objects.count() == 0
 
 
-def test_deeply_nested_json_is_400_not_500(client, source):
-    body = "[" * 100_000 + "]" * 100_000
-    assert_problem(post_raw(client, source, body, "application/cloudevents-batch+json"), 400)
+def test_deeply_nested_json_is_a_rejected_event_not_a_500(client, source):
+    body = "[" * 100_000 + "]" * 100_000  # a batch of one array nested 99,999 levels deep
+    response = post_raw(client, source, body, "application/cloudevents-batch+json")
+    assert response.status_code == 202
+    [rejected] = response.json()["rejected"]
+    assert "nest" in rejected["errors"][0]
+    assert InboxEvent.objects.get().status == "dead"
 
 
 # --- 401 ----------------------------------------------------------------------------------
