@@ -191,11 +191,9 @@ def replay(request, pk):
                                          status=InboxEvent.Status.DEAD)
                .values_list("pk", flat=True))
     result = pipeline.replay(ids)
-    services.comment(case, request.user, "Replayed {replayed} dead letters: {processed} "
-                                         "processed, {dead} still dead.".format(**result))
+    services.comment(case, request.user, pipeline.replay_summary(result))
     from .rules import dead_letter, reconcile
 
     reconcile("dead_letter", dead_letter, count=False)
-    messages.info(request, "Replayed {replayed}: {processed} processed, {dead} still "
-                           "dead.".format(**result))
+    messages.info(request, pipeline.replay_summary(result))
     return redirect("exceptions:case", pk=pk)

@@ -92,8 +92,7 @@ class InboxEventAdmin(admin.ModelAdmin):
         result = pipeline.replay(ids)
         audit.record("inbox.dead_letters_replayed", f"inbox:{len(ids)} rows", request=request,
                      ids=ids[:1000], **result)
-        self.message_user(request, "Replayed {replayed}: {processed} processed, {dead} still "
-                                   "dead.".format(**result))
+        self.message_user(request, pipeline.replay_summary(result))
 
 
 @admin.register(DuplicateDelivery)

@@ -27,7 +27,8 @@ from pydantic import ValidationError
 from opsview import models as state
 
 from .bulk import insert_new, update_rows
-from .contracts import CONTRACTS, error_messages, validate_data
+from .contracts import CONTRACTS, Envelope, error_messages, validate_data
+from .intake import ALTERED, future_time_errors
 from .models import InboxEvent
 
 log = logging.getLogger(__name__)
@@ -493,14 +494,11 @@ def drain_inbox(batch_size=500, progress=None, max_seconds=None):
 
 def replay(event_ids=None):
     """Put dead letters (all, or the given ones) back to pending and process them again."""
-    from .contracts import Envelope
-    from .intake import future_time_errors
-
     now = timezone.now()
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.DEAD)
     if event_ids:
         qs = qs.filter(pk__in=event_ids)
-    requeued, still_invalid = [], []
+    requeued, still_invalid, altered = [], [], {}
     for row in qs.order_by("pk"):
         if row.event_id is None:
             # Envelope-invalid: its envelope must validate now before it can be processed.
@@ -527,10 +525,39 @@ def replay(event_ids=None):
         row.save(update_fields=["event_source", "event_id", "type", "time", "subject",
                                 "correlation_id", "status"])
         requeued.append(row.pk)
+        notes = [error for error in row.errors if error.startswith(ALTERED)]
+        if notes:
+            altered[row.pk] = notes
     outcomes = [process_events(requeued[i:i + 500]) for i in range(0, len(requeued), 500)]
     return {
         "replayed": len(requeued),
         "processed": sum(len(o.processed) for o in outcomes),
         "dead": sum(len(o.dead) for o in outcomes) + len(still_invalid),
         "unhandled": sum(len(o.unhandled) for o in outcomes),
+        "altered": _note_altered_copies(altered),
     }
+
+
+def replay_summary(result):
+    """What a replay did, in one line for the person who asked for it; a copy stored altered
+    is always mentioned."""
+    line = ("Replayed {replayed}: {processed} processed, {dead} still dead, {unhandled} "
+            "unhandled".format(**result))
+    if result["altered"]:
+        line += (f"; {result['altered']} from a copy stored altered (NUL as U+FFFD, numbers as "
+                 "strings: see their errors)")
+    return line + "."
+
+
+def _note_altered_copies(notes_by_pk):
+    """A dead letter stored altered (U+FFFD for NUL, a number as a string) is replayed from
+    that copy, not from what was sent: its errors keep the `stored altered` notes and, once
+    it is processed, say that it was processed from the altered copy. Returns how many were."""
+    rows = list(InboxEvent.objects.filter(pk__in=list(notes_by_pk)))
+    for row in rows:
+        row.errors = row.errors + [note for note in notes_by_pk[row.pk] if note not in row.errors]
+        if row.status != InboxEvent.Status.DEAD:
+            row.errors.append("replay: processed from the copy stored altered (above), not from "
+                              "the event as sent")
+    update_rows(InboxEvent, rows, ["errors"])
+    return sum(row.status != InboxEvent.Status.DEAD for row in rows)

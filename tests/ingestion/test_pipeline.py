@@ -238,3 +238,44 @@ def test_transient_database_error_leaves_the_batch_pending_not_dead(deliver, mon
     monkeypatch.undo()
     pipeline.drain_inbox()
     assert set(InboxEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_replaying_a_dead_letter_stored_altered_says_so(deliver):
+    """NUL cannot be stored, so the dead letter keeps U+FFFD in its place: a replay processes
+    that copy, not what was sent, and the row and the replay's answer say so."""
+    sent = entry_event("posted", 1, erp_document_id="ERP\u0000-7")
+    deliver.send(sent)
+    dead = InboxEvent.objects.get()
+    assert dead.raw["data"]["erp_document_id"] == "ERP\ufffd-7"
+    assert any(e.startswith("stored altered:") and "U+FFFD" in e for e in dead.errors)
+
+    result = pipeline.replay([dead.pk])
+    assert (result["processed"], result["altered"]) == (1, 1)
+    dead.refresh_from_db()
+    assert dead.status == "processed"
+    assert any(e.startswith("stored altered:") for e in dead.errors), dead.errors
+    assert any(e.startswith("replay:") and "altered" in e for e in dead.errors), dead.errors
+    assert TimeEntry.objects.get().erp_document_id == "ERP\ufffd-7"
+
+
+def test_replay_command_and_case_page_tell_of_altered_copies(deliver, logged_in, client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from exceptions.models import Case
+    from exceptions.rules import dead_letter, reconcile
+
+    deliver.send(entry_event("posted", 1, erp_document_id="ERP\u0000-7"))
+    deliver.send(entry_event("posted", 2, entry_id="te-2", erp_document_id="ERP\u0000-8"))
+    first, second = InboxEvent.objects.order_by("pk")
+    out = StringIO()
+    call_command("replay", str(first.pk), stdout=out)
+    assert "1 from a copy stored altered" in out.getvalue()
+
+    reconcile("dead_letter", dead_letter, count=False)
+    case = Case.objects.get(type="dead_letter")
+    logged_in("integration")
+    response = client.post(f"/exceptions/{case.pk}/replay", follow=True)
+    assert "1 from a copy stored altered" in response.content.decode()
+    assert "1 from a copy stored altered" in case.entries.filter(action="comment").last().comment

@@ -28,5 +28,4 @@ class Command(BaseCommand):
         result = pipeline.replay(selected)
         audit.record("inbox.dead_letters_replayed", f"inbox:{len(selected)} rows",
                      actor_label="command:replay", ids=selected[:1000], **result)
-        self.stdout.write("replayed {replayed}: processed {processed}, still dead {dead}, "
-                          "unhandled {unhandled}".format(**result))
+        self.stdout.write(pipeline.replay_summary(result))
