@@ -190,6 +190,10 @@ def replay(request, pk):
     ids = list(InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
                                          status=InboxEvent.Status.DEAD)
                .values_list("pk", flat=True))
+    if not ids:
+        messages.info(request, "No dead letters left to replay on this case: nothing was "
+                               "replayed.")
+        return redirect("exceptions:case", pk=pk)
     result = pipeline.replay(ids)
     services.comment(case, request.user, pipeline.replay_summary(result))
     from .rules import dead_letter, reconcile

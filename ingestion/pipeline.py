@@ -493,11 +493,12 @@ def drain_inbox(batch_size=500, progress=None, max_seconds=None):
 
 
 def replay(event_ids=None):
-    """Put dead letters (all, or the given ones) back to pending and process them again."""
+    """Put dead letters back to pending and process them again: all of them when
+    `event_ids` is None, else the given ones (an empty selection replays nothing)."""
     now = timezone.now()
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.DEAD)
-    if event_ids:
-        qs = qs.filter(pk__in=event_ids)
+    if event_ids is not None:
+        qs = qs.filter(pk__in=list(event_ids))
     requeued, still_invalid, altered = [], [], {}
     for row in qs.order_by("pk"):
         if row.event_id is None:

@@ -223,9 +223,14 @@ def test_mutations_refuse_get(role, case):
 
 
 def test_replay_by_role(case, db):
+    from ingestion.models import InboxEvent, Source
+
+    letter = InboxEvent.objects.create(source=Source.objects.create(slug="mulesoft", name="M"),
+                                       status="dead", raw={"id": "e"}, errors=["envelope: x"])
     dead = Case.objects.create(type="dead_letter", fingerprint="mulesoft", title="Dead letters",
                                severity="medium", queue=Queue.objects.get(slug="integration"),
-                               object_kind="source", object_id="mulesoft")
+                               object_kind="source", object_id="mulesoft",
+                               detail={"inbox_ids": [letter.pk]})
     assert client_as("executive").post(f"/exceptions/{dead.pk}/replay").status_code == 403
     assert client_as(ANONYMOUS).post(f"/exceptions/{dead.pk}/replay").status_code == 302
     assert client_as("integration").post(f"/exceptions/{dead.pk}/replay").status_code == 302
@@ -466,7 +471,7 @@ def test_replaying_dead_letters_is_audited(deliver, db):
     from django.core.management import call_command
 
     deliver.send({"specversion": "1.0", "id": "bad", "source": "s", "type": "x.y"})  # no time
-    call_command("replay", stdout=io.StringIO())
+    call_command("replay", "--all", stdout=io.StringIO())
     event = AuditEvent.objects.get(action="inbox.dead_letters_replayed")
     assert event.actor_label == "command:replay" and len(event.detail["ids"]) == 1
     assert "replayed" in event.detail and "dead" in event.detail
