@@ -1,6 +1,4 @@
 """Triage: the case list, the case page, and the actions on them (htmx, no page reload)."""
-import csv
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -8,6 +6,7 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from core.csvexport import csv_response
 from ingestion import pipeline
 from ingestion.models import InboxEvent
 from opsview.models import SyncAttempt
@@ -47,18 +46,13 @@ def export_csv(request):
 
 
 def cases_csv(cases):
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="exceptions.csv"'
-    writer = csv.writer(response)
-    writer.writerow(CSV_COLUMNS)
-    for case in cases[:50_000]:
-        row = [case.pk, case.type, case.status, case.severity, case.queue.slug,
-               case.owner.username if case.owner else "", case.title, case.money_at_stake,
-               case.currency, case.object_kind, case.object_id, case.client_id,
-               case.project_id, case.sla_state, case.response_due_at, case.resolution_due_at,
-               case.first_seen_at, case.last_seen_at, case.times_seen]
-        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
-    return response
+    return csv_response("exceptions.csv", CSV_COLUMNS, (
+        [case.pk, case.type, case.status, case.severity, case.queue.slug,
+         case.owner.username if case.owner else "", case.title, case.money_at_stake,
+         case.currency, case.object_kind, case.object_id, case.client_id, case.project_id,
+         case.sla_state, case.response_due_at, case.resolution_due_at, case.first_seen_at,
+         case.last_seen_at, case.times_seen]
+        for case in cases[:50_000]))
 
 
 def detail(request, pk):

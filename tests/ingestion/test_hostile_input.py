@@ -276,10 +276,11 @@ def test_an_empty_batch_is_accepted_as_nothing(client, source):
 
 
 # --- Numbers a binary float cannot hold, and arrays nested too deep ------------------------
-def _event_text(event_id, *, data='{"client_id": "c-%s", "name": "Acme"}', extension=""):
-    return ('{"specversion":"1.0","id":"%s","source":"urn:s","type":"client.upserted",'
+def _event_text(event_id, *, data='{"client_id": "c-%s", "name": "Acme"}', extension="",
+                event_type="client.upserted"):
+    return ('{"specversion":"1.0","id":"%s","source":"urn:s","type":"%s",'
             '"time":"2026-11-02T10:00:00Z"%s,"data":%s}'
-            % (event_id, extension, data % event_id if "%s" in data else data))
+            % (event_id, event_type, extension, data % event_id if "%s" in data else data))
 
 
 def _post_batch(client, source, items):
@@ -326,12 +327,12 @@ def test_huge_integers_a_float_can_hold_are_stored_and_checked_by_the_contract(
     from ingestion import pipeline
 
     items = [_event_text("big-ext", extension=f',"counter":{value}'),
-             _event_text("big-hours", data='{"time_entry_id": "t", "project_id": "p", '
-                         '"person_id": "u", "work_date": "2026-11-02", "billable": true, '
-                         f'"hours": {value}' + "}").replace("client.upserted", "time_entry.approved"),
-             _event_text("big-latency", data='{"flow": "f", "source_system": "a", '
-                         '"target_system": "b", "object_type": "x", "object_id": "1", '
-                         f'"latency_ms": {value}' + "}").replace("client.upserted", "sync.succeeded")]
+             _event_text("big-hours", event_type="time_entry.approved",
+                         data='{"time_entry_id": "t", "project_id": "p", "person_id": "u", '
+                         f'"work_date": "2026-11-02", "billable": true, "hours": {value}' + "}"),
+             _event_text("big-latency", event_type="sync.succeeded",
+                         data='{"flow": "f", "source_system": "a", "target_system": "b", '
+                         f'"object_type": "x", "object_id": "1", "latency_ms": {value}' + "}")]
     response = _post_batch(client, source, items)
     assert response.status_code == 202, response.content
     assert response.json()["accepted"] == 3
