@@ -28,15 +28,42 @@ log = logging.getLogger(__name__)
 STRUCTURED = "application/cloudevents+json"
 BATCHED = "application/cloudevents-batch+json"
 BINARY = "application/json"
-BINARY_HEADERS = {
-    "ce-specversion": "specversion",
-    "ce-id": "id",
-    "ce-source": "source",
-    "ce-type": "type",
-    "ce-time": "time",
-    "ce-subject": "subject",
-    "ce-correlationid": "correlationid",
-}
+BINARY_PREFIX = "ce-"  # binary mode: every attribute, extensions included, is a ce-* header
+
+
+@dataclass
+class Unreadable:
+    """An event whose attributes could not be read as sent (a ce-* header that does not
+    decode): kept as a dead letter with the values as they came and the reasons."""
+
+    event: dict
+    errors: list
+
+
+# A double-quoted header value's backslash escapes (RFC 7230 section 3.2.6), and runs of
+# percent-encoded bytes.
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def header_value(value):
+    """An attribute from its ce-* header, as the CloudEvents HTTP binding (3.1.3.2) says: a
+    double-quoted value is unquoted first, then one round of percent-decoding is done, in
+    upper or lower case; the decoded bytes must be UTF-8 (an overlong form such as %C0%A0
+    is refused). Raises ValueError for a value that does not decode."""
+    value = value.strip(" \t")
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+
+    def decoded(run):
+        try:
+            return bytes.fromhex(run.group().replace("%", "")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{run.group()[:30]} is not percent-encoded UTF-8") from None
+
+    if "%" in _PERCENT_RUN.sub("", value):
+        raise ValueError("a % must be percent-encoded itself (%25)")
+    return _PERCENT_RUN.sub(decoded, value)
 
 
 def media_type(content_type):
@@ -95,13 +122,17 @@ def parse_events(content_type, headers, body):
                           [f"body: {len(events)} events, limit {limit}"])
         return events
     if kind == BINARY:
-        event = {attr: headers[name] for name, attr in BINARY_HEADERS.items() if name in headers}
+        event, errors = {}, []
         for name, value in headers.items():
-            extension = name.lower().removeprefix("ce-")
-            if name.lower().startswith("ce-") and name.lower() not in BINARY_HEADERS:
-                event.setdefault(extension, value)
+            if not name.startswith(BINARY_PREFIX):
+                continue
+            try:
+                event[name.removeprefix(BINARY_PREFIX)] = header_value(value)
+            except ValueError as exc:
+                event[name.removeprefix(BINARY_PREFIX)] = value
+                errors.append(f"{name}: {exc}")
         event["data"] = _loads(body) if body.strip() else None
-        return [event]
+        return [Unreadable(event, errors) if errors else event]
     raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
                   f"Content-Type {kind or '(none)'} is not accepted; send {STRUCTURED}, "
                   f"{BATCHED}, or {BINARY} with ce-* headers.",
@@ -138,9 +169,12 @@ MAX_DEPTH = jsontext.MAX_DEPTH
 
 def _envelope_row(source, raw, received_at):
     """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
+    read_errors = []
+    if isinstance(raw, Unreadable):
+        raw, read_errors = raw.event, raw.errors
     found = jsontext.inspect(raw)
     if found.depth > MAX_DEPTH:
-        errors = [f"(root): an event may nest at most {MAX_DEPTH} levels"]
+        errors = read_errors + [f"(root): an event may nest at most {MAX_DEPTH} levels"]
         kept = {"unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
         if isinstance(raw, dict):
             event_type = raw.get("type")
@@ -148,6 +182,7 @@ def _envelope_row(source, raw, received_at):
                     "type": event_type[:255] if isinstance(event_type, str) else "", **kept}
         return _dead_row(source, jsontext.storable(kept), received_at, errors), errors
     errors, altered = _unstorable_errors(raw, found)
+    errors = read_errors + errors
     if errors:
         return _dead_row(source, jsontext.storable(raw), received_at, errors, altered), errors
     try:
@@ -214,6 +249,8 @@ def _dead_row(source, raw, received_at, errors, altered=()):
 
 
 def _raw_id(raw):
+    if isinstance(raw, Unreadable):
+        raw = raw.event
     value = raw.get("id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None
 

@@ -49,7 +49,7 @@ def _accept(request, slug):
         declared = 0
     if declared > limit:
         raise _too_large(declared, limit)
-    body = request.read(limit + 1)
+    body = _read_body(request, limit + 1)
     if len(body) > limit:
         raise _too_large(len(body), limit)
 
@@ -74,6 +74,25 @@ def _accept(request, slug):
 
     events = parse_events(request.content_type, {k.lower(): v for k, v in headers.items()}, body)
     return store_events(source, events)
+
+
+def _read_body(request, most):
+    """At most `most` bytes of the body. A chunked body has no Content-Length, so Django
+    reads it as empty: it is read from the server's stream instead, to its end, when the
+    server says it decoded the chunks and ends the stream (`wsgi.input_terminated`, as
+    gunicorn does); otherwise the sender is told to send a Content-Length."""
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.META.get("CONTENT_LENGTH") or not chunked:
+        return request.read(most)
+    if not request.META.get("wsgi.input_terminated"):
+        raise Problem(411, "length-required", "Length Required",
+                      "This server cannot read a chunked body to its end: send the body with "
+                      "a Content-Length header.", ["content-length: missing"])
+    stream, parts, size = request.META["wsgi.input"], [], 0
+    while size < most and (part := stream.read(most - size)):
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def _too_large(size, limit):
