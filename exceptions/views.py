@@ -2,7 +2,7 @@
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -136,18 +136,24 @@ def _apply(case, action, user, data):
         services.comment(case, user, data.get("comment", ""))
 
 
+def _refusal(status, message):
+    """A refusal that names what was sent: plain text (never markup), so the value is shown,
+    not run, whoever renders it."""
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
 @require_POST
 def act(request, pk, action):
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     if action not in ACTIONS:
-        return HttpResponseBadRequest(f"unknown action {action!r}")
+        return _refusal(400, f"unknown action {action!r}")
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
     try:
         _apply(case, action, request.user, request.POST)
     except services.TransitionError as error:
         if request.htmx:
-            return HttpResponse(str(error), status=409)
+            return _refusal(409, str(error))
         messages.error(request, str(error))
         return redirect("exceptions:case", pk=pk)
     if request.htmx and request.POST.get("from") == "list":
@@ -163,7 +169,7 @@ def bulk(request):
         raise PermissionDenied("you can see cases but not change them")
     action = request.POST.get("action", "")
     if action not in ACTIONS - {"comment"}:
-        return HttpResponseBadRequest(f"unknown action {action!r}")
+        return _refusal(400, f"unknown action {action!r}")
     done, failed = 0, []
     for case in Case.objects.select_related("queue").filter(pk__in=request.POST.getlist("ids")):
         try:

@@ -1,5 +1,6 @@
 """The webhook: verify, then parse, then commit to the inbox, then answer."""
 import logging
+import re
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -101,12 +102,15 @@ def _too_large(size, limit):
                    [f"body: {size} bytes, limit {limit}"])
 
 
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
+
+
 def _handshake(request):
     """CloudEvents webhook validation (abuse protection) handshake."""
     response = HttpResponse(status=200)
     response["Allow"] = "POST"
-    origin = request.headers.get("WebHook-Request-Origin")
-    if origin:
+    origin = request.headers.get("WebHook-Request-Origin", "")
+    if _VISIBLE_ASCII.fullmatch(origin):  # echoed only when it is a plain header value
         response["WebHook-Allowed-Origin"] = origin
     rate = request.headers.get("WebHook-Request-Rate")
     if rate:
