@@ -141,7 +141,7 @@ def main():
             c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
             c.execute(f"CREATE DATABASE {DB}")
     os.environ.update(DATABASE_URL=URL, DJANGO_SETTINGS_MODULE="opsview.settings",
-                      LOG_LEVEL="ERROR", ALLOWED_HOSTS="testserver")
+                      LOG_LEVEL="ERROR", ALLOWED_HOSTS="testserver", SECRET_KEY="kpi-bench")
     import django
 
     django.setup()

@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 DB = "opsview_bench_rules"
 os.environ.update(DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{DB}",
-                  DJANGO_SETTINGS_MODULE="opsview.settings", LOG_LEVEL="ERROR")
+                  DJANGO_SETTINGS_MODULE="opsview.settings", LOG_LEVEL="ERROR",
+                  SECRET_KEY="rules-bench")
 
 
 def log(message):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 import plotly
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,8 +27,19 @@ def envlist(name, default):
 
 
 DEBUG = envbool("DEBUG", False)
-# The fallback key only serves the embedded demo; production sets SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY", "opsview-insecure-demo-key-set-SECRET_KEY-in-production")
+# Keys anyone can read in this repository: the demo's, and the one an earlier
+# docker-compose.yml carried.
+PUBLIC_KEYS = {"opsview-insecure-demo-key-set-SECRET_KEY-in-production", "change-me-in-production"}
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not DEBUG and not os.environ.get("PYTEST_VERSION") and SECRET_KEY in PUBLIC_KEYS | {""}:
+    # Sessions, CSRF tokens and password resets signed with a public key can be forged.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set (or is a key published in the repository) and DEBUG is off. "
+        "Set SECRET_KEY to a long random value, e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))', or set DEBUG=1 to "
+        "run the embedded demo.")
+# The demo (DEBUG on) and the test suite (pytest sets PYTEST_VERSION) may run without one.
+SECRET_KEY = SECRET_KEY or "opsview-insecure-demo-key-set-SECRET_KEY-in-production"
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 

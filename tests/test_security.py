@@ -31,9 +31,10 @@ PRODUCTION_ENV = {
 
 
 def django_subprocess(args, extra_env):
-    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; production does not.
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process, and pytest sets
+    # PYTEST_VERSION; production has neither.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+           if k not in ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "PYTEST_VERSION")}
     env.update(extra_env)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
@@ -45,6 +46,26 @@ def test_check_deploy_is_clean_with_production_settings():
                                PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("entry", [["manage.py", "check"], ["-c", "import opsview.wsgi"]],
+                         ids=["manage.py", "wsgi"])
+@pytest.mark.parametrize("key", [None, "opsview-insecure-demo-key-set-SECRET_KEY-in-production",
+                                 "change-me-in-production"], ids=["no-key", "demo-key", "compose-key"])
+def test_production_refuses_to_start_without_its_own_secret_key(entry, key):
+    env = {"DEBUG": "0", "ALLOWED_HOSTS": "opsview.example.com",
+           "DJANGO_SETTINGS_MODULE": "opsview.settings"}
+    if key:
+        env["SECRET_KEY"] = key
+    result = django_subprocess(entry, env)
+    assert result.returncode != 0, result.stdout
+    assert "SECRET_KEY" in result.stderr.strip().splitlines()[-1], result.stderr[-500:]
+
+
+def test_the_demo_and_a_real_key_start():
+    assert django_subprocess(["manage.py", "check"], {"DEBUG": "1"}).returncode == 0
+    result = django_subprocess(["manage.py", "check"], PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr
 
 
 def test_check_deploy_flags_the_demo_settings():
