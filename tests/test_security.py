@@ -325,6 +325,28 @@ def test_one_address_is_throttled_across_usernames(client, settings, db):
     assert response.status_code == 429
 
 
+def test_behind_the_proxy_each_client_address_is_throttled_apart(settings, db):
+    """nginx (deploy/nginx) is every request's peer: the address counted is the one it
+    sets in X-Real-IP, trusted only from a TRUSTED_PROXIES address."""
+    settings.LOGIN_IP_FAILURE_LIMIT = 3
+    settings.TRUSTED_PROXIES = ["127.0.0.0/8"]
+    make_role_user("erin", "finance_ops")
+
+    def login(real_ip, password="x", peer="127.0.0.1", username="erin"):
+        return Client(REMOTE_ADDR=peer).post(
+            "/accounts/login/", {"username": username, "password": password},
+            headers={"X-Real-IP": real_ip})
+
+    for n in range(3):
+        login("203.0.113.7", username=f"guess{n}")
+    assert login("203.0.113.7", PASSWORD).status_code == 429
+    assert login("198.51.100.4", PASSWORD).status_code == 302  # another client: not blocked
+    # From a peer that is not a trusted proxy the header is the client's own claim: ignored.
+    for n in range(3):
+        login(f"192.0.2.{n}", peer="10.9.9.9", username=f"other{n}")
+    assert login("192.0.2.99", PASSWORD, peer="10.9.9.9").status_code == 429
+
+
 def test_a_successful_login_clears_the_username_counter(client, settings, db):
     settings.LOGIN_FAILURE_LIMIT = 3
     make_role_user("dan", "finance_ops")
