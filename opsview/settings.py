@@ -107,6 +107,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # against Python's GIL when a query calls one of Django's Python SQL functions.
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"opsview-test-{os.getpid()}.sqlite3")}
+elif envint("DB_POOL_MAX_SIZE", 0) > 0:
+    # The web tier: a connection pool per process (psycopg_pool, built into Django 5.2).
+    # Threads borrow a connection per request and give it back, instead of each holding its
+    # own for DB_CONN_MAX_AGE while idle, so the database's connection limit bounds the
+    # requests served at once, not the threads that exist (docs/operations.md).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": envint("DB_POOL_MIN_SIZE", 1),
+        "max_size": envint("DB_POOL_MAX_SIZE", 0),
+        # A request waits this long for a free connection before it fails (as a 503).
+        "timeout": envint("DB_POOL_TIMEOUT", 10),
+        "max_idle": envint("DB_POOL_MAX_IDLE", 60),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

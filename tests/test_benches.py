@@ -28,6 +28,7 @@ RUN_BY = {
     "kpi_bench.py": "tests/test_benches.py",
     "rules_bench.py": "tests/test_benches.py",
     "slow_clients.py": "tests/test_benches.py",
+    "pool_bench.py": "tests/test_benches.py",
 }
 
 
@@ -115,3 +116,18 @@ def test_slow_clients_stop_gunicorn_alone_but_not_nginx_in_front(nginx):
                                  expect=1))
     assert alone["slow_clients"]["accepted"] < alone["slow_clients"]["sent"], alone
 
+
+@needs_postgres
+def test_a_connection_pool_serves_the_load_persistent_connections_refuse():
+    """Two gunicorn processes of eight threads under sixteen senders, against a role allowed
+    six connections: with a pool of three per process every delivery is accepted; with a
+    connection per thread (DB_CONN_MAX_AGE), as before, some are refused. Figures of a
+    longer run are in docs/operations.md."""
+    database = bench_database("pool")
+    pooled = json.loads(run_bench("bench/pool_bench.py", "--mode", "pool", "--seconds", "5",
+                                  "--database", database))
+    assert pooled["sent"] > 0 and pooled["accepted"] == pooled["sent"], pooled
+    assert pooled["peak_connections"] <= pooled["connection_limit"]
+    persistent = json.loads(run_bench("bench/pool_bench.py", "--mode", "persistent",
+                                      "--seconds", "5", "--database", database, expect=1))
+    assert persistent["accepted"] < persistent["sent"], persistent
