@@ -329,9 +329,23 @@ def _stored_digests(source, keys):
     return digests
 
 
+def _dead_letter_digests(source, digests):
+    """Which of these content digests belong to dead letters stored without a key (their
+    envelope was refused). An identical resend of one is a repeat with no second effect;
+    a corrected one differs and is taken anew."""
+    if not digests:
+        return set()
+    return set(InboxEvent.objects.filter(
+        source=source, event_id__isnull=True, content_digest__in=digests,
+        status__in=[InboxEvent.Status.DEAD, InboxEvent.Status.DISCARDED],
+    ).values_list("content_digest", flat=True))
+
+
 def _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at):
     """DuplicateDelivery rows for repeats [(key, digest, raw)]; a repeat whose content differs
     from the stored event is a conflict and keeps its raw JSON."""
+    if not repeats:
+        return []
     digests = {key: first_rows[key]["content_digest"] for key in inserted_keys}
     digests.update(_stored_digests(source, {key for key, _, _ in repeats} - inserted_keys))
     deliveries = []
@@ -348,42 +362,52 @@ def store_events(source, raw_events):
     """Commit every event of one request to the inbox; enqueue processing after commit."""
     received_at = timezone.now()
     result = IntakeResult()
-    rows, first_rows, repeats = [], {}, []
+    rows, first_rows, repeats, rejected = [], {}, [], []
     for index, raw in enumerate(raw_events):
         row, errors = _envelope_row(source, raw, received_at)
         row["raw_json"] = canonical_json(row["raw"])
         row["content_digest"] = hashlib.sha256(row["raw_json"].encode()).hexdigest()
         key = (row["event_source"], row["event_id"])
         if errors:
-            result.rejected.append({"index": index, "id": _raw_id(raw), "errors": errors})
+            rejected.append((index, raw, row, errors))
         elif key in first_rows:
             repeats.append((key, row["content_digest"], row["raw"]))
-            continue
         else:
             first_rows[key] = row
-        rows.append(row)
+            rows.append(row)
 
     with transaction.atomic():
+        deliveries = []
+        known = _dead_letter_digests(source, {row["content_digest"] for _, _, row, _ in rejected})
+        for index, raw, row, errors in rejected:
+            if row["content_digest"] in known:  # this very dead letter is stored already
+                deliveries.append(DuplicateDelivery(
+                    source=source, event_source=row["event_source"],
+                    event_id=(_raw_id(raw) or "")[:255], received_at=received_at))
+                continue
+            known.add(row["content_digest"])
+            result.rejected.append({"index": index, "id": _raw_id(raw), "errors": errors})
+            rows.append(row)
         inserted = insert_inbox_rows(rows)
         inserted_keys = {(es, eid) for _, es, eid in inserted if eid is not None}
         repeats += [(key, row["content_digest"], row["raw"])
                     for key, row in first_rows.items() if key not in inserted_keys]
-        if repeats:
-            deliveries = DuplicateDelivery.objects.bulk_create(
-                _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at))
+        deliveries += _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at)
+        if deliveries:
+            DuplicateDelivery.objects.bulk_create(deliveries)
             result.conflicts = sum(delivery.conflict for delivery in deliveries)
             if result.conflicts:
                 log.warning("%d repeat(s) from %s differ from the stored event (conflicts)",
                             result.conflicts, source.slug)
         result.accepted = len(inserted_keys)
-        result.duplicates = len(repeats)
+        result.duplicates = len(deliveries)
         result.pending_ids = [pk for pk, _, event_id in inserted if event_id is not None]
         if result.pending_ids:
             from .tasks import enqueue_processing
 
             pending = list(result.pending_ids)
             transaction.on_commit(lambda: enqueue_processing(pending), robust=True)
-    if inserted_keys or repeats:
+    if inserted_keys or deliveries:
         # At most one write a second per source: concurrent requests do not queue on the row.
         type(source).objects.filter(pk=source.pk).filter(
             Q(last_event_at__isnull=True)

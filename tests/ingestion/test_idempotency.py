@@ -226,3 +226,31 @@ def test_replay_checks_the_time_against_the_moment_of_the_replay(deliver, monkey
     monkeypatch.setattr(timezone, "now", lambda: real_now() + dt.timedelta(hours=8))
     assert pipeline.replay([dead.pk])["processed"] == 1
     assert Client.objects.get().name == "Later"
+
+
+# --- Repeats of a dead letter -----------------------------------------------------------------
+def test_an_identical_resend_of_a_dead_letter_is_a_duplicate(deliver):
+    """A dead letter kept without a key (its envelope was refused) is not stored again when
+    the very same event comes again, in the same batch or later: a repeat has no second
+    effect."""
+    import datetime as dt
+
+    ahead = make_event("client.upserted", {"client_id": "c-9", "name": "Later"},
+                       event_id="evt-ahead", time=_at(dt.timedelta(days=3)))
+    broken = {"specversion": "1.0", "id": "evt-broken", "type": "client.upserted"}
+    first = deliver.send(ahead, broken, ahead)
+    assert (first["accepted"], first["duplicates"], len(first["rejected"])) == (0, 1, 2)
+    again = deliver.send(broken, ahead)
+    assert again == {"accepted": 0, "duplicates": 2, "rejected": []}
+    assert InboxEvent.objects.filter(status="dead").count() == 2
+    assert not DuplicateDelivery.objects.filter(conflict=True).exists()
+
+
+def test_a_corrected_resend_of_a_dead_letter_is_taken(deliver):
+    import datetime as dt
+
+    ahead = make_event("client.upserted", {"client_id": "c-9", "name": "Later"},
+                       event_id="evt-ahead", time=_at(dt.timedelta(days=3)))
+    deliver.send(ahead)
+    corrected = {**ahead, "time": "2026-11-02T10:00:00Z"}
+    assert deliver.send(corrected) == {"accepted": 1, "duplicates": 0, "rejected": []}
