@@ -402,11 +402,15 @@ def store_events(source, raw_events):
         result.accepted = len(inserted_keys)
         result.duplicates = len(deliveries)
         result.pending_ids = [pk for pk, _, event_id in inserted if event_id is not None]
-        if result.pending_ids:
-            from .tasks import enqueue_processing
+        dead_ids = [pk for pk, _, event_id in inserted if event_id is None]
+        from .tasks import enqueue_dead_letter_announcement, enqueue_processing
 
+        if result.pending_ids:
             pending = list(result.pending_ids)
             transaction.on_commit(lambda: enqueue_processing(pending), robust=True)
+        if dead_ids:
+            transaction.on_commit(lambda: enqueue_dead_letter_announcement(dead_ids),
+                                  robust=True)
     if inserted_keys or deliveries:
         # At most one write a second per source: concurrent requests do not queue on the row.
         type(source).objects.filter(pk=source.pk).filter(

@@ -467,6 +467,17 @@ def _after_batch(outcome):
         log.exception("event-driven exception rules failed for a batch")
 
 
+def announce_dead_letters(event_ids):
+    """Dead letters kept at intake (their envelope refused) never go through processing:
+    announce them like a processed batch's, so their case opens now, not at the next
+    time-based evaluation."""
+    outcome = BatchOutcome()
+    outcome.dead = list(InboxEvent.objects.filter(pk__in=list(event_ids),
+                                                  status=InboxEvent.Status.DEAD))
+    if outcome.dead:
+        _after_batch(outcome)
+
+
 def pending_ids(limit=None, older_than=None):
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING)
     if older_than is not None:

@@ -340,3 +340,18 @@ def test_the_case_page_replays_only_its_own_dead_letters(deliver, process, clien
     second.refresh_from_db()
     assert second.status == "dead"
     assert "no dead letters left to replay" in response.content.decode().lower()
+
+
+def test_a_dead_letter_kept_at_intake_opens_its_case_at_once(
+        deliver, django_capture_on_commit_callbacks):
+    """An event refused at intake (its envelope invalid, its time in the future) never goes
+    through processing; its dead_letter case opens as the rows are committed, not at the
+    next time-based evaluation."""
+    from exceptions.models import Case
+
+    broken = entry_event("approved", 1)
+    broken["time"] = "not a time"
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver.send(broken)
+    case = Case.objects.get(type="dead_letter")
+    assert case.detail["inbox_ids"] == [InboxEvent.objects.get().pk]
