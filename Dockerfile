@@ -2,6 +2,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core core
 COPY opsview opsview
 COPY ingestion ingestion
 COPY exceptions exceptions

@@ -15,7 +15,9 @@ test: $(BIN)/python
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A living firm on http://127.0.0.1:8000: SQLite and eager Celery unless DATABASE_URL and
-# CELERY_BROKER_URL are set, in which case a worker and beat run beside the server.
+# CELERY_BROKER_URL are set, in which case a worker and beat run beside the server. DEBUG=1
+# (unless set otherwise) lets every step run on the demo's key; production sets SECRET_KEY.
+demo: export DEBUG := $(or $(DEBUG),1)
 demo: $(BIN)/python
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setup_demo
@@ -24,4 +26,4 @@ demo: $(BIN)/python
 	@if [ -n "$$CELERY_BROKER_URL" ]; then \
 	  $(BIN)/celery -A opsview worker -l warning & $(BIN)/celery -A opsview beat -l warning & \
 	fi; \
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py runserver 127.0.0.1:8000

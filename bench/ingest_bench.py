@@ -8,7 +8,8 @@
 
 Usage (PostgreSQL and Redis running):
     python bench/ingest_bench.py --events 50000 --clients 8 --web-workers 2
-It creates (and drops, unless --keep) the database `opsview_bench_ingest`.
+It creates (and drops, unless --keep) the database `opsview_bench_ingest` (`--database`).
+tests/test_benches.py runs it at a tiny size so it keeps working.
 """
 import argparse
 import concurrent.futures
@@ -31,6 +32,7 @@ sys.path.insert(0, ROOT)
 PG = "postgresql://postgres@127.0.0.1:5432/"
 DB = "opsview_bench_ingest"
 BROKER = "redis://127.0.0.1:6379/3"
+QUEUE = "bench-ingest"
 
 
 def log(message):
@@ -96,10 +98,13 @@ def setup_database():
 
 
 def bench_env(**extra):
+    # Production settings over plain HTTP on localhost: no redirect to HTTPS, no HSTS.
     env = dict(os.environ)
-    env.update(DATABASE_URL=PG + DB, CELERY_BROKER_URL=BROKER, CELERY_QUEUE="bench-ingest",
-               SECRET_KEY="bench", ALLOWED_HOSTS="127.0.0.1", LOG_LEVEL="ERROR",
-               PYTHONPATH=ROOT, **extra)
+    env.update(DATABASE_URL=PG + DB, CELERY_BROKER_URL=BROKER, CELERY_QUEUE=QUEUE,
+               SECRET_KEY="bench-" + "k" * 40, DEBUG="0", ALLOWED_HOSTS="127.0.0.1",
+               SECURE_SSL_REDIRECT="0", SECURE_HSTS_SECONDS="0", SECURE_COOKIES="0",
+               LOG_LEVEL="ERROR", PYTHONPATH=ROOT, **extra)
+    env.pop("REDIS_URL", None)  # rate limits: the bench source has none
     return env
 
 
@@ -110,32 +115,44 @@ def floor(events, batch):
         conn.execute("CREATE TABLE bench_floor (LIKE ingestion_inboxevent INCLUDING ALL)")
         source_id = conn.execute("SELECT id FROM ingestion_source").fetchone()[0]
         conn.commit()
-        rows = [(source_id, e["id"], e["type"], e["time"], "", e.get("correlationid", ""),
-                 json.dumps(e), now, "pending", 0, "[]") for e in events]
+        rows = [(source_id, e["source"], e["id"], e["type"], e["time"], "",
+                 e.get("correlationid", ""), json.dumps(e), "", now, "pending", 0, "[]")
+                for e in events]
         started = time.perf_counter()
         with conn.cursor() as cur:
             for i in range(0, len(rows), batch):
                 cur.executemany(
-                    "INSERT INTO bench_floor (source_id, event_id, type, time, subject, "
-                    "correlation_id, raw, received_at, status, attempts, errors) VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb)",
+                    "INSERT INTO bench_floor (source_id, event_source, event_id, type, time, "
+                    "subject, correlation_id, raw, content_digest, received_at, status, "
+                    "attempts, errors) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s::jsonb)",
                     rows[i:i + batch])
                 conn.commit()
         return len(rows) / (time.perf_counter() - started)
 
 
 def start_web(workers, port):
+    """gunicorn serving the webhook, once it answers the handshake with 200."""
     env = bench_env()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "opsview.wsgi", "-w", str(workers), "-b",
          f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=env)
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and web.poll() is None:
         try:
-            requests.options(f"http://127.0.0.1:{port}/ingest/bench/events", timeout=1)
-            return web
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("gunicorn did not start")
+            answer = requests.options(f"http://127.0.0.1:{port}/ingest/bench/events",
+                                      timeout=5, allow_redirects=False)
+            if answer.status_code == 200:
+                return web
+            problem = f"the handshake answered {answer.status_code}"
+            break
+        except requests.RequestException:  # not listening yet, or still booting
+            time.sleep(0.2)
+    else:
+        problem = "it exited" if web.poll() is not None else "no answer within 60 s"
+    web.terminate()
+    web.wait()
+    raise RuntimeError(f"gunicorn did not start: {problem}")
 
 
 def acceptance(events, secret, batch, clients, port):
@@ -165,7 +182,7 @@ def processing(total, concurrency):
     pool = ["--pool", "solo"] if concurrency == 1 else ["--pool", "prefork", "-c",
                                                           str(concurrency)]
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "opsview", "worker", "-Q", "bench-ingest",
+        [sys.executable, "-m", "celery", "-A", "opsview", "worker", "-Q", QUEUE,
          *pool, "--without-heartbeat", "--without-mingle", "--without-gossip",
          "-l", "warning"], cwd=ROOT, env=env)
     try:
@@ -191,6 +208,7 @@ def processing(total, concurrency):
 
 
 def main():
+    global DB, BROKER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
@@ -200,7 +218,10 @@ def main():
     parser.add_argument("--worker-concurrency", type=int, default=1,
                         help="processes of the one Celery worker (1: solo pool)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--database", default=DB, help="the database to create and drop")
+    parser.add_argument("--broker-url", default=BROKER)
     args = parser.parse_args()
+    DB, BROKER = args.database, args.broker_url
 
     os.environ.update(bench_env())
     import django
@@ -211,7 +232,9 @@ def main():
     log(f"building {args.events} events")
     events = make_events(args.events)
     secret = setup_database()
-    subprocess.run(["redis-cli", "-n", "3", "DEL", "bench-ingest"], capture_output=True)
+    import redis
+
+    redis.Redis.from_url(BROKER).delete(QUEUE)
 
     log("floor: bare executemany")
     floor_rate = floor(events, args.batch)

@@ -12,6 +12,7 @@ months back — and prints p50 / p95 in milliseconds.
 
     python bench/kpi_bench.py                      # the full volume (several minutes to load)
     python bench/kpi_bench.py --entries 250000 --events 1500000
+    python bench/kpi_bench.py --entries 2000 --events 5000 --syncs 1000 --runs 1  # CI
 """
 import argparse
 import os
@@ -257,20 +258,25 @@ def main():
     parser.add_argument("--syncs", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the database")
+    parser.add_argument("--database", default=DB, help="the database to (re)create")
     parser.add_argument("--rederive", action="store_true",
                         help="with --keep: derive the WIP spans again before timing")
     args = parser.parse_args()
+    database = args.database
+    url = URL.rsplit("/", 1)[0] + "/" + database
 
     fresh = True
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        exists = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB]).fetchone()
+        exists = c.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                           [database]).fetchone()
         if exists and args.keep:
             fresh = False
         else:
-            c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-            c.execute(f"CREATE DATABASE {DB}")
-    os.environ.update(DATABASE_URL=URL, DJANGO_SETTINGS_MODULE="opsview.settings",
-                      LOG_LEVEL="ERROR", ALLOWED_HOSTS="testserver")
+            c.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            c.execute(f"CREATE DATABASE {database}")
+    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="opsview.settings",
+                      LOG_LEVEL="ERROR", ALLOWED_HOSTS="testserver", SECRET_KEY="kpi-bench",
+                      SECURE_SSL_REDIRECT="0")  # the test client speaks plain HTTP
     import django
 
     django.setup()
@@ -281,7 +287,7 @@ def main():
         from ingestion.models import Source
 
         Source.objects.create(pk=1, slug="bench", name="bench")
-        with psycopg.connect(URL, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             for name, sql in LOAD:
                 started = time.perf_counter()
                 conn.execute(sql.replace("__MONTH_START__", MONTH_START).format(
@@ -290,7 +296,7 @@ def main():
             conn.execute("VACUUM ANALYZE")
         started = time.perf_counter()
         derive_spans()
-        with psycopg.connect(URL, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
         log(f"derived the WIP spans in {time.perf_counter() - started:.0f} s")
         from exceptions.rules import evaluate_time_rules
@@ -304,7 +310,7 @@ def main():
         started = time.perf_counter()
         WipSpan.objects.all().delete()
         derive_spans()
-        with psycopg.connect(URL, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE opsview_wipspan")
         log(f"derived the WIP spans again in {time.perf_counter() - started:.0f} s")
 

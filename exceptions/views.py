@@ -1,13 +1,12 @@
 """Triage: the case list, the case page, and the actions on them (htmx, no page reload)."""
-import csv
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from core.csvexport import csv_response
 from ingestion import pipeline
 from ingestion.models import InboxEvent
 from opsview.models import SyncAttempt
@@ -47,18 +46,13 @@ def export_csv(request):
 
 
 def cases_csv(cases):
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="exceptions.csv"'
-    writer = csv.writer(response)
-    writer.writerow(CSV_COLUMNS)
-    for case in cases[:50_000]:
-        row = [case.pk, case.type, case.status, case.severity, case.queue.slug,
-               case.owner.username if case.owner else "", case.title, case.money_at_stake,
-               case.currency, case.object_kind, case.object_id, case.client_id,
-               case.project_id, case.sla_state, case.response_due_at, case.resolution_due_at,
-               case.first_seen_at, case.last_seen_at, case.times_seen]
-        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
-    return response
+    return csv_response("exceptions.csv", CSV_COLUMNS, (
+        [case.pk, case.type, case.status, case.severity, case.queue.slug,
+         case.owner.username if case.owner else "", case.title, case.money_at_stake,
+         case.currency, case.object_kind, case.object_id, case.client_id, case.project_id,
+         case.sla_state, case.response_due_at, case.resolution_due_at, case.first_seen_at,
+         case.last_seen_at, case.times_seen]
+        for case in cases[:50_000]))
 
 
 def detail(request, pk):
@@ -149,18 +143,24 @@ def _apply(case, action, user, data):
         services.comment(case, user, data.get("comment", ""))
 
 
+def _refusal(status, message):
+    """A refusal that names what was sent: plain text (never markup), so the value is shown,
+    not run, whoever renders it."""
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
 @require_POST
 def act(request, pk, action):
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     if action not in ACTIONS:
-        return HttpResponseBadRequest(f"unknown action {action!r}")
+        return _refusal(400, f"unknown action {action!r}")
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
     try:
         _apply(case, action, request.user, request.POST)
     except services.TransitionError as error:
         if request.htmx:
-            return HttpResponse(str(error), status=409)
+            return _refusal(409, str(error))
         messages.error(request, str(error))
         return redirect("exceptions:case", pk=pk)
     if request.htmx and request.POST.get("from") == "list":
@@ -176,7 +176,7 @@ def bulk(request):
         raise PermissionDenied("you can see cases but not change them")
     action = request.POST.get("action", "")
     if action not in ACTIONS - {"comment"}:
-        return HttpResponseBadRequest(f"unknown action {action!r}")
+        return _refusal(400, f"unknown action {action!r}")
     done, failed = 0, []
     for case in Case.objects.select_related("queue").filter(pk__in=request.POST.getlist("ids")):
         try:
@@ -197,12 +197,14 @@ def replay(request, pk):
     ids = list(InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
                                          status=InboxEvent.Status.DEAD)
                .values_list("pk", flat=True))
+    if not ids:
+        messages.info(request, "No dead letters left to replay on this case: nothing was "
+                               "replayed.")
+        return redirect("exceptions:case", pk=pk)
     result = pipeline.replay(ids)
-    services.comment(case, request.user, "Replayed {replayed} dead letters: {processed} "
-                                         "processed, {dead} still dead.".format(**result))
+    services.comment(case, request.user, pipeline.replay_summary(result))
     from .rules import dead_letter, reconcile
 
     reconcile("dead_letter", dead_letter, count=False)
-    messages.info(request, "Replayed {replayed}: {processed} processed, {dead} still "
-                           "dead.".format(**result))
+    messages.info(request, pipeline.replay_summary(result))
     return redirect("exceptions:case", pk=pk)

@@ -1,7 +1,10 @@
+import json
+
 from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 
 from opsview import audit
 
@@ -66,10 +69,10 @@ class SourceAdmin(admin.ModelAdmin):
 
 @admin.register(InboxEvent)
 class InboxEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "source", "event_id", "type", "time", "status", "attempts",
-                    "received_at"]
+    list_display = ["id", "source", "event_source", "event_id", "type", "time", "status",
+                    "attempts", "received_at"]
     list_filter = ["status", "source", "type"]
-    search_fields = ["event_id", "correlation_id", "subject"]
+    search_fields = ["event_id", "event_source", "correlation_id", "subject"]
     date_hierarchy = "received_at"
     actions = ["replay_dead_letters"]
     show_full_result_count = False
@@ -89,14 +92,36 @@ class InboxEventAdmin(admin.ModelAdmin):
         result = pipeline.replay(ids)
         audit.record("inbox.dead_letters_replayed", f"inbox:{len(ids)} rows", request=request,
                      ids=ids[:1000], **result)
-        self.message_user(request, "Replayed {replayed}: {processed} processed, {dead} still "
-                                   "dead.".format(**result))
+        self.message_user(request, pipeline.replay_summary(result))
 
 
 @admin.register(DuplicateDelivery)
 class DuplicateDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["source", "event_id", "received_at"]
-    list_filter = ["source"]
+    """Repeat deliveries; the conflicts among them (a repeat with other content, a middleware
+    bug) beside the event they repeated."""
+
+    list_display = ["source", "event_source", "event_id", "conflict", "received_at"]
+    list_filter = ["conflict", "source"]
+    search_fields = ["event_id", "event_source"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    fields = ["source", "event_source", "event_id", "received_at", "conflict", "raw",
+              "stored_event", "stored_raw"]
+    readonly_fields = fields
+
+    @admin.display(description="first delivery (stored)")
+    def stored_event(self, delivery):
+        stored = delivery.stored_event()
+        if stored is None:
+            return "—"
+        return format_html('<a href="{}">inbox event {}</a> ({})',
+                           reverse("admin:ingestion_inboxevent_change", args=[stored.pk]),
+                           stored.pk, stored.status)
+
+    @admin.display(description="first delivery's raw JSON")
+    def stored_raw(self, delivery):
+        stored = delivery.stored_event()
+        return "—" if stored is None else json.dumps(stored.raw, indent=2, sort_keys=True)
 
     def has_add_permission(self, request):
         return False

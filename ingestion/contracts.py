@@ -5,6 +5,7 @@ read through its shortest repr, so "7.50" and 7.5 both give Decimal("7.5"), neve
 float. The JSON Schemas served at /ingest/schemas/ are generated from these models.
 """
 import datetime as dt
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -57,14 +58,23 @@ Text = Annotated[str, Field(max_length=255)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 
 
+# The seconds of a leap second (23:59:60), which RFC 3339 allows and Python refuses.
+_LEAP_SECOND = re.compile(r"(T\d{2}:\d{2}:)60(?=\D|$)")
+
+
 def _parse_rfc3339(value):
     if isinstance(value, dt.datetime):
         parsed = value
     elif isinstance(value, str) and "T" in value.upper():
+        # RFC 3339 (section 5.6) allows "t" and "z" in lower case; Python wants "T" and "Z".
+        text = value.strip().upper()
+        leap = _LEAP_SECOND.search(text)
         try:
-            parsed = dt.datetime.fromisoformat(value.strip())
+            parsed = dt.datetime.fromisoformat(_LEAP_SECOND.sub(r"\g<1>59", text))
         except ValueError:
             raise ValueError(f"{value!r} is not an RFC 3339 timestamp") from None
+        if leap:  # the leap second is the instant after :59
+            parsed += dt.timedelta(seconds=1)
     else:
         raise ValueError("must be an RFC 3339 timestamp string such as 2026-01-31T17:00:00Z")
     if parsed.tzinfo is None:

@@ -2,10 +2,13 @@
 
 Parsing follows CloudEvents 1.0 over HTTP (structured, batched and binary modes). Every
 event of a request is written by one INSERT .. ON CONFLICT DO NOTHING statement, so a
-repeat of (source, id) is a duplicate with no second effect.
+repeat of the idempotency key (the Source of the URL, the CloudEvents `source`, the event
+`id`) is a duplicate with no second effect.
 """
 import datetime as dt
+import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -15,87 +18,83 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from . import jsontext
 from .bulk import insert_returning
 from .contracts import Envelope, error_messages
 from .models import DuplicateDelivery, InboxEvent
 from .problems import Problem
 
+log = logging.getLogger(__name__)
 STRUCTURED = "application/cloudevents+json"
 BATCHED = "application/cloudevents-batch+json"
 BINARY = "application/json"
-BINARY_HEADERS = {
-    "ce-specversion": "specversion",
-    "ce-id": "id",
-    "ce-source": "source",
-    "ce-type": "type",
-    "ce-time": "time",
-    "ce-subject": "subject",
-    "ce-correlationid": "correlationid",
-}
+BINARY_PREFIX = "ce-"  # binary mode: every attribute, extensions included, is a ce-* header
+
+
+@dataclass
+class Unreadable:
+    """An event whose attributes could not be read as sent (a ce-* header that does not
+    decode): kept as a dead letter with the values as they came and the reasons."""
+
+    event: dict
+    errors: list
+
+
+# A double-quoted header value's backslash escapes (RFC 7230 section 3.2.6), and runs of
+# percent-encoded bytes.
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def header_value(value):
+    """An attribute from its ce-* header, as the CloudEvents HTTP binding (3.1.3.2) says: a
+    double-quoted value is unquoted first, then one round of percent-decoding is done, in
+    upper or lower case; the decoded bytes must be UTF-8 (an overlong form such as %C0%A0
+    is refused). Raises ValueError for a value that does not decode."""
+    value = value.strip(" \t")
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+
+    def decoded(run):
+        try:
+            return bytes.fromhex(run.group().replace("%", "")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{run.group()[:30]} is not percent-encoded UTF-8") from None
+
+    if "%" in _PERCENT_RUN.sub("", value):
+        raise ValueError("a % must be percent-encoded itself (%25)")
+    return _PERCENT_RUN.sub(decoded, value)
 
 
 def media_type(content_type):
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-MAX_DEPTH = 64
+def _invalid_json(detail, error):
+    return Problem(400, "invalid-json", "Body is not valid JSON", detail, [error])
 
 
-# Characters PostgreSQL cannot store in text or jsonb: NUL, and surrogates a JSON \u escape
-# left unpaired (a paired escape decodes to one character outside this range).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _depth_and_unstorable(value):
-    """(nesting depth, whether any key or string holds an unstorable character), without
-    recursion."""
-    deepest, unstorable, stack = 0, False, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, depth)
-            unstorable |= any(_UNSTORABLE.search(key) for key in item)
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
-            unstorable |= bool(_UNSTORABLE.search(item))
-    return deepest, unstorable
-
-
-def _storable(value):
-    """A copy with unstorable characters replaced by U+FFFD, to keep as a dead letter."""
-    if isinstance(value, dict):
-        return {_UNSTORABLE.sub("\ufffd", k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    return value
-
-
-def _reject_constant(name):
-    """NaN and Infinity are not JSON (RFC 8259), though Python's parser takes them."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _loads(body):
+def _loads(body, *, batched=False):
+    """The body's JSON value. Nesting past what the parser takes does not fail the request:
+    a batch is split into its elements (the deep ones become TOO_DEEP), another body is
+    TOO_DEEP as a whole; either way an event that nests too deep is rejected on its own."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise Problem(400, "invalid-json", "Body is not valid JSON",
-                      f"The body is not UTF-8 (byte {exc.start}).",
-                      [f"body: invalid UTF-8 at byte {exc.start}"]) from None
+        raise _invalid_json(f"The body is not UTF-8 (byte {exc.start}).",
+                            f"body: invalid UTF-8 at byte {exc.start}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise Problem(400, "too-deep", "Body nests too deeply",
-                      f"An event may nest at most {MAX_DEPTH} levels.",
-                      [f"body: nesting deeper than {MAX_DEPTH} levels"]) from None
+        try:
+            return jsontext.parse(text)
+        except RecursionError:
+            return jsontext.split_array(text) if batched else _too_deep(text)
     except ValueError as exc:
-        raise Problem(400, "invalid-json", "Body is not valid JSON",
-                      f"The body is not valid JSON: {exc}.", [f"body: {exc}"]) from None
+        raise _invalid_json(f"The body is not valid JSON: {exc}.", f"body: {exc}") from None
+
+
+def _too_deep(text):
+    jsontext.split_array("[" + text + "]")  # raises ValueError if the brackets do not balance
+    return jsontext.TOO_DEEP
 
 
 def parse_events(content_type, headers, body):
@@ -103,13 +102,15 @@ def parse_events(content_type, headers, body):
     kind = media_type(content_type)
     if kind == STRUCTURED:
         event = _loads(body)
+        if event is jsontext.TOO_DEEP:
+            return [event]
         if not isinstance(event, dict):
             raise Problem(400, "invalid-body", "Body is not a CloudEvent",
                           "A structured-mode body must be one JSON object.",
                           ["body: expected a JSON object"])
         return [event]
     if kind == BATCHED:
-        events = _loads(body)
+        events = _loads(body, batched=True)
         if not isinstance(events, list):
             raise Problem(400, "invalid-body", "Body is not a CloudEvents batch",
                           "A batched-mode body must be a JSON array of events.",
@@ -121,13 +122,17 @@ def parse_events(content_type, headers, body):
                           [f"body: {len(events)} events, limit {limit}"])
         return events
     if kind == BINARY:
-        event = {attr: headers[name] for name, attr in BINARY_HEADERS.items() if name in headers}
+        event, errors = {}, []
         for name, value in headers.items():
-            extension = name.lower().removeprefix("ce-")
-            if name.lower().startswith("ce-") and name.lower() not in BINARY_HEADERS:
-                event.setdefault(extension, value)
+            if not name.startswith(BINARY_PREFIX):
+                continue
+            try:
+                event[name.removeprefix(BINARY_PREFIX)] = header_value(value)
+            except ValueError as exc:
+                event[name.removeprefix(BINARY_PREFIX)] = value
+                errors.append(f"{name}: {exc}")
         event["data"] = _loads(body) if body.strip() else None
-        return [event]
+        return [Unreadable(event, errors) if errors else event]
     raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
                   f"Content-Type {kind or '(none)'} is not accepted; send {STRUCTURED}, "
                   f"{BATCHED}, or {BINARY} with ce-* headers.",
@@ -138,6 +143,7 @@ def parse_events(content_type, headers, body):
 class IntakeResult:
     accepted: int = 0
     duplicates: int = 0
+    conflicts: int = 0  # of the duplicates; not in the 202 body, whose shape SPEC fixes
     rejected: list = field(default_factory=list)
     pending_ids: list = field(default_factory=list)
 
@@ -146,28 +152,50 @@ class IntakeResult:
                 "rejected": self.rejected}
 
 
+def future_time_errors(envelope, now):
+    """An event whose time lies more than INGEST_FUTURE_LIMIT_HOURS after `now` is refused:
+    a clock error must not win last-writer-wins forever."""
+    hours = settings.INGEST_FUTURE_LIMIT_HOURS
+    if envelope.time <= now + dt.timedelta(hours=hours):
+        return []
+    return [f"time: {envelope.time.isoformat()} is more than {hours} hours after "
+            f"{now.isoformat(timespec='seconds')}, when it was checked (time in the future)"]
+
+
+# Dead-letter errors that say how the stored copy differs from what the sender sent.
+ALTERED = "stored altered: "
+MAX_DEPTH = jsontext.MAX_DEPTH
+
+
 def _envelope_row(source, raw, received_at):
     """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
-    if not isinstance(raw, dict):
-        errors = ["(root): an event must be a JSON object"]
-        return _dead_row(source, _storable(raw), received_at, errors), errors
-    depth, unstorable = _depth_and_unstorable(raw)
-    if depth > MAX_DEPTH:
-        errors = [f"(root): an event may nest at most {MAX_DEPTH} levels"]
-        kept = {"id": _raw_id(raw), "type": str(raw.get("type", ""))[:255],
-                "unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
-        return _dead_row(source, _storable(kept), received_at, errors), errors
-    if unstorable:
-        errors = ["(root): strings must not contain NUL (\\u0000) or unpaired surrogate "
-                  "(\\ud800-\\udfff) characters"]
-        return _dead_row(source, _storable(raw), received_at, errors), errors
+    read_errors = []
+    if isinstance(raw, Unreadable):
+        raw, read_errors = raw.event, raw.errors
+    found = jsontext.inspect(raw)
+    if found.depth > MAX_DEPTH:
+        errors = read_errors + [f"(root): an event may nest at most {MAX_DEPTH} levels"]
+        kept = {"unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
+        if isinstance(raw, dict):
+            event_type = raw.get("type")
+            kept = {"id": _raw_id(raw),
+                    "type": event_type[:255] if isinstance(event_type, str) else "", **kept}
+        return _dead_row(source, jsontext.storable(kept), received_at, errors), errors
+    errors, altered = _unstorable_errors(raw, found)
+    errors = read_errors + errors
+    if errors:
+        return _dead_row(source, jsontext.storable(raw), received_at, errors, altered), errors
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
         errors = error_messages(exc)
         return _dead_row(source, raw, received_at, errors), errors
+    errors = future_time_errors(envelope, received_at)
+    if errors:
+        return _dead_row(source, raw, received_at, errors), errors
     return {
         "source_id": source.pk,
+        "event_source": envelope.source,
         "event_id": envelope.id,
         "type": envelope.type,
         "time": envelope.time,
@@ -181,56 +209,94 @@ def _envelope_row(source, raw, received_at):
     }, None
 
 
-def _dead_row(source, raw, received_at, errors):
+def _unstorable_errors(raw, found):
+    """(errors, how the stored copy will differ) for an event no JSON column takes as sent,
+    or one that is not an object."""
+    errors, altered = [], []
+    if not isinstance(raw, dict):
+        errors.append("(root): an event must be a JSON object")
+    if found.unstorable:
+        errors.append("(root): strings must not contain NUL (\\u0000) or unpaired surrogate "
+                      "(\\ud800-\\udfff) characters")
+        altered.append("NUL and unpaired surrogate characters replaced by U+FFFD")
+    if found.out_of_range:
+        paths = jsontext.out_of_range_paths(raw)
+        errors += [f"{path}: the number is outside the range of a binary float (magnitude "
+                   "above 1.8e308); send it as a string" for path in paths[:20]]
+        errors += [f"… and {len(paths) - 20} more such numbers"] if len(paths) > 20 else []
+        altered.append("numbers outside the range of a binary float kept as strings: "
+                       + ", ".join(paths[:20]) + (" …" if len(paths) > 20 else ""))
+    return errors, altered
+
+
+def _dead_row(source, raw, received_at, errors, altered=()):
     # The id is not kept as the inbox key: a corrected resend with the same id is accepted.
     return {
         "source_id": source.pk,
+        "event_source": _raw_text(raw, "source", 500),
         "event_id": None,
-        "type": str(raw.get("type", ""))[:255] if isinstance(raw, dict) else "",
+        "type": _raw_text(raw, "type", 255),
         "time": None,
         "subject": "",
-        "correlation_id": str(raw.get("correlationid", ""))[:255] if isinstance(raw, dict) else "",
+        "correlation_id": _raw_text(raw, "correlationid", 255),
         "raw": raw,
         "received_at": received_at,
         "status": InboxEvent.Status.DEAD,
         "attempts": 0,
-        "errors": ["envelope: " + message for message in errors],
+        "errors": ["envelope: " + message for message in errors]
+        + [ALTERED + note for note in altered],
     }
 
 
 def _raw_id(raw):
+    if isinstance(raw, Unreadable):
+        raw = raw.event
     value = raw.get("id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None
 
 
-INBOX_COLUMNS = ["source_id", "event_id", "type", "time", "subject", "correlation_id", "raw",
-                 "received_at", "status", "attempts", "errors"]
+def _raw_text(raw, name, limit):
+    """A dead letter's attribute as text for its columns, whatever the sender put there."""
+    value = raw.get(name, "") if isinstance(raw, dict) else ""
+    return str(value)[:limit]
 
 
-# PostgreSQL: the rows travel as nine arrays, so the statement stays short and is parsed once.
+INBOX_COLUMNS = ["source_id", "event_source", "event_id", "type", "time", "subject",
+                 "correlation_id", "raw", "content_digest", "received_at", "status", "attempts",
+                 "errors"]
+IDEMPOTENCY_KEY = ["source_id", "event_source", "event_id"]
+
+
+# PostgreSQL: the rows travel as one array per column, so the statement stays short and is
+# parsed once.
 UNNEST_INSERT = """
-INSERT INTO ingestion_inboxevent (source_id, event_id, type, time, subject, correlation_id,
-                                  raw, received_at, status, attempts, errors)
-SELECT e.source_id, e.event_id, e.type, e.time, e.subject, e.correlation_id, e.raw::jsonb,
-       %s, e.status, 0, e.errors::jsonb
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::text[])
-     AS e(source_id, event_id, type, time, subject, correlation_id, raw, status, errors)
-ON CONFLICT (source_id, event_id) DO NOTHING
-RETURNING id, event_id
+INSERT INTO ingestion_inboxevent (source_id, event_source, event_id, type, time, subject,
+                                  correlation_id, raw, content_digest, received_at, status,
+                                  attempts, errors)
+SELECT e.source_id, e.event_source, e.event_id, e.type, e.time, e.subject, e.correlation_id,
+       e.raw::jsonb, e.content_digest, %s, e.status, 0, e.errors::jsonb
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
+            %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+     AS e(source_id, event_source, event_id, type, time, subject, correlation_id, raw,
+          content_digest, status, errors)
+ON CONFLICT (source_id, event_source, event_id) DO NOTHING
+RETURNING id, event_source, event_id
 """
 
 
 def insert_inbox_rows(rows):
-    """Insert inbox rows in one statement; returns (pk, event_id) of the rows inserted."""
+    """Insert inbox rows in one statement; returns (pk, event_source, event_id) of the rows
+    inserted."""
     if not rows:  # an empty batch
         return []
     if connection.vendor != "postgresql":
-        return insert_returning(InboxEvent, rows, INBOX_COLUMNS,
-                                conflict=["source_id", "event_id"], returning=["id", "event_id"])
+        return insert_returning(InboxEvent, rows, INBOX_COLUMNS, conflict=IDEMPOTENCY_KEY,
+                                returning=["id", "event_source", "event_id"])
     columns = [[row[name] for row in rows] for name in
-               ("source_id", "event_id", "type", "time", "subject", "correlation_id")]
-    columns.append([json.dumps(row["raw"]) for row in rows])
+               ("source_id", "event_source", "event_id", "type", "time", "subject",
+                "correlation_id")]
+    columns.append([row["raw_json"] for row in rows])  # jsonb ignores the key order
+    columns.append([row["content_digest"] for row in rows])
     columns.append([row["status"] for row in rows])
     columns.append([json.dumps(row["errors"]) for row in rows])
     with connection.cursor() as cursor:
@@ -238,39 +304,114 @@ def insert_inbox_rows(rows):
         return cursor.fetchall()
 
 
+def canonical_json(raw):
+    """An event as canonical JSON (sorted keys, compact): what its content digest hashes."""
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+
+
+def content_digest(raw):
+    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
+
+
+def _stored_digests(source, keys):
+    """{(event source, event id): content digest} of the stored inbox rows with these keys; a
+    row stored before digests were kept has its digest computed from its raw JSON."""
+    if not keys:
+        return {}
+    stored = InboxEvent.objects.filter(source=source, event_id__in={eid for _, eid in keys},
+                                       event_source__in={es for es, _ in keys})
+    digests = {(es, eid): digest for es, eid, digest in
+               stored.values_list("event_source", "event_id", "content_digest")}
+    if not all(digests.values()):
+        digests.update(((es, eid), content_digest(raw)) for es, eid, raw in
+                       stored.filter(content_digest="").values_list("event_source", "event_id",
+                                                                   "raw"))
+    return digests
+
+
+def _dead_letter_digests(source, digests):
+    """Which of these content digests belong to dead letters stored without a key (their
+    envelope was refused). An identical resend of one is a repeat with no second effect;
+    a corrected one differs and is taken anew."""
+    if not digests:
+        return set()
+    return set(InboxEvent.objects.filter(
+        source=source, event_id__isnull=True, content_digest__in=digests,
+        status__in=[InboxEvent.Status.DEAD, InboxEvent.Status.DISCARDED],
+    ).values_list("content_digest", flat=True))
+
+
+def _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at):
+    """DuplicateDelivery rows for repeats [(key, digest, raw)]; a repeat whose content differs
+    from the stored event is a conflict and keeps its raw JSON."""
+    if not repeats:
+        return []
+    digests = {key: first_rows[key]["content_digest"] for key in inserted_keys}
+    digests.update(_stored_digests(source, {key for key, _, _ in repeats} - inserted_keys))
+    deliveries = []
+    for (event_source, event_id), digest, raw in repeats:
+        # A row gone since the insert (pruned) leaves nothing to compare: not a conflict.
+        conflict = digests.get((event_source, event_id), digest) != digest
+        deliveries.append(DuplicateDelivery(
+            source=source, event_source=event_source, event_id=event_id,
+            received_at=received_at, conflict=conflict, raw=raw if conflict else None))
+    return deliveries
+
+
 def store_events(source, raw_events):
     """Commit every event of one request to the inbox; enqueue processing after commit."""
     received_at = timezone.now()
     result = IntakeResult()
-    rows, seen_ids, duplicate_ids = [], set(), []
+    rows, first_rows, repeats, rejected = [], {}, [], []
     for index, raw in enumerate(raw_events):
         row, errors = _envelope_row(source, raw, received_at)
+        row["raw_json"] = canonical_json(row["raw"])
+        row["content_digest"] = hashlib.sha256(row["raw_json"].encode()).hexdigest()
+        key = (row["event_source"], row["event_id"])
         if errors:
-            result.rejected.append({"index": index, "id": _raw_id(raw), "errors": errors})
-        elif row["event_id"] in seen_ids:
-            duplicate_ids.append(row["event_id"])
-            continue
+            rejected.append((index, raw, row, errors))
+        elif key in first_rows:
+            repeats.append((key, row["content_digest"], row["raw"]))
         else:
-            seen_ids.add(row["event_id"])
-        rows.append(row)
+            first_rows[key] = row
+            rows.append(row)
 
     with transaction.atomic():
+        deliveries = []
+        known = _dead_letter_digests(source, {row["content_digest"] for _, _, row, _ in rejected})
+        for index, raw, row, errors in rejected:
+            if row["content_digest"] in known:  # this very dead letter is stored already
+                deliveries.append(DuplicateDelivery(
+                    source=source, event_source=row["event_source"],
+                    event_id=(_raw_id(raw) or "")[:255], received_at=received_at))
+                continue
+            known.add(row["content_digest"])
+            result.rejected.append({"index": index, "id": _raw_id(raw), "errors": errors})
+            rows.append(row)
         inserted = insert_inbox_rows(rows)
-        inserted_ids = {event_id for _, event_id in inserted if event_id is not None}
-        duplicate_ids += [eid for eid in seen_ids if eid not in inserted_ids]
-        if duplicate_ids:
-            DuplicateDelivery.objects.bulk_create(
-                [DuplicateDelivery(source=source, event_id=eid, received_at=received_at)
-                 for eid in duplicate_ids])
-        result.accepted = len(inserted_ids)
-        result.duplicates = len(duplicate_ids)
-        result.pending_ids = [pk for pk, event_id in inserted if event_id is not None]
-        if result.pending_ids:
-            from .tasks import enqueue_processing
+        inserted_keys = {(es, eid) for _, es, eid in inserted if eid is not None}
+        repeats += [(key, row["content_digest"], row["raw"])
+                    for key, row in first_rows.items() if key not in inserted_keys]
+        deliveries += _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at)
+        if deliveries:
+            DuplicateDelivery.objects.bulk_create(deliveries)
+            result.conflicts = sum(delivery.conflict for delivery in deliveries)
+            if result.conflicts:
+                log.warning("%d repeat(s) from %s differ from the stored event (conflicts)",
+                            result.conflicts, source.slug)
+        result.accepted = len(inserted_keys)
+        result.duplicates = len(deliveries)
+        result.pending_ids = [pk for pk, _, event_id in inserted if event_id is not None]
+        dead_ids = [pk for pk, _, event_id in inserted if event_id is None]
+        from .tasks import enqueue_dead_letter_announcement, enqueue_processing
 
+        if result.pending_ids:
             pending = list(result.pending_ids)
             transaction.on_commit(lambda: enqueue_processing(pending), robust=True)
-    if inserted_ids or duplicate_ids:
+        if dead_ids:
+            transaction.on_commit(lambda: enqueue_dead_letter_announcement(dead_ids),
+                                  robust=True)
+    if inserted_keys or deliveries:
         # At most one write a second per source: concurrent requests do not queue on the row.
         type(source).objects.filter(pk=source.pk).filter(
             Q(last_event_at__isnull=True)

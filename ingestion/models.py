@@ -57,6 +57,9 @@ class InboxEvent(models.Model):
         DISCARDED = "discarded"  # a dead letter a person chose not to replay
 
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    # The CloudEvents `source`: one middleware may relay several systems that reuse ids.
+    # db_default keeps writers that name their columns (bench loaders) valid.
+    event_source = models.CharField(max_length=500, blank=True, default="", db_default="")
     # Null only for dead letters whose envelope had no usable id.
     event_id = models.CharField(max_length=255, null=True, blank=True)
     type = models.CharField(max_length=255, blank=True)
@@ -64,6 +67,9 @@ class InboxEvent(models.Model):
     subject = models.CharField(max_length=500, blank=True)
     correlation_id = models.CharField(max_length=255, blank=True)
     raw = models.JSONField(null=True)  # SQL NULL holds a JSON null event
+    # sha256 of the raw event's canonical JSON: a repeat of the key with other content is a
+    # conflict, found without loading raw. "" on rows stored before it was kept.
+    content_digest = models.CharField(max_length=64, blank=True, default="", db_default="")
     received_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -72,7 +78,9 @@ class InboxEvent(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["source", "event_id"], name="inbox_source_event_uniq"),
+            # The idempotency key (SPEC section 1); dead letters (null id) never collide.
+            models.UniqueConstraint(fields=["source", "event_source", "event_id"],
+                                    name="inbox_idempotency_key_uniq"),
         ]
         indexes = [
             models.Index(fields=["received_at"], name="inbox_pending_idx",
@@ -92,8 +100,26 @@ class InboxEvent(models.Model):
 
 
 class DuplicateDelivery(models.Model):
-    """A delivery of an event already in the inbox: counted, never applied again."""
+    """A delivery of an event already in the inbox: counted, never applied again. A repeat
+    whose content differs from the stored event is a conflict, kept for inspection."""
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="duplicates")
+    event_source = models.CharField(max_length=500, blank=True, default="", db_default="")
     event_id = models.CharField(max_length=255)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    conflict = models.BooleanField(default=False, db_default=False)
+    raw = models.JSONField(null=True, blank=True)  # the conflicting event; null otherwise
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["received_at"], name="duplicate_conflict_recv_idx",
+                         condition=Q(conflict=True)),
+        ]
+
+    def __str__(self):
+        return f"{self.source_id}:{self.event_id}{' (conflict)' if self.conflict else ''}"
+
+    def stored_event(self):
+        """The inbox row this delivery repeated."""
+        return InboxEvent.objects.filter(source_id=self.source_id, event_source=self.event_source,
+                                         event_id=self.event_id).first()

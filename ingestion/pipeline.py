@@ -28,7 +28,8 @@ from opsview import derived
 from opsview import models as state
 
 from .bulk import insert_new, update_rows
-from .contracts import CONTRACTS, error_messages, validate_data
+from .contracts import CONTRACTS, Envelope, error_messages, validate_data
+from .intake import ALTERED, future_time_errors
 from .models import InboxEvent
 
 log = logging.getLogger(__name__)
@@ -570,6 +571,17 @@ def _after_batch(outcome):
         log.exception("event-driven exception rules failed for a batch")
 
 
+def announce_dead_letters(event_ids):
+    """Dead letters kept at intake (their envelope refused) never go through processing:
+    announce them like a processed batch's, so their case opens now, not at the next
+    time-based evaluation."""
+    outcome = BatchOutcome()
+    outcome.dead = list(InboxEvent.objects.filter(pk__in=list(event_ids),
+                                                  status=InboxEvent.Status.DEAD))
+    if outcome.dead:
+        _after_batch(outcome)
+
+
 def pending_ids(limit=None, older_than=None):
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING)
     if older_than is not None:
@@ -596,13 +608,13 @@ def drain_inbox(batch_size=500, progress=None, max_seconds=None):
 
 
 def replay(event_ids=None):
-    """Put dead letters (all, or the given ones) back to pending and process them again."""
-    from .contracts import Envelope
-
+    """Put dead letters back to pending and process them again: all of them when
+    `event_ids` is None, else the given ones (an empty selection replays nothing)."""
+    now = timezone.now()
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.DEAD)
-    if event_ids:
-        qs = qs.filter(pk__in=event_ids)
-    requeued, still_invalid = [], []
+    if event_ids is not None:
+        qs = qs.filter(pk__in=list(event_ids))
+    requeued, still_invalid, altered = [], [], {}
     for row in qs.order_by("pk"):
         if row.event_id is None:
             # Envelope-invalid: its envelope must validate now before it can be processed.
@@ -611,22 +623,57 @@ def replay(event_ids=None):
             except (ValidationError, TypeError):
                 still_invalid.append(row.pk)
                 continue
-            if InboxEvent.objects.filter(source_id=row.source_id, event_id=envelope.id).exists():
+            if future_time_errors(envelope, now):  # checked against the replay's moment
+                still_invalid.append(row.pk)
+                continue
+            if InboxEvent.objects.filter(source_id=row.source_id, event_source=envelope.source,
+                                         event_id=envelope.id).exists():
                 row.status = InboxEvent.Status.DISCARDED
-                row.errors = row.errors + ["replay: an event with this id was already accepted"]
+                row.errors = row.errors + ["replay: an event with this source and id was "
+                                           "already accepted"]
                 row.save(update_fields=["status", "errors"])
                 continue
-            row.event_id, row.type, row.time = envelope.id, envelope.type, envelope.time
+            row.event_source, row.event_id = envelope.source, envelope.id
+            row.type, row.time = envelope.type, envelope.time
             row.subject = envelope.subject or ""
             row.correlation_id = envelope.correlationid or ""
         row.status = InboxEvent.Status.PENDING
-        row.save(update_fields=["event_id", "type", "time", "subject", "correlation_id",
-                                "status"])
+        row.save(update_fields=["event_source", "event_id", "type", "time", "subject",
+                                "correlation_id", "status"])
         requeued.append(row.pk)
+        notes = [error for error in row.errors if error.startswith(ALTERED)]
+        if notes:
+            altered[row.pk] = notes
     outcomes = [process_events(requeued[i:i + 500]) for i in range(0, len(requeued), 500)]
     return {
         "replayed": len(requeued),
         "processed": sum(len(o.processed) for o in outcomes),
         "dead": sum(len(o.dead) for o in outcomes) + len(still_invalid),
         "unhandled": sum(len(o.unhandled) for o in outcomes),
+        "altered": _note_altered_copies(altered),
     }
+
+
+def replay_summary(result):
+    """What a replay did, in one line for the person who asked for it; a copy stored altered
+    is always mentioned."""
+    line = ("Replayed {replayed}: {processed} processed, {dead} still dead, {unhandled} "
+            "unhandled".format(**result))
+    if result["altered"]:
+        line += (f"; {result['altered']} from a copy stored altered (NUL as U+FFFD, numbers as "
+                 "strings: see their errors)")
+    return line + "."
+
+
+def _note_altered_copies(notes_by_pk):
+    """A dead letter stored altered (U+FFFD for NUL, a number as a string) is replayed from
+    that copy, not from what was sent: its errors keep the `stored altered` notes and, once
+    it is processed, say that it was processed from the altered copy. Returns how many were."""
+    rows = list(InboxEvent.objects.filter(pk__in=list(notes_by_pk)))
+    for row in rows:
+        row.errors = row.errors + [note for note in notes_by_pk[row.pk] if note not in row.errors]
+        if row.status != InboxEvent.Status.DEAD:
+            row.errors.append("replay: processed from the copy stored altered (above), not from "
+                              "the event as sent")
+    update_rows(InboxEvent, rows, ["errors"])
+    return sum(row.status != InboxEvent.Status.DEAD for row in rows)

@@ -2,7 +2,9 @@
 
 The signed content is "{webhook-id}.{webhook-timestamp}.{body}"; the key is the
 base64-decoded part of a `whsec_` secret; the header holds space-separated `v1,<base64>`
-signatures. The webhook view and the simulator both use this module.
+signatures. Svix, the most widely deployed sender, names the same three headers `svix-id`,
+`svix-timestamp` and `svix-signature` by default: they are accepted as aliases. The webhook
+view and the simulator both use this module.
 """
 import base64
 import hashlib
@@ -10,6 +12,20 @@ import hmac
 import time
 
 SECRET_PREFIX = "whsec_"
+
+
+HEADER_SETS = [("webhook-id", "webhook-timestamp", "webhook-signature"),
+               ("svix-id", "svix-timestamp", "svix-signature")]
+
+
+def signature_headers(headers):
+    """(id, timestamp, signature) from the first complete set of header names in
+    HEADER_SETS; a set is taken whole, never mixed with another. Missing values are None."""
+    for names in HEADER_SETS:
+        values = tuple(headers.get(name) for name in names)
+        if all(values):
+            return values
+    return tuple(headers.get(name) for name in HEADER_SETS[0])
 
 
 class VerificationError(Exception):

@@ -36,6 +36,24 @@ def enqueue_processing(event_ids):
             return
 
 
+@shared_task(name="ingestion.tasks.announce_dead_letters", acks_late=True,
+             autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def announce_dead_letters(event_ids):
+    pipeline.announce_dead_letters(event_ids)
+
+
+def enqueue_dead_letter_announcement(event_ids):
+    """After intake commits dead letters; a broker outage only delays their case until the
+    time-based rules run."""
+    try:
+        announce_dead_letters.delay(list(event_ids))
+    except Exception:  # broker down
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            raise
+        log.warning("could not announce %d dead letters; the time-based rules will",
+                    len(event_ids))
+
+
 @shared_task(name="ingestion.tasks.sweep_inbox")
 def sweep_inbox():
     """Re-enqueue inbox rows still pending after INGEST_SWEEP_AFTER_SECONDS."""

@@ -1,5 +1,6 @@
 """The webhook: verify, then parse, then commit to the inbox, then answer."""
 import logging
+import re
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -12,7 +13,7 @@ from . import contracts
 from .intake import parse_events, store_events
 from .models import Source
 from .problems import Problem, problem_response, unauthorized
-from .signing import VerificationError, verify
+from .signing import VerificationError, signature_headers, verify
 from .throttle import over_limit
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _accept(request, slug):
         declared = 0
     if declared > limit:
         raise _too_large(declared, limit)
-    body = request.read(limit + 1)
+    body = _read_body(request, limit + 1)
     if len(body) > limit:
         raise _too_large(len(body), limit)
 
@@ -59,8 +60,7 @@ def _accept(request, slug):
         raise unauthorized()
     headers = request.headers
     try:
-        verify(source.active_secrets, headers.get("webhook-id"),
-               headers.get("webhook-timestamp"), headers.get("webhook-signature"), body,
+        verify(source.active_secrets, *signature_headers(headers), body,
                tolerance=settings.INGEST_TIMESTAMP_TOLERANCE_SECONDS)
     except VerificationError as exc:
         log.info("webhook for %s rejected: %s", source.slug, exc)
@@ -77,18 +77,40 @@ def _accept(request, slug):
     return store_events(source, events)
 
 
+def _read_body(request, most):
+    """At most `most` bytes of the body. A chunked body has no Content-Length, so Django
+    reads it as empty: it is read from the server's stream instead, to its end, when the
+    server says it decoded the chunks and ends the stream (`wsgi.input_terminated`, as
+    gunicorn does); otherwise the sender is told to send a Content-Length."""
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.META.get("CONTENT_LENGTH") or not chunked:
+        return request.read(most)
+    if not request.META.get("wsgi.input_terminated"):
+        raise Problem(411, "length-required", "Length Required",
+                      "This server cannot read a chunked body to its end: send the body with "
+                      "a Content-Length header.", ["content-length: missing"])
+    stream, parts, size = request.META["wsgi.input"], [], 0
+    while size < most and (part := stream.read(most - size)):
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 def _too_large(size, limit):
     return Problem(413, "body-too-large", "Content Too Large",
                    f"The body is over the limit of {limit} bytes.",
                    [f"body: {size} bytes, limit {limit}"])
 
 
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
+
+
 def _handshake(request):
     """CloudEvents webhook validation (abuse protection) handshake."""
     response = HttpResponse(status=200)
     response["Allow"] = "POST"
-    origin = request.headers.get("WebHook-Request-Origin")
-    if origin:
+    origin = request.headers.get("WebHook-Request-Origin", "")
+    if _VISIBLE_ASCII.fullmatch(origin):  # echoed only when it is a plain header value
         response["WebHook-Allowed-Origin"] = origin
     rate = request.headers.get("WebHook-Request-Rate")
     if rate:

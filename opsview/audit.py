@@ -1,12 +1,39 @@
 """The security audit trail: one call per security-relevant change."""
+import functools
+import ipaddress
+
+from django.conf import settings
+
 from .models import AuditEvent
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(trusted):
+    return [ipaddress.ip_network(network, strict=False) for network in trusted]
+
+
+def _is_trusted_proxy(address):
+    try:
+        peer = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(peer in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
 def client_ip(request):
-    """The peer address Django saw (a proxy's X-Forwarded-For is not trusted here)."""
+    """The client's address: the peer Django saw, unless that peer is a trusted proxy
+    (TRUSTED_PROXIES, e.g. the nginx in front), whose X-Real-IP header names the client.
+    The header is the client's own claim from anyone else, and then ignored."""
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    peer = request.META.get("REMOTE_ADDR") or None
+    if peer and _is_trusted_proxy(peer):
+        forwarded = request.META.get("HTTP_X_REAL_IP", "").strip()
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            return peer
+    return peer
 
 
 def record(action, target, *, request=None, actor=None, actor_label="", **detail):

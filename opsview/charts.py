@@ -1,4 +1,5 @@
 """Plotly figures from KPI results. Each returns a plain dict (data + layout) for the page."""
+import html
 import json
 from decimal import Decimal
 
@@ -30,7 +31,25 @@ def _layout(title=None, height=320, **extra):
 
 
 def as_spec(figure):
-    return json.loads(pio.to_json(figure, validate=False))
+    """The figure as the page's JSON, every label text: every chart goes through here."""
+    spec = json.loads(pio.to_json(figure, validate=False))
+    spec["data"] = text_only(spec["data"])
+    spec["layout"] = {key: value if key == "template" else text_only(value)
+                      for key, value in spec["layout"].items()}
+    return spec
+
+
+def text_only(value):
+    """`value` with every string HTML-escaped. plotly.js draws a subset of HTML in labels,
+    legends and hover text (links, bold, line breaks) and decodes entities, so names that
+    senders chose (clients, practices, flows) are shown as they are, never as markup."""
+    if isinstance(value, str):
+        return html.escape(value, quote=False)
+    if isinstance(value, list):
+        return [text_only(item) for item in value]
+    if isinstance(value, dict):
+        return {key: text_only(item) for key, item in value.items()}
+    return value
 
 
 def _num(value):

@@ -7,6 +7,7 @@ come back, instead of a `500` that reads like a bug. Any other failure keeps Dja
 """
 import logging
 import sys
+from http import HTTPStatus
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
@@ -47,6 +48,39 @@ def database_unavailable(request, detail="The database cannot be reached right n
     response = HttpResponse(page, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+class ProblemDocumentsMiddleware:
+    """On the machine paths (/api/, /ingest/) every error answer is a problem document,
+    including those Django makes before or around a view (unknown path, a Host not allowed,
+    a method a view refuses): API clients and senders parse one format, and nothing of the
+    request is echoed back. Headers that tell the client what to do next are kept."""
+
+    KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+    DETAILS = {
+        400: "The request could not be read (a Host that is not allowed, or a malformed "
+             "header or body).",
+        403: "This request is not allowed.",
+        404: "Nothing is served at this path; the API document is at /api/schema/.",
+        405: "This path does not answer this method.",
+    }
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (response.status_code < 400 or not request.path.startswith(MACHINE_PATHS)
+                or response.get("Content-Type") == "application/problem+json"):
+            return response
+        status = HTTPStatus(response.status_code)
+        problem = problem_response(Problem(
+            status.value, status.phrase.lower().replace(" ", "-"), status.phrase,
+            self.DETAILS.get(status.value, "The request could not be answered.")))
+        for name in self.KEPT_HEADERS:
+            if name in response:
+                problem[name] = response[name]
+        return problem
 
 
 def server_error(request):

@@ -653,6 +653,8 @@ def integration_health(*, start, end, now=None):
         },
         "duplicates": DuplicateDelivery.objects.filter(received_at__gte=start,
                                                        received_at__lt=end).count(),
+        "conflicts": DuplicateDelivery.objects.filter(received_at__gte=start, received_at__lt=end,
+                                                      conflict=True).count(),
         "reconciliation_gaps": [
             {"flow": g.flow, "object_type": g.object_type,
              "period_start": g.period_start.isoformat(), "period_end": g.period_end.isoformat(),

@@ -125,7 +125,7 @@ KPI_SCHEMAS = {
              ["practice", "billable_hours", "capacity_hours", "utilization_ratio"])},
          "by_person": {"type": "array", "items": _object(["person_id"])}}),
     "IntegrationHealthKpi": _object(
-        ["start", "end", "flows", "inbox", "duplicates", "reconciliation_gaps"],
+        ["start", "end", "flows", "inbox", "duplicates", "conflicts", "reconciliation_gaps"],
         {"flows": {"type": "array", "items": _object(
             ["flow", "source_system", "target_system", "succeeded", "failed", "success_ratio",
              "p95_latency_ms", "last_event_at", "expected_silence_seconds", "stale",
@@ -407,7 +407,7 @@ def _ingestion_paths():
                 "summary": "Deliver CloudEvents (structured, batched or binary mode)",
                 "description": "Verified (Standard Webhooks) before anything is parsed; 202 "
                                "only once every event is committed to the durable inbox. "
-                               "Idempotent on (source, event id).",
+                               "Idempotent on (source, CloudEvents source, event id).",
                 "parameters": signature_headers,
                 "security": [{"webhookSignature": []}],
                 "requestBody": {"required": True, "content": {
@@ -419,7 +419,8 @@ def _ingestion_paths():
                                   "Binary (application/json): the body is `data`, the "
                                   "attributes are ce-id, ce-type, ce-source, ce-specversion, "
                                   "ce-time (and optional ce-subject, ce-correlationid) "
-                                  "headers."},
+                                  "headers, percent-encoded as the CloudEvents HTTP binding "
+                                  "says."},
                 "responses": {
                     "202": {"description": "Committed to the inbox.",
                             "content": {"application/json": {"schema": ref("IngestResult")}}},
@@ -427,6 +428,8 @@ def _ingestion_paths():
                                    "says, or a batch is over the limit."),
                     "401": problem("Unknown or disabled source, missing headers, bad "
                                    "signature or stale timestamp (one body for each)."),
+                    "411": problem("A chunked body the server cannot read to its end: send "
+                                   "a Content-Length."),
                     "413": problem("The body is over the limit (5 MiB by default)."),
                     "415": problem("Another content type."),
                     "429": problem("Over the Source's rate limit.", RETRY_AFTER),

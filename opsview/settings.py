@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 import plotly
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,8 +27,19 @@ def envlist(name, default):
 
 
 DEBUG = envbool("DEBUG", False)
-# The fallback key only serves the embedded demo; production sets SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY", "opsview-insecure-demo-key-set-SECRET_KEY-in-production")
+# Keys anyone can read in this repository: the demo's, and the one an earlier
+# docker-compose.yml carried.
+PUBLIC_KEYS = {"opsview-insecure-demo-key-set-SECRET_KEY-in-production", "change-me-in-production"}
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not DEBUG and not os.environ.get("PYTEST_VERSION") and SECRET_KEY in PUBLIC_KEYS | {""}:
+    # Sessions, CSRF tokens and password resets signed with a public key can be forged.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set (or is a key published in the repository) and DEBUG is off. "
+        "Set SECRET_KEY to a long random value, e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))', or set DEBUG=1 to "
+        "run the embedded demo.")
+# The demo (DEBUG on) and the test suite (pytest sets PYTEST_VERSION) may run without one.
+SECRET_KEY = SECRET_KEY or "opsview-insecure-demo-key-set-SECRET_KEY-in-production"
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
@@ -48,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "opsview.errors.ProblemDocumentsMiddleware",
     "opsview.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -94,6 +107,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # against Python's GIL when a query calls one of Django's Python SQL functions.
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"opsview-test-{os.getpid()}.sqlite3")}
+elif envint("DB_POOL_MAX_SIZE", 0) > 0:
+    # The web tier: a connection pool per process (psycopg_pool, built into Django 5.2).
+    # Threads borrow a connection per request and give it back, instead of each holding its
+    # own for DB_CONN_MAX_AGE while idle, so the database's connection limit bounds the
+    # requests served at once, not the threads that exist (docs/operations.md).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": envint("DB_POOL_MIN_SIZE", 1),
+        "max_size": envint("DB_POOL_MAX_SIZE", 0),
+        # A request waits this long for a free connection before it fails (as a 503).
+        "timeout": envint("DB_POOL_TIMEOUT", 10),
+        "max_idle": envint("DB_POOL_MAX_IDLE", 60),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -151,6 +177,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Addresses (networks) of the reverse proxies in front (deploy/nginx): from them, X-Real-IP
+# names the client, so the login throttle and the audit trail see clients, not the proxy.
+TRUSTED_PROXIES = envlist("TRUSTED_PROXIES", "")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -178,6 +207,8 @@ LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 900)
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)
 INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 1000)
 INGEST_TIMESTAMP_TOLERANCE_SECONDS = envint("INGEST_TIMESTAMP_TOLERANCE_SECONDS", 300)
+# An event whose `time` lies further than this after its receipt is a dead letter.
+INGEST_FUTURE_LIMIT_HOURS = envint("INGEST_FUTURE_LIMIT_HOURS", 24)
 # Inbox rows still pending after this long are re-enqueued by the sweeper.
 INGEST_SWEEP_AFTER_SECONDS = envint("INGEST_SWEEP_AFTER_SECONDS", 120)
 INGEST_PROCESS_BATCH = envint("INGEST_PROCESS_BATCH", 1000)

@@ -1,7 +1,6 @@
 """Dashboard pages. Each page is a set of panels; each panel is an htmx partial that loads
 and refreshes on its own, computed by the same KPI functions as the read API, and exports
 the table behind it as CSV."""
-import csv
 import datetime as dt
 import hashlib
 import logging
@@ -11,11 +10,12 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from core.csvexport import csv_response
 from ingestion.problems import Problem
 
 from . import billing, charts, close, fx, kpis, trends
@@ -639,7 +639,7 @@ def panel(request, name):
     f = Filters.from_request(request)
     context = _panel_context(name, f)
     if request.GET.get("format") == "csv":
-        return _csv(name, context["table"])
+        return csv_response(f"{name}.csv", context["table"]["columns"], context["table"]["rows"])
     return render(request, f"opsview/partials/{PANEL_TEMPLATES.get(name, name)}.html",
                   {**context, "filters": f, "query": f.query(), "panel": name})
 
@@ -665,17 +665,6 @@ def _panel_context(name, f):
         except Exception as exc:  # noqa: BLE001
             log.warning("panel cache unavailable: %s", exc)
     return context
-
-
-def _csv(name, table):
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(table["columns"])
-    # A cell starting with = + - @ would run as a formula in a spreadsheet: quote it.
-    writer.writerows([[f"'{cell}" if isinstance(cell, str) and cell[:1] in "=+-@" else cell
-                       for cell in row] for row in table["rows"]])
-    return response
 
 
 def home(request):

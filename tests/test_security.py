@@ -31,9 +31,10 @@ PRODUCTION_ENV = {
 
 
 def django_subprocess(args, extra_env):
-    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; production does not.
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process, and pytest sets
+    # PYTEST_VERSION; production has neither.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+           if k not in ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "PYTEST_VERSION")}
     env.update(extra_env)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
@@ -45,6 +46,26 @@ def test_check_deploy_is_clean_with_production_settings():
                                PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("entry", [["manage.py", "check"], ["-c", "import opsview.wsgi"]],
+                         ids=["manage.py", "wsgi"])
+@pytest.mark.parametrize("key", [None, "opsview-insecure-demo-key-set-SECRET_KEY-in-production",
+                                 "change-me-in-production"], ids=["no-key", "demo-key", "compose-key"])
+def test_production_refuses_to_start_without_its_own_secret_key(entry, key):
+    env = {"DEBUG": "0", "ALLOWED_HOSTS": "opsview.example.com",
+           "DJANGO_SETTINGS_MODULE": "opsview.settings"}
+    if key:
+        env["SECRET_KEY"] = key
+    result = django_subprocess(entry, env)
+    assert result.returncode != 0, result.stdout
+    assert "SECRET_KEY" in result.stderr.strip().splitlines()[-1], result.stderr[-500:]
+
+
+def test_the_demo_and_a_real_key_start():
+    assert django_subprocess(["manage.py", "check"], {"DEBUG": "1"}).returncode == 0
+    result = django_subprocess(["manage.py", "check"], PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr
 
 
 def test_check_deploy_flags_the_demo_settings():
@@ -233,9 +254,14 @@ def test_mutations_refuse_get(role, case):
 
 
 def test_replay_by_role(case, db):
+    from ingestion.models import InboxEvent, Source
+
+    letter = InboxEvent.objects.create(source=Source.objects.create(slug="mulesoft", name="M"),
+                                       status="dead", raw={"id": "e"}, errors=["envelope: x"])
     dead = Case.objects.create(type="dead_letter", fingerprint="mulesoft", title="Dead letters",
                                severity="medium", queue=Queue.objects.get(slug="integration"),
-                               object_kind="source", object_id="mulesoft")
+                               object_kind="source", object_id="mulesoft",
+                               detail={"inbox_ids": [letter.pk]})
     assert client_as("executive").post(f"/exceptions/{dead.pk}/replay").status_code == 403
     assert client_as(ANONYMOUS).post(f"/exceptions/{dead.pk}/replay").status_code == 302
     assert client_as("integration").post(f"/exceptions/{dead.pk}/replay").status_code == 302
@@ -307,6 +333,28 @@ def test_one_address_is_throttled_across_usernames(client, settings, db):
         client.post("/accounts/login/", {"username": f"guess{n}", "password": "x"})
     response = client.post("/accounts/login/", {"username": "carol", "password": PASSWORD})
     assert response.status_code == 429
+
+
+def test_behind_the_proxy_each_client_address_is_throttled_apart(settings, db):
+    """nginx (deploy/nginx) is every request's peer: the address counted is the one it
+    sets in X-Real-IP, trusted only from a TRUSTED_PROXIES address."""
+    settings.LOGIN_IP_FAILURE_LIMIT = 3
+    settings.TRUSTED_PROXIES = ["127.0.0.0/8"]
+    make_role_user("erin", "finance_ops")
+
+    def login(real_ip, password="x", peer="127.0.0.1", username="erin"):
+        return Client(REMOTE_ADDR=peer).post(
+            "/accounts/login/", {"username": username, "password": password},
+            headers={"X-Real-IP": real_ip})
+
+    for n in range(3):
+        login("203.0.113.7", username=f"guess{n}")
+    assert login("203.0.113.7", PASSWORD).status_code == 429
+    assert login("198.51.100.4", PASSWORD).status_code == 302  # another client: not blocked
+    # From a peer that is not a trusted proxy the header is the client's own claim: ignored.
+    for n in range(3):
+        login(f"192.0.2.{n}", peer="10.9.9.9", username=f"other{n}")
+    assert login("192.0.2.99", PASSWORD, peer="10.9.9.9").status_code == 429
 
 
 def test_a_successful_login_clears_the_username_counter(client, settings, db):
@@ -476,7 +524,7 @@ def test_replaying_dead_letters_is_audited(deliver, db):
     from django.core.management import call_command
 
     deliver.send({"specversion": "1.0", "id": "bad", "source": "s", "type": "x.y"})  # no time
-    call_command("replay", stdout=io.StringIO())
+    call_command("replay", "--all", stdout=io.StringIO())
     event = AuditEvent.objects.get(action="inbox.dead_letters_replayed")
     assert event.actor_label == "command:replay" and len(event.detail["ids"]) == 1
     assert "replayed" in event.detail and "dead" in event.detail

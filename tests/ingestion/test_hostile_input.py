@@ -273,3 +273,115 @@ def test_an_empty_batch_is_accepted_as_nothing(client, source):
     assert response.status_code == 202
     assert response.json() == {"accepted": 0, "duplicates": 0, "rejected": []}
     assert not InboxEvent.objects.exists()
+
+
+# --- Numbers a binary float cannot hold, and arrays nested too deep ------------------------
+def _event_text(event_id, *, data='{"client_id": "c-%s", "name": "Acme"}', extension="",
+                event_type="client.upserted"):
+    return ('{"specversion":"1.0","id":"%s","source":"urn:s","type":"%s",'
+            '"time":"2026-11-02T10:00:00Z"%s,"data":%s}'
+            % (event_id, event_type, extension, data % event_id if "%s" in data else data))
+
+
+def _post_batch(client, source, items):
+    body = ("[" + ",".join(items) + "]").encode()
+    return client.post(f"/ingest/{source.slug}/events", data=body,
+                       content_type="application/cloudevents-batch+json",
+                       headers=signed_headers(source.secret, "msg_batch", body))
+
+
+HUGE = "9" * 5000  # past Python's 4,300-digit limit for int(), let alone a float's range
+OUT_OF_RANGE = [
+    ("data", '{"client_id": "c-x", "name": "n", "weight": 1e400}', "data.weight", "1e400"),
+    ("data", '{"client_id": "c-x", "name": "n", "rates": [1, -1E+999]}', "data.rates[1]",
+     "-1E+999"),
+    ("extension", ',"loadfactor":1e309', "loadfactor", "1e309"),
+    ("extension", ',"counter":' + "1" + "0" * 400, "counter", "1" + "0" * 400),
+    ("extension", ',"counter":' + HUGE, "counter", HUGE),
+]
+
+
+@pytest.mark.parametrize("where,fragment,path,text", OUT_OF_RANGE,
+                         ids=["data-float", "data-nested", "ext-float", "ext-int", "ext-5000"])
+def test_a_number_a_float_cannot_hold_is_rejected_alone(client, source, where, fragment, path,
+                                                        text):
+    bad = (_event_text("bad", data=fragment) if where == "data"
+           else _event_text("bad", extension=fragment))
+    response = _post_batch(client, source, [_event_text("1"), bad, _event_text("2")])
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["accepted"] == 2
+    [rejected] = body["rejected"]
+    assert (rejected["index"], rejected["id"]) == (1, "bad")
+    assert any(error.startswith(f"{path}: ") and "outside the range of a binary float" in error
+               for error in rejected["errors"]), rejected
+    dead = InboxEvent.objects.get(status="dead")
+    kept = dead.raw["data"] if where == "data" else dead.raw
+    assert text in json.dumps(kept)  # kept as its text, a string
+    assert any(e.startswith("stored altered:") and path in e for e in dead.errors), dead.errors
+
+
+@pytest.mark.parametrize("value", [2**64, 10**30, -(10**300)], ids=["2^64", "1e30", "-1e300"])
+def test_huge_integers_a_float_can_hold_are_stored_and_checked_by_the_contract(
+        client, source, value):
+    from ingestion import pipeline
+
+    items = [_event_text("big-ext", extension=f',"counter":{value}'),
+             _event_text("big-hours", event_type="time_entry.approved",
+                         data='{"time_entry_id": "t", "project_id": "p", "person_id": "u", '
+                         f'"work_date": "2026-11-02", "billable": true, "hours": {value}' + "}"),
+             _event_text("big-latency", event_type="sync.succeeded",
+                         data='{"flow": "f", "source_system": "a", "target_system": "b", '
+                         f'"object_type": "x", "object_id": "1", "latency_ms": {value}' + "}")]
+    response = _post_batch(client, source, items)
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 3
+    pipeline.drain_inbox()
+    rows = {row.event_id: row for row in InboxEvent.objects.all()}
+    assert rows["big-ext"].status == "processed"
+    assert rows["big-ext"].raw["counter"] == value
+    for event_id, field in (("big-hours", "data.hours"), ("big-latency", "data.latency_ms")):
+        assert rows[event_id].status == "dead"
+        assert any(error.startswith(field) for error in rows[event_id].errors), \
+            rows[event_id].errors
+
+
+@pytest.mark.parametrize("depth", [65, 900, 5000])
+@pytest.mark.parametrize("where", ["root", "data"])
+def test_arrays_nested_too_deep_are_rejected_alone(client, source, depth, where):
+    nested = "[" * depth + "]" * depth
+    bad = nested if where == "root" else _event_text("deep", data=nested)
+    response = _post_batch(client, source, [_event_text("1"), bad, _event_text("2")])
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["accepted"] == 2
+    [rejected] = body["rejected"]
+    assert rejected["index"] == 1
+    assert "nest" in " ".join(rejected["errors"])
+    assert InboxEvent.objects.filter(status="dead").count() == 1
+
+
+def test_a_too_deep_body_that_does_not_balance_is_still_not_json(client, source):
+    response = _post_batch(client, source, [_event_text("1"), "[" * 5000 + "]" * 4999])
+    assert_problem(response, 400)
+    assert not InboxEvent.objects.exists()
+
+
+@pytest.mark.parametrize("data", ['{"weight": 1e400}', "[" * 5000 + "]" * 5000],
+                         ids=["out-of-range", "too-deep"])
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_structured_and_binary_events_are_kept_as_dead_letters_too(client, source, mode, data):
+    if mode == "structured":
+        body, content_type, extra = _event_text("one", data=data).encode(), STRUCTURED, {}
+    else:
+        body, content_type = data.encode(), "application/json"
+        extra = {"ce-specversion": "1.0", "ce-id": "one", "ce-source": "urn:s",
+                 "ce-type": "client.upserted", "ce-time": "2026-11-02T10:00:00Z"}
+    response = client.post(f"/ingest/{source.slug}/events", data=body, content_type=content_type,
+                           headers={**signed_headers(source.secret, "m", body), **extra})
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 0
+    # A structured body nested past what the parser takes is never parsed: its id is unknown.
+    unparsed = mode == "structured" and data.startswith("[")
+    assert response.json()["rejected"][0]["id"] == (None if unparsed else "one")
+    assert InboxEvent.objects.get().status == "dead"

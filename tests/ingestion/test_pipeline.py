@@ -238,3 +238,120 @@ def test_transient_database_error_leaves_the_batch_pending_not_dead(deliver, mon
     monkeypatch.undo()
     pipeline.drain_inbox()
     assert set(InboxEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_replaying_a_dead_letter_stored_altered_says_so(deliver):
+    """NUL cannot be stored, so the dead letter keeps U+FFFD in its place: a replay processes
+    that copy, not what was sent, and the row and the replay's answer say so."""
+    sent = entry_event("posted", 1, erp_document_id="ERP\u0000-7")
+    deliver.send(sent)
+    dead = InboxEvent.objects.get()
+    assert dead.raw["data"]["erp_document_id"] == "ERP\ufffd-7"
+    assert any(e.startswith("stored altered:") and "U+FFFD" in e for e in dead.errors)
+
+    result = pipeline.replay([dead.pk])
+    assert (result["processed"], result["altered"]) == (1, 1)
+    dead.refresh_from_db()
+    assert dead.status == "processed"
+    assert any(e.startswith("stored altered:") for e in dead.errors), dead.errors
+    assert any(e.startswith("replay:") and "altered" in e for e in dead.errors), dead.errors
+    assert TimeEntry.objects.get().erp_document_id == "ERP\ufffd-7"
+
+
+def test_replay_command_and_case_page_tell_of_altered_copies(deliver, logged_in, client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from exceptions.models import Case
+    from exceptions.rules import dead_letter, reconcile
+
+    deliver.send(entry_event("posted", 1, erp_document_id="ERP\u0000-7"))
+    deliver.send(entry_event("posted", 2, entry_id="te-2", erp_document_id="ERP\u0000-8"))
+    first, second = InboxEvent.objects.order_by("pk")
+    out = StringIO()
+    call_command("replay", str(first.pk), stdout=out)
+    assert "1 from a copy stored altered" in out.getvalue()
+
+    reconcile("dead_letter", dead_letter, count=False)
+    case = Case.objects.get(type="dead_letter")
+    logged_in("integration")
+    response = client.post(f"/exceptions/{case.pk}/replay", follow=True)
+    assert "1 from a copy stored altered" in response.content.decode()
+    assert "1 from a copy stored altered" in case.entries.filter(action="comment").last().comment
+
+
+# --- An empty selection replays nothing ----------------------------------------------------
+def _two_dead_letters(deliver, process):
+    deliver.send(entry_event("approved", 1, hours="lots"),
+                 entry_event("approved", 1, entry_id="te-2", hours="many"))
+    process()
+    return list(InboxEvent.objects.filter(status="dead").order_by("pk"))
+
+
+def test_replaying_an_empty_selection_replays_nothing(deliver, process):
+    _two_dead_letters(deliver, process)
+    result = pipeline.replay([])
+    assert result["replayed"] == 0
+    assert InboxEvent.objects.filter(status="dead").count() == 2
+
+
+def test_the_replay_command_needs_a_selection_or_all(deliver, process):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    first, _ = _two_dead_letters(deliver, process)
+    for entry in first, _:
+        entry.raw["data"]["hours"] = "1.00"
+        entry.save()
+    with pytest.raises(CommandError, match="--all"):
+        call_command("replay", stdout=StringIO())
+    out = StringIO()
+    call_command("replay", "999999", stdout=out)  # no such dead letter: nothing
+    assert "0 dead letters selected" in out.getvalue()
+    assert InboxEvent.objects.filter(status="dead").count() == 2
+    call_command("replay", "--all", stdout=StringIO())
+    assert InboxEvent.objects.filter(status="dead").count() == 0
+
+
+def test_the_case_page_replays_only_its_own_dead_letters(deliver, process, client, logged_in):
+    from exceptions.models import Case
+    from exceptions.rules import dead_letter, reconcile
+    from ingestion.models import Source
+    from tests.conftest import Delivery
+
+    other_source = Source.objects.create(slug="boomi", name="Boomi", rate_limit_per_minute=0)
+    deliver.send(entry_event("approved", 1, hours="lots"))
+    Delivery(client, other_source).send(entry_event("approved", 1, entry_id="te-2", hours="x"))
+    process()
+    first, second = InboxEvent.objects.filter(status="dead").order_by("pk")
+    reconcile("dead_letter", dead_letter, count=False)
+    case = Case.objects.get(type="dead_letter", object_id="mulesoft")
+    for row in first, second:  # both fixed; only the first is this case's
+        row.raw["data"]["hours"] = "1.00"
+        row.save()
+    logged_in("integration")
+    client.post(f"/exceptions/{case.pk}/replay")
+    first.refresh_from_db()
+    assert first.status == "processed"
+    # The case's rows are replayed already: a second click replays nothing at all.
+    response = client.post(f"/exceptions/{case.pk}/replay", follow=True)
+    second.refresh_from_db()
+    assert second.status == "dead"
+    assert "no dead letters left to replay" in response.content.decode().lower()
+
+
+def test_a_dead_letter_kept_at_intake_opens_its_case_at_once(
+        deliver, django_capture_on_commit_callbacks):
+    """An event refused at intake (its envelope invalid, its time in the future) never goes
+    through processing; its dead_letter case opens as the rows are committed, not at the
+    next time-based evaluation."""
+    from exceptions.models import Case
+
+    broken = entry_event("approved", 1)
+    broken["time"] = "not a time"
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver.send(broken)
+    case = Case.objects.get(type="dead_letter")
+    assert case.detail["inbox_ids"] == [InboxEvent.objects.get().pk]

@@ -78,3 +78,20 @@ def test_one_matching_signature_among_several_verifies():
 def test_missing_or_malformed_headers_are_rejected(msg_id, timestamp, signature):
     with pytest.raises(VerificationError):
         verify([SECRET], msg_id, timestamp, signature, BODY, now=NOW)
+
+
+# --- Svix's header names ------------------------------------------------------------------
+def test_svix_header_names_are_read_as_the_standard_ones():
+    from ingestion.signing import signature_headers
+
+    assert signature_headers({"svix-id": "m", "svix-timestamp": "1", "svix-signature": "v1,x"}
+                             ) == ("m", "1", "v1,x")
+    assert signature_headers({"webhook-id": "w", "webhook-timestamp": "2",
+                              "webhook-signature": "v1,y", "svix-id": "m"}) == ("w", "2", "v1,y")
+
+
+def test_a_set_of_headers_is_taken_whole_never_mixed():
+    from ingestion.signing import signature_headers
+
+    mixed = {"webhook-id": "w", "webhook-timestamp": "2", "svix-signature": "v1,x"}
+    assert None in signature_headers(mixed)

@@ -140,9 +140,13 @@ def test_batch_over_the_limit_is_400_and_stores_nothing(client, source):
     assert InboxEvent.objects.count() == 0
 
 
-def test_deeply_nested_json_is_400_not_500(client, source):
-    body = "[" * 100_000 + "]" * 100_000
-    assert_problem(post_raw(client, source, body, "application/cloudevents-batch+json"), 400)
+def test_deeply_nested_json_is_a_rejected_event_not_a_500(client, source):
+    body = "[" * 100_000 + "]" * 100_000  # a batch of one array nested 99,999 levels deep
+    response = post_raw(client, source, body, "application/cloudevents-batch+json")
+    assert response.status_code == 202
+    [rejected] = response.json()["rejected"]
+    assert "nest" in rejected["errors"][0]
+    assert InboxEvent.objects.get().status == "dead"
 
 
 # --- 401 ----------------------------------------------------------------------------------
@@ -283,3 +287,127 @@ def test_database_outage_is_a_503_to_retry_not_a_500(client, source, monkeypatch
     problem = assert_problem(response, 503)
     assert response["Retry-After"] == "5"
     assert "nothing from this request was accepted" in problem["detail"]
+
+
+def _svix(headers):
+    return {name.replace("webhook-", "svix-"): value for name, value in headers.items()}
+
+
+def test_svix_header_names_are_accepted_as_aliases(client, source):
+    body = dumps(time_entry()).encode()
+    headers = _svix(signed_headers(source.secret, "msg_svix", body))
+    response = client.post(URL, data=body, content_type="application/cloudevents+json",
+                           headers=headers)
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 1
+
+
+def test_svix_headers_with_a_bad_signature_are_the_same_401(client, source):
+    body = dumps(time_entry()).encode()
+    headers = _svix(signed_headers("whsec_" + "A" * 44, "msg_svix", body))
+    response = client.post(URL, data=body, content_type="application/cloudevents+json",
+                           headers=headers)
+    expected = _unauthorized_bodies(client, source)["bad signature"].json()
+    assert assert_problem(response, 401) == expected
+    assert not InboxEvent.objects.exists()
+
+
+# --- The CloudEvents HTTP binding, to the letter ------------------------------------------------
+BINARY_ATTRIBUTES = {"ce-specversion": "1.0", "ce-id": "evt-pct", "ce-source": "urn:crm",
+                     "ce-type": "client.upserted", "ce-time": "2026-11-02T10:00:00Z"}
+
+
+def post_binary(client, source, **headers):
+    body = json.dumps({"client_id": "c-1", "name": "Acme"}).encode()
+    return client.post(URL, data=body, content_type="application/json",
+                       headers={**signed_headers(source.secret, "msg_bin", body),
+                                **BINARY_ATTRIBUTES, **headers})
+
+
+@pytest.mark.parametrize("header,sent,stored", [
+    ("ce-subject", "Euro%20%E2%82%AC%20%F0%9F%98%80", "Euro \u20ac \U0001F600"),
+    ("ce-subject", "lower%e2%82%achex", "lower\u20achex"),
+    ("ce-subject", "%41%42C", "ABC"),  # encoded without need: accepted
+    ("ce-subject", '"quoted value"', "quoted value"),  # older senders: RFC 7230 quoting
+    ("ce-subject", '"a \\"b\\" c%25"', 'a "b" c%'),
+    ("ce-source", "urn%3Acrm%2Feu%20west", "urn:crm/eu west"),
+    ("ce-correlationid", "corr%2F1", "corr/1"),
+    ("ce-region", "eu%20west", "eu west"),  # an extension attribute
+])
+def test_binary_mode_headers_are_percent_decoded(client, source, header, sent, stored):
+    response = post_binary(client, source, **{header: sent})
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 1, response.json()
+    attribute = header.removeprefix("ce-")
+    assert InboxEvent.objects.get().raw[attribute] == stored
+
+
+@pytest.mark.parametrize("sent", ["%C0%A0", "%FF", "%E2%82", "100%", "%zz"],
+                         ids=["overlong", "not-utf8", "truncated", "bare-percent", "not-hex"])
+def test_binary_mode_headers_that_do_not_decode_are_a_dead_letter(client, source, sent):
+    response = post_binary(client, source, **{"ce-subject": sent})
+    assert response.status_code == 202, response.content
+    [rejected] = response.json()["rejected"]
+    assert rejected["id"] == "evt-pct"
+    assert any(error.startswith("ce-subject:") for error in rejected["errors"]), rejected
+    dead = InboxEvent.objects.get()
+    assert dead.status == "dead" and dead.raw["subject"] == sent  # kept as it came
+
+
+@pytest.mark.parametrize("when,expected", [
+    ("2026-11-02t10:00:00z", "2026-11-02T10:00:00+00:00"),
+    ("2026-11-02T10:00:00z", "2026-11-02T10:00:00+00:00"),
+    ("2026-11-02t10:00:00+01:00", "2026-11-02T09:00:00+00:00"),
+    ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00+00:00"),  # a leap second
+])
+def test_every_rfc3339_time_is_accepted(deliver, when, expected):
+    event = time_entry()
+    event["time"] = when
+    assert deliver.send(event)["accepted"] == 1
+    assert InboxEvent.objects.get().time.isoformat() == expected
+
+
+def test_binary_mode_time_header_may_be_lower_case(client, source):
+    response = post_binary(client, source, **{"ce-time": "2026-11-02t10:00:00z"})
+    assert response.json()["accepted"] == 1, response.json()
+
+
+def post_chunked(source, body, *, terminated, content_type="application/cloudevents+json"):
+    """The webhook's answer to a body sent with Transfer-Encoding: chunked, which a WSGI
+    server hands on with no Content-Length (the test client cannot send one)."""
+    import io
+
+    from django.test import RequestFactory
+
+    from ingestion.views import webhook
+
+    request = RequestFactory().generic("POST", URL, CONTENT_TYPE=content_type, headers={
+        **signed_headers(source.secret, "msg_chunk", body), "Transfer-Encoding": "chunked"})
+    request.META.pop("CONTENT_LENGTH", None)
+    request.META["wsgi.input"] = io.BytesIO(body)
+    if terminated:  # the server decoded the chunks and ends the stream (gunicorn does)
+        request.META["wsgi.input_terminated"] = True
+    response = webhook(request, source=source.slug)
+    response.json = lambda: json.loads(response.content)
+    return response
+
+
+def test_a_chunked_body_the_server_decoded_is_read_in_full(source):
+    body = dumps([time_entry(f"te-{i}") for i in range(50)]).encode()
+    response = post_chunked(source, body, terminated=True,
+                            content_type="application/cloudevents-batch+json")
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 50
+
+
+def test_a_chunked_body_the_server_cannot_end_is_411_not_401(source):
+    response = post_chunked(source, dumps(time_entry()).encode(), terminated=False)
+    problem = assert_problem(response, 411)
+    assert "Content-Length" in problem["detail"]
+    assert not InboxEvent.objects.exists()
+
+
+def test_a_chunked_body_over_the_limit_is_413(source, settings):
+    settings.INGEST_MAX_BODY_BYTES = 1024
+    body = dumps([time_entry(f"te-{i}") for i in range(20)]).encode()
+    assert_problem(post_chunked(source, body, terminated=True), 413)

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from ingestion import pipeline
 from ingestion.models import InboxEvent
@@ -6,14 +6,20 @@ from opsview import audit
 
 
 class Command(BaseCommand):
-    help = "Replay dead letters (all, or the given inbox ids) after the schema or data is fixed."
+    help = ("Replay dead letters after the schema or data is fixed: the given inbox ids, those "
+            "of a source or type, or --all.")
 
     def add_arguments(self, parser):
-        parser.add_argument("ids", nargs="*", type=int, help="inbox event ids (default: all dead)")
+        parser.add_argument("ids", nargs="*", type=int, help="inbox event ids")
         parser.add_argument("--source", help="only dead letters of this source slug")
         parser.add_argument("--type", dest="event_type", help="only dead letters of this type")
+        parser.add_argument("--all", action="store_true", dest="replay_all",
+                            help="every dead letter (needed when nothing else selects)")
 
-    def handle(self, ids, source, event_type, **options):
+    def handle(self, ids, source, event_type, replay_all, **options):
+        # Replaying everything is never what an empty selection means.
+        if not (ids or source or event_type or replay_all):
+            raise CommandError("say which dead letters: inbox ids, --source, --type, or --all")
         dead = InboxEvent.objects.filter(status=InboxEvent.Status.DEAD)
         if ids:
             dead = dead.filter(pk__in=ids)
@@ -28,5 +34,4 @@ class Command(BaseCommand):
         result = pipeline.replay(selected)
         audit.record("inbox.dead_letters_replayed", f"inbox:{len(selected)} rows",
                      actor_label="command:replay", ids=selected[:1000], **result)
-        self.stdout.write("replayed {replayed}: processed {processed}, still dead {dead}, "
-                          "unhandled {unhandled}".format(**result))
+        self.stdout.write(pipeline.replay_summary(result))

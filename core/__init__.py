@@ -1,0 +1,1 @@
+"""Plumbing every app uses, importing none of them."""

@@ -1,0 +1,34 @@
+"""The one CSV writer of every export: dashboard panels, the case list and the read API's
+exceptions.csv.
+
+A cell a spreadsheet would run as a formula is made text by a leading apostrophe (OWASP's
+advice for CSV injection): one starting with = + - @, or with a tab, carriage return, line
+feed, space or pipe, which some spreadsheets skip or treat as a command before a formula.
+A number stays a number, whether it arrives as a number or as a decimal string such as
+"-12.50" (the KPIs' money), and an empty cell stays empty.
+"""
+import csv
+import re
+
+from django.http import HttpResponse
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", " ", "|")
+PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def spreadsheet_safe(value):
+    """The cell as written: text that could start a formula gets a leading apostrophe."""
+    if (isinstance(value, str) and value.startswith(FORMULA_STARTS)
+            and not PLAIN_NUMBER.fullmatch(value)):
+        return "'" + value
+    return value
+
+
+def csv_response(filename, columns, rows):
+    """An attachment `filename` with a header row and `rows` (iterables of cells)."""
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow([spreadsheet_safe(column) for column in columns])
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+    return response

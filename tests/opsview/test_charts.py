@@ -1,0 +1,86 @@
+"""Chart labels come from ingested names: plotly reads a subset of HTML in text, so every
+label must reach the browser as text, whatever the sender named a client or a flow."""
+import datetime as dt
+import inspect
+import json
+import re
+
+import pytest
+
+from opsview import charts
+
+HOSTILE = '<a href="https://evil.example/">Evil</a> <b>Bold</b> & Co'
+ESCAPED = "&lt;a href=\"https://evil.example/\"&gt;Evil&lt;/a&gt; &lt;b&gt;Bold&lt;/b&gt; &amp; Co"
+BUCKETS = {"0-30": "1.00", "31-60": "2.00", "61-90": "0.00", "90+": "4.00"}
+MONEY = {"billable_value": "1", "invoiced_value": "1", "ready_value": "1",
+         "not_ready": {"unposted": "1", "missing_billing_setup": "1"}}
+
+CHARTS = {
+    "wip_aging": lambda: charts.wip_aging([{"key": "C1", "name": HOSTILE, **BUCKETS}]),
+    "wip_aging_by_currency": lambda: charts.wip_aging_by_currency(
+        {"currencies": {HOSTILE: {"aging": BUCKETS}}}),
+    "readiness": lambda: charts.readiness({"currencies": {HOSTILE: MONEY}}),
+    "latency_trend": lambda: charts.latency_trend(
+        [{"week": HOSTILE, "p50_seconds": 3600, "p90_seconds": 7200, "p95_seconds": None}]),
+    "utilization_by_practice": lambda: charts.utilization_by_practice({"by_practice": [
+        {"practice": HOSTILE, "capacity_hours": "40", "billable_hours": "30",
+         "total_hours": "35"}]}),
+    "flow_throughput": lambda: charts.flow_throughput(
+        [{"day": "2026-03-02", "flow": HOSTILE, "succeeded": 3, "failed": 1}]),
+    "margin_bars": lambda: charts.margin_bars([{
+        "name": HOSTILE, "currency": "USD", "earned_revenue": "1", "labor_cost": "1",
+        "billed_revenue": "1", "recognized_revenue": "1"}]),
+}
+
+
+def shown_strings(spec):
+    """Every string plotly may draw: the traces and the layout (its theme template aside)."""
+    layout = {key: value for key, value in spec["layout"].items() if key != "template"}
+    found = []
+
+    def walk(value):
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk([spec["data"], layout])
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(CHARTS))
+def test_every_label_reaches_plotly_as_text(name):
+    strings = shown_strings(CHARTS[name]())
+    assert any(ESCAPED in text for text in strings), f"{name}: the hostile label is missing"
+    for text in strings:
+        assert "<" not in text and ">" not in text, (name, text)
+        assert not re.search(r"&(?!amp;|lt;|gt;|quot;|#39;)", text), (name, text)
+
+
+def test_every_chart_is_covered():
+    public = {name for name, function in inspect.getmembers(charts, inspect.isfunction)
+              if function.__module__ == charts.__name__ and not name.startswith("_")}
+    assert public - {"as_spec", "text_only"} == set(CHARTS)
+
+
+def test_the_chart_json_on_the_page_holds_no_markup(client, logged_in, deliver, process):
+    from ingestion.events import make_event
+
+    from .firm import firm_events
+
+    renamed = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)  # after the firm's
+    events = firm_events() + [make_event("client.upserted", {"client_id": "C1", "name": HOSTILE},
+                                         time=renamed)]
+    for start in range(0, len(events), 100):
+        deliver.send(*events[start:start + 100])
+    process()
+    logged_in("executive")
+    html = client.get("/panels/margin_table/?period=2026-03&group_by=client").content.decode()
+    chart = json.loads(re.search(r'<script id="chart-margin_table" type="application/json">'
+                                 r"(.*?)</script>", html, re.S).group(1))
+    assert any(ESCAPED in text for text in shown_strings(chart))
+    assert not any("<b>" in text for text in shown_strings(chart))
