@@ -10,7 +10,7 @@ from exceptions import rules, services
 from exceptions.models import Case
 from opsview import billing, close, fx, kpis, trends
 
-from .firm import at, make_event, month_end_events
+from .firm import at, make_event
 
 MARCH = {"period": "2026-03", "first_day": dt.date(2026, 3, 1), "last_day": dt.date(2026, 3, 31)}
 NOW = at("2026-04-06T12:00:00")  # Monday, after the US cut-off, before the firm's
