@@ -305,13 +305,15 @@ def main():
         evaluate_time_rules()
         log(f"rules evaluated in {time.perf_counter() - started:.1f} s")
     elif args.rederive:
-        from opsview.models import WipSpan
+        from opsview.models import WipCell, WipSpan
 
         started = time.perf_counter()
+        WipCell.objects.all().delete()
         WipSpan.objects.all().delete()
         derive_spans()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE opsview_wipspan")
+            conn.execute("VACUUM ANALYZE opsview_wipcell")
         log(f"derived the WIP spans again in {time.perf_counter() - started:.0f} s")
 
     from django.contrib.auth.models import User
@@ -321,10 +323,11 @@ def main():
     client = Client()
     client.force_login(user)
     from ingestion.models import InboxEvent
-    from opsview.models import StageEvent, SyncAttempt, TimeEntry, WipSpan
+    from opsview.models import StageEvent, SyncAttempt, TimeEntry, WipCell, WipSpan
 
     print(f"{TimeEntry.objects.count():,} time entries, {StageEvent.objects.count():,} "
-          f"lifecycle events, {WipSpan.objects.count():,} WIP spans, "
+          f"lifecycle events, {WipSpan.objects.count():,} WIP spans in "
+          f"{WipCell.objects.count():,} cells, "
           f"{InboxEvent.objects.count():,} inbox events, {SyncAttempt.objects.count():,} sync "
           f"attempts; {args.runs} runs each")
     print(f"{'endpoint':<62} {'p50 ms':>8} {'p95 ms':>8}")

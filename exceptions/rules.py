@@ -219,12 +219,11 @@ def due_by_cutoffs(case_type, findings):
     ids = {f.object_id for f in findings}
     kind = BLOCKING[case_type]
     if kind == "project":
-        # Unbilled items of a billing population: exactly the open WIP spans.
-        earliest = dict(state.WipSpan.objects.filter(
-            selectors.SPAN_TIME | selectors.SPAN_EXPENSE | selectors.SPAN_MILESTONE,
-            end__isnull=True, project__project_id__in=ids).values("project__project_id")
-            .annotate(first=Min("on_date")).values_list("project__project_id", "first")
-            .order_by())
+        # Unbilled items of a billing population: exactly the open WIP cells.
+        earliest = dict(state.WipCell.objects.filter(
+            end_day=state.OPEN_END, items__gt=0, project__project_id__in=ids)
+            .values("project__project_id").annotate(first=Min("on_date"))
+            .values_list("project__project_id", "first").order_by())
     elif kind == "invoice":
         earliest = {}
         for model, date_field in ((state.TimeEntry, "work_date"),

@@ -207,8 +207,9 @@ def apply_projects(events, outcome):
     clients = ensure_entities(state.Client, "client_id",
                               named((c.client_id, row.time) for row, c in events), outcome)
     keys = {p.project_id for _, p in events}
-    before = dict(state.Project.objects.filter(project_id__in=keys)
-                  .values_list("project_id", "billing_method"))
+    before = {key: (method, currency) for key, method, currency in
+              state.Project.objects.filter(project_id__in=keys)
+              .values_list("project_id", "billing_method", "currency")}
     apply_master(state.Project, "project_id", [
         (p.project_id, version_of(row), {
             "client_id": clients[p.client_id], "name": p.name, "practice": p.practice,
@@ -220,16 +221,20 @@ def apply_projects(events, outcome):
         })
         for row, p in events
     ], outcome)
-    # A billing method decides what the project's items are worth: when it changes (or a
-    # placeholder project arrives), their WIP spans are derived again.
-    changed = [pk for key, pk, method in state.Project.objects.filter(project_id__in=keys)
-               .values_list("project_id", "pk", "billing_method")
-               if method != before.get(key, "")]
+    # A billing method and a currency decide what the project's items are worth and in what:
+    # when either changes (or a placeholder project arrives), their WIP is derived again.
+    changed = [pk for key, pk, method, currency in state.Project.objects.filter(
+        project_id__in=keys).values_list("project_id", "pk", "billing_method", "currency")
+               if (method, currency) != before.get(key, ("", ""))]
     for kind, pks in derived.items_of_projects(changed).items():
         outcome.staged[kind].update(pks)
 
 
 def apply_people(events, outcome):
+    keys = {p.person_id for _, p in events}
+    before = {key: (rate, placeholder) for key, rate, placeholder in
+              state.Person.objects.filter(person_id__in=keys)
+              .values_list("person_id", "bill_rate", "is_placeholder")}
     apply_master(state.Person, "person_id", [
         (p.person_id, version_of(row), {
             "name": p.name, "practice": p.practice, "cost_rate": p.cost_rate,
@@ -238,6 +243,13 @@ def apply_people(events, outcome):
         })
         for row, p in events
     ], outcome)
+    # A person's bill rate prices their time that carries no rate of its own, and a person
+    # not known until now makes their items count: either way their WIP is derived again.
+    changed = [pk for key, pk, rate, placeholder in state.Person.objects.filter(
+        person_id__in=keys).values_list("person_id", "pk", "bill_rate", "is_placeholder")
+               if (rate, placeholder) != before.get(key, (None, True))]
+    for kind, pks in derived.items_of_people(changed).items():
+        outcome.staged[kind].update(pks)
 
 
 def apply_assignments(events, outcome):

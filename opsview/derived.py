@@ -7,10 +7,20 @@ statements per kind, whatever the batch holds.
 """
 from collections import defaultdict
 
+from django.db import connection
+
 from ingestion.bulk import update_rows
 
 from . import models as state
-from .timeline import InvoiceDates, Stage, current_invoice, firm_zone, invoice_dates, wip_spans
+from .timeline import (
+    InvoiceDates,
+    Stage,
+    current_invoice,
+    firm_zone,
+    invoice_dates,
+    local_date,
+    wip_spans,
+)
 
 ITEMS = {
     "time_entry": (state.TimeEntry, "work_date"),
@@ -58,11 +68,16 @@ def items_naming(invoice_ids):
 
 
 def refresh_items(kind, record_ids):
-    """Recompute the current invoice and the WIP spans of these items."""
+    """Recompute the current invoice and the WIP spans of these items, and move their
+    contributions in the WIP cells from the old spans to the new ones."""
     if not record_ids:
         return
     model, date_field = ITEMS[kind]
     zone = firm_zone()
+    # Locked while derived: two workers (one for an item's own event, one for its invoice's)
+    # must not both replace the same item's spans from what they each read before.
+    items = list(model.objects.select_for_update(no_key=True)
+                 .filter(pk__in=list(record_ids)).order_by("pk"))
     history = stages_of(kind, record_ids)
     refs = {s.invoice_ref for stages in history.values() for s in stages if s.invoice_ref}
     invoices, invoice_pks = {}, {}
@@ -72,9 +87,12 @@ def refresh_items(kind, record_ids):
         invoice_id = row.pop("invoice_id")
         invoice_pks[invoice_id] = row.pop("pk")
         invoices[invoice_id] = InvoiceDates(**row)
-    items = list(model.objects.filter(pk__in=list(record_ids)).order_by("pk"))
-    methods = dict(state.Project.objects.filter(pk__in={i.project_id for i in items})
-                   .values_list("pk", "billing_method"))
+    projects = {pk: (method, currency, placeholder) for pk, method, currency, placeholder in
+                state.Project.objects.filter(pk__in={i.project_id for i in items})
+                .values_list("pk", "billing_method", "currency", "is_placeholder")}
+    people = {pk: (rate, placeholder) for pk, rate, placeholder in
+              state.Person.objects.filter(pk__in={getattr(i, "person_id", None) for i in items})
+              .values_list("pk", "bill_rate", "is_placeholder")}
     spans, moved = [], []
     for item in items:
         stages = history.get(item.pk, [])
@@ -82,13 +100,40 @@ def refresh_items(kind, record_ids):
         if item.invoice_id != invoice_pk:
             item.invoice_id = invoice_pk
             moved.append(item)
-        if not carries_value(kind, item, methods.get(item.project_id, "")):
+        worth = value_of(kind, item, projects.get(item.project_id),
+                         people.get(getattr(item, "person_id", None)))
+        if worth is None:
             continue  # no billable value under today's master data: no WIP to keep
-        spans += [_span_row(kind, item, date_field, span)
+        spans += [_span_row(kind, item, date_field, span, *worth)
                   for span in wip_spans(kind, stages, getattr(item, date_field), invoices, zone)]
     update_rows(model, moved, ["invoice"])
-    state.WipSpan.objects.filter(kind=kind, record_id__in=[i.pk for i in items]).delete()
+    old = state.WipSpan.objects.filter(kind=kind, record_id__in=[i.pk for i in items])
+    deltas = cell_deltas(old.values_list(*SPAN_CELL_FIELDS), sign=-1, zone=zone)
+    old.delete()
     state.WipSpan.objects.bulk_create(spans, batch_size=2000)
+    for key, (value, count) in cell_deltas(
+            ([getattr(span, name) for name in SPAN_CELL_FIELDS] for span in spans),
+            sign=1, zone=zone).items():
+        total, items_ = deltas.get(key, (0, 0))
+        deltas[key] = (total + value, items_ + count)
+    apply_cell_deltas(deltas)
+
+
+def value_of(kind, item, project, person):
+    """(billable value, currency) of an item under today's master data, or None when it
+    has none (SPEC section 2, billing methods) or names a record not known yet (counted once
+    the master arrives: a change of billing method, currency or rate derives it again)."""
+    if project is None or project[2] or (person is not None and person[1]):
+        return None
+    method, currency, _ = project
+    if not carries_value(kind, item, method):
+        return None
+    if kind == "time_entry":
+        rate = item.bill_rate if item.bill_rate is not None else (person[0] if person else None)
+        return item.hours * (rate or 0), currency
+    if kind == "expense":
+        return item.amount, item.currency
+    return item.amount, currency
 
 
 def carries_value(kind, item, billing_method):
@@ -110,14 +155,63 @@ def items_of_projects(project_pks):
             for kind, (model, _) in ITEMS.items()} if project_pks else {}
 
 
-def _span_row(kind, item, date_field, span):
+def items_of_people(person_pks):
+    """{kind: {pk}} of every time entry and expense of these people."""
+    return {kind: set(model.objects.filter(person_id__in=person_pks)
+                      .values_list("pk", flat=True))
+            for kind, (model, _) in ITEMS.items() if kind != "milestone"} if person_pks else {}
+
+
+def _span_row(kind, item, date_field, span, value, currency):
     return state.WipSpan(
         kind=kind, record_id=item.pk, start=span.start, end=span.end,
         in_billing=span.in_billing, project_id=item.project_id,
         person_id=getattr(item, "person_id", None), on_date=getattr(item, date_field),
         hours=getattr(item, "hours", 0), bill_rate=getattr(item, "bill_rate", None),
         amount=getattr(item, "amount", 0), currency=getattr(item, "currency", ""),
-        billable=getattr(item, "billable", True))
+        billable=getattr(item, "billable", True), value=value, value_currency=currency)
+
+
+# --- WIP cells --------------------------------------------------------------------------------
+SPAN_CELL_FIELDS = ("project_id", "kind", "value_currency", "in_billing", "on_date", "start",
+                    "end", "value")
+CELL_KEY = ("project_id", "kind", "currency", "in_billing", "on_date", "start_day", "end_day")
+
+
+def cell_deltas(spans, sign, zone):
+    """{cell key: (value, items)} of spans given as SPAN_CELL_FIELDS tuples, each counted
+    `sign` times. A span that begins and ends within one day holds its item at no day's end:
+    it belongs to no cell."""
+    deltas = {}
+    for project_id, kind, currency, in_billing, on_date, start, end, value in spans:
+        start_day = local_date(start, zone)
+        end_day = local_date(end, zone) if end is not None else state.OPEN_END
+        if start_day >= end_day:
+            continue
+        key = (project_id, kind, currency, in_billing, on_date, start_day, end_day)
+        total, count = deltas.get(key, (0, 0))
+        deltas[key] = (total + sign * value, count + sign)
+    return deltas
+
+
+def apply_cell_deltas(deltas):
+    """Add the deltas to their cells in one statement (sorted, so concurrent workers take
+    the cells' locks in one order), then drop the cells left empty."""
+    rows = sorted((key, value, count) for key, (value, count) in deltas.items() if count or value)
+    if not rows:
+        return
+    table = state.WipCell._meta.db_table
+    columns = ", ".join(CELL_KEY)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 2000):
+            chunk = rows[start:start + 2000]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+            params = [v for key, value, count in chunk for v in (*key, value, count)]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}, value, items) VALUES {values} "
+                f"ON CONFLICT ({columns}) DO UPDATE SET value = {table}.value + "
+                "excluded.value, items = " + f"{table}.items + excluded.items", params)
+        cursor.execute(f"DELETE FROM {table} WHERE items <= 0")  # a partial index finds them
 
 
 def refresh(touched_items, touched_invoices):

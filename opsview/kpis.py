@@ -46,11 +46,6 @@ from .selectors import (
     IN_BILLING_NOW,
     LABOR_COST,
     MILESTONE_VALUE,
-    SPAN_CURRENCY,
-    SPAN_EXPENSE,
-    SPAN_MILESTONE,
-    SPAN_TIME,
-    SPAN_VALUE,
     TIME_VALUE,
     ZERO,
     counted_expenses,
@@ -58,6 +53,7 @@ from .selectors import (
     counted_milestones,
     counted_time,
     project_filters,
+    cells_as_of,
     spans_as_of,
     total,
     unposted_expenses,
@@ -135,19 +131,12 @@ def _age(as_of):
 
 
 def _wip_rows(as_of, filters, *keys, **named_keys):
-    """Value of the spans holding value as of a date, summed per the given keys, age bucket
-    and in-billing flag."""
-    return [row for spans in _valued_spans(as_of, filters)
-            for row in spans.values(*keys, age=_age(as_of), billing=F("in_billing"),
+    """Value of the WIP cells holding value as of a date, summed per the given keys, age
+    bucket and in-billing flag."""
+    return [row for cells in cells_as_of(as_of, filters)
+            for row in cells.values(*keys, age=_age(as_of), billing=F("in_billing"),
                                     **named_keys)
-            .annotate(value=total(SPAN_VALUE)).order_by()]
-
-
-def _valued_spans(as_of, filters):
-    """The spans that hold billable value as of the end of `as_of` (querysets, each read
-    through its own index)."""
-    return [spans.filter(SPAN_TIME | SPAN_EXPENSE | SPAN_MILESTONE)
-            for spans in spans_as_of(as_of, filters)]
+            .annotate(value=total(F("value"))).order_by()]
 
 
 def _blank_wip():
@@ -159,7 +148,7 @@ def wip(*, as_of, filters=None):
     """Unbilled WIP as of the end of a date: approved work not billed then, per currency."""
     filters = filters or {}
     currencies = defaultdict(_blank_wip)
-    for row in _wip_rows(as_of, filters, "kind", ccy=SPAN_CURRENCY):
+    for row in _wip_rows(as_of, filters, "kind", ccy=F("currency")):
         figures = currencies[row["ccy"]]
         figures[SPAN_PART[row["kind"]]] += row["value"]
         figures["total"] += row["value"]
@@ -313,7 +302,7 @@ def wip_breakdown(*, as_of, group_by="client", filters=None):
     totals = defaultdict(lambda: {"total": ZERO, "in_billing": ZERO,
                                   **dict.fromkeys(AGING_BUCKETS, ZERO)})
     names = {}
-    for row in _wip_rows(as_of, filters, key=F(key), label=F(label), ccy=SPAN_CURRENCY):
+    for row in _wip_rows(as_of, filters, key=F(key), label=F(label), ccy=F("currency")):
         figures = totals[(row["key"], row["ccy"])]
         names[row["key"]] = row["label"]
         figures["total"] += row["value"]
@@ -346,9 +335,10 @@ def wip_entries(*, as_of, filters=None, limit=None):
     """Everything behind a WIP figure, oldest first: each unbilled time entry, expense and
     milestone, and each fixed-fee project's unbilled revenue. Its values add up to the WIP
     total."""
-    spans = [span for part in _valued_spans(as_of, filters) for span in part.values(
-        "kind", "record_id", "on_date", "hours", "in_billing", value=SPAN_VALUE,
-        ccy=SPAN_CURRENCY, client=F("project__client__name"), project_key=F("project__project_id"),
+    spans = [span for part in spans_as_of(as_of, filters) for span in part.values(
+        "kind", "record_id", "on_date", "hours", "in_billing", "value",
+        ccy=F("value_currency"), client=F("project__client__name"),
+        project_key=F("project__project_id"),
         project_name=F("project__name"), person_name=F("person__name"))
         .order_by("on_date", "kind", "record_id")[:limit]]
     external = {}

@@ -12,6 +12,7 @@ Every lifecycle event is also kept as a `StageEvent`, so any past status can be 
 was unbilled WIP are kept as `WipSpan`s, derived from those events and the states of the
 invoices the item was on.
 """
+import datetime as dt
 import hashlib
 import secrets
 
@@ -360,6 +361,10 @@ class WipSpan(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     currency = models.CharField(max_length=3, blank=True)  # expenses carry their own
     billable = models.BooleanField(default=True)
+    # Its billable value and the currency it counts in, under today's master data (a change
+    # of billing method, currency or bill rate derives the item's spans again).
+    value = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    value_currency = models.CharField(max_length=3, blank=True)
 
     class Meta:
         indexes = [
@@ -372,6 +377,43 @@ class WipSpan(models.Model):
                          include=["kind", "project", "person", "on_date", "hours", "bill_rate",
                                   "amount", "currency", "billable", "in_billing"]),
             models.Index(fields=["end"], name="wipspan_end_idx", condition=Q(end__isnull=False)),
+        ]
+
+
+OPEN_END = dt.date(9999, 12, 31)
+
+
+class WipCell(models.Model):
+    """The WIP spans summed by what the WIP figures group and filter by: project, kind,
+    currency, in billing, the items' date, and the days the spans begin and end. An item is
+    WIP at the end of day T when its span's start_day ≤ T < end_day, so WIP as of any date
+    reads these cells instead of every item: kept by the worker with each span it writes,
+    and equal to the spans' sum by construction (tests compare the two)."""
+
+    project = models.ForeignKey(Project, on_delete=models.DO_NOTHING, db_constraint=False,
+                                related_name="+")
+    kind = models.CharField(max_length=16, choices=StageEvent.Kind.choices)
+    currency = models.CharField(max_length=3, blank=True)
+    in_billing = models.BooleanField(default=False)
+    on_date = models.DateField()
+    start_day = models.DateField()
+    end_day = models.DateField(default=OPEN_END)  # OPEN_END: still WIP
+    value = models.DecimalField(max_digits=22, decimal_places=4, default=0)
+    items = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(
+            fields=["project", "kind", "currency", "in_billing", "on_date", "start_day",
+                    "end_day"], name="wipcell_key_uniq")]
+        indexes = [
+            # Today's WIP: the open cells, read from this index alone on PostgreSQL. A past
+            # date's WIP uses a GiST index on the day range (migration).
+            models.Index(fields=["start_day"], name="wipcell_open_cover_idx",
+                         condition=Q(end_day=OPEN_END),
+                         include=["project", "kind", "currency", "in_billing", "on_date",
+                                  "value"]),
+            models.Index(fields=["end_day"], name="wipcell_end_idx"),
+            models.Index(fields=["items"], name="wipcell_empty_idx", condition=Q(items__lte=0)),
         ]
 
 

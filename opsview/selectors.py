@@ -124,13 +124,11 @@ def unposted_expenses(filters=None):
 
 # --- WIP spans -----------------------------------------------------------------------------
 def spans_as_of(day, filters=None):
-    """The WIP spans that hold an item at the end of `day` (firm time zone), on known
-    projects and people: a list of querysets whose union that is, each answered by its own
-    index."""
+    """The WIP spans that hold an item at the end of `day` (firm time zone): a list of
+    querysets whose union that is, each answered by its own index. Spans exist only for items
+    with billable value on known projects and people (`opsview.derived`)."""
     moment = end_of(day)
-    spans = state.WipSpan.objects.filter(project_filters(filters),
-                                         project__is_placeholder=False).exclude(
-        person__is_placeholder=True)
+    spans = state.WipSpan.objects.filter(project_filters(filters))
     if moment > timezone.now():
         # Today: the open spans, and the few closed after the end of the day (an invoice
         # issued on a later date).
@@ -144,14 +142,20 @@ def spans_as_of(day, filters=None):
     return [spans.filter(Q(start__lt=moment) & (Q(end__isnull=True) | Q(end__gte=moment)))]
 
 
-SPAN_TIME = Q(kind="time_entry", billable=True, project__billing_method=T_AND_M)
-SPAN_EXPENSE = Q(kind="expense", billable=True) & ~Q(project__billing_method__in=NOT_BILLING)
-SPAN_MILESTONE = Q(kind="milestone", project__billing_method="milestone")
-SPAN_VALUE = Case(
-    When(SPAN_TIME, then=ExpressionWrapper(F("hours") * _rate(), output_field=AMOUNT)),
-    When(SPAN_EXPENSE | SPAN_MILESTONE, then=F("amount")),
-    default=Value(ZERO), output_field=AMOUNT)
-SPAN_CURRENCY = Case(When(kind="expense", then=F("currency")), default=F("project__currency"))
+def cells_as_of(day, filters=None):
+    """The WIP cells that hold value at the end of `day`: start_day ≤ day < end_day. A list
+    of querysets whose union that is, each answered by its own index."""
+    cells = state.WipCell.objects.filter(project_filters(filters), items__gt=0)
+    if end_of(day) > timezone.now():
+        # Today: the open cells, and the few closed after today (a later issue date).
+        return [cells.filter(end_day=state.OPEN_END, start_day__lte=day),
+                cells.filter(end_day__gt=day, start_day__lte=day).exclude(
+                    end_day=state.OPEN_END)]
+    if connection.vendor == "postgresql":
+        return [cells.filter(RawSQL(
+            "daterange(opsview_wipcell.start_day, opsview_wipcell.end_day, '[)') @> %s",
+            [day], output_field=state.models.BooleanField()))]
+    return [cells.filter(start_day__lte=day, end_day__gt=day)]
 
 
 # --- Integration telemetry ------------------------------------------------------------------

@@ -100,3 +100,21 @@ def test_rebuild_state_gives_back_the_same_state_and_figures(deliver, process):
     assert (TimeEntry.objects.count(), StageEvent.objects.count(),
             WipSpan.objects.count()) == counts
     assert [kpis.wip(as_of=dt.date(2026, 3, day))["currencies"] for day in (6, 31)] == before
+
+
+def test_rebuild_state_derived_rebuilds_spans_and_cells_from_the_history(deliver, process):
+    from opsview import kpis
+    from opsview.models import WipCell, WipSpan
+    from tests.opsview.firm import firm_events
+
+    events = firm_events()
+    for start in range(0, len(events), 50):
+        deliver.send(*events[start:start + 50])
+    process()
+    before = [kpis.wip(as_of=dt.date(2026, 3, day))["currencies"] for day in (6, 31)]
+    cells = WipCell.objects.count()
+    WipCell.objects.all().delete()  # as a database upgraded to the cells would be
+    WipSpan.objects.update(value=0)
+    run("rebuild_state", "--derived")
+    assert WipCell.objects.count() == cells
+    assert [kpis.wip(as_of=dt.date(2026, 3, day))["currencies"] for day in (6, 31)] == before

@@ -14,7 +14,7 @@ from ingestion.models import InboxEvent
 from opsview import models as state
 
 # Children first: every table the rebuild empties, in an order the foreign keys allow.
-STATE_TABLES = [state.WipSpan, state.StageEvent, state.ReconciliationReading,
+STATE_TABLES = [state.WipCell, state.WipSpan, state.StageEvent, state.ReconciliationReading,
                 state.ReconciliationReport, state.SyncAttempt, state.RevenueRecognition,
                 state.TimeEntry, state.Expense, state.Milestone, state.Invoice,
                 state.Assignment, state.Project, state.Person, state.Client, state.FlowRhythm]
@@ -29,8 +29,13 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true",
                             help="do it without asking (the business state is emptied first)")
         parser.add_argument("--batch-size", type=int, default=1000)
+        parser.add_argument("--derived", action="store_true",
+                            help="only derive again what the lifecycle history implies "
+                                 "(invoice dates, WIP spans and cells), keeping the state")
 
-    def handle(self, yes, batch_size, **options):
+    def handle(self, yes, batch_size, derived, **options):
+        if derived:
+            return self._derive_again(batch_size)
         done = InboxEvent.objects.filter(status__in=[InboxEvent.Status.PROCESSED,
                                                      InboxEvent.Status.UNHANDLED])
         count = done.count()
@@ -44,3 +49,27 @@ class Command(BaseCommand):
         self.stdout.write(f"business state emptied; {requeued} inbox events to process again")
         call_command("process_inbox", batch_size=batch_size, stdout=self.stdout,
                      stderr=self.stderr)
+
+    def _derive_again(self, batch_size):
+        """Invoice dates, then every item's spans and cells, from the kept history: after
+        a migration that adds derived state, or a change of the firm's time zone."""
+        from opsview import derived
+
+        with transaction.atomic():
+            state.WipCell.objects.all().delete()
+            state.WipSpan.objects.all().delete()
+        invoices = list(state.Invoice.objects.values_list("pk", flat=True))
+        for start in range(0, len(invoices), batch_size):
+            with transaction.atomic():
+                derived.refresh_invoices(invoices[start:start + batch_size])
+        for kind, (model, _) in derived.ITEMS.items():
+            pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
+            for start in range(0, len(pks), batch_size):
+                with transaction.atomic():
+                    derived.refresh_items(kind, pks[start:start + batch_size])
+                self.stderr.write(f"\r  {kind}: {min(start + batch_size, len(pks))}/{len(pks)}",
+                                  ending="")
+            self.stderr.write("")
+        self.stdout.write(f"derived again: {len(invoices)} invoices, "
+                          f"{state.WipSpan.objects.count()} WIP spans, "
+                          f"{state.WipCell.objects.count()} WIP cells")
