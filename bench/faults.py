@@ -23,9 +23,9 @@ Scenarios:
 
 After each: wait until the inbox has nothing pending; run the time-based rules and the SLA
 sweep once at a pinned moment (bench/faults_probe.py); then compare with the clean run:
-  - every KPI endpoint's JSON (fixed parameters), except three fields that measure the run
-    rather than the business: integration-health `duplicates` (repeat deliveries, which the
-    scenarios cause on purpose), utilization `freshness_seconds` (age of the newest event,
+  - every KPI endpoint's JSON (fixed parameters), except the fields that measure the run
+    rather than the business: integration-health `duplicates` and `conflicts` (repeat
+    deliveries, which the scenarios cause on purpose), utilization `freshness_seconds` (age of the newest event,
     measured now) and exceptions `mttr_seconds`/`mtta_seconds` (how long cases stayed open
     during processing, which depends on arrival order);
   - a digest of every business table (rows by external keys);
@@ -58,7 +58,7 @@ QUEUE = "opsview-faults"
 SECRET_KEY = "faults-" + "k" * 50
 SCENARIOS = ["clean", "kill9", "redis_restart", "pg_restart", "backlog", "duplicate_shuffle"]
 # Fields that measure the run rather than the business (see the module docstring).
-RUN_FIELDS = {"duplicates", "freshness_seconds", "mttr_seconds", "mtta_seconds"}
+RUN_FIELDS = {"duplicates", "conflicts", "freshness_seconds", "mttr_seconds", "mtta_seconds"}
 
 
 def log(message):
@@ -239,10 +239,11 @@ def firm_events(end, months):
 
 
 def unique(events):
+    # CloudEvents make source + id the key: one id under two sources is two events.
     seen, result = set(), []
     for event in events:
-        if event["id"] not in seen:
-            seen.add(event["id"])
+        if (event["source"], event["id"]) not in seen:
+            seen.add((event["source"], event["id"]))
             result.append(event)
     return result
 
@@ -259,7 +260,7 @@ def batches_of(events, sizes):
 def plan(scenario, delivered, rng):
     """The batches a scenario sends."""
     if scenario == "clean":
-        ordered = sorted(unique(delivered), key=lambda e: (e["time"], e["id"]))
+        ordered = sorted(unique(delivered), key=lambda e: (e["time"], e["id"], e["source"]))
         return batches_of(ordered, iter(lambda: 100, None))
     if scenario == "duplicate_shuffle":
         twice = unique(delivered) * 2

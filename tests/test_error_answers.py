@@ -10,8 +10,9 @@ from opsview.models import ApiToken
 API_ROUTES = ["/api/v1/kpis/wip", "/api/v1/kpis/invoice-readiness",
               "/api/v1/kpis/posting-latency", "/api/v1/kpis/utilization",
               "/api/v1/kpis/integration-health", "/api/v1/kpis/margin",
-              "/api/v1/kpis/receivables", "/api/v1/kpis/exceptions", "/api/v1/exceptions",
-              "/api/v1/exceptions.csv"]
+              "/api/v1/kpis/receivables", "/api/v1/kpis/exceptions", "/api/v1/kpis/billing",
+              "/api/v1/kpis/reconciliation", "/api/v1/kpis/period-close",
+              "/api/v1/kpis/trends", "/api/v1/exceptions", "/api/v1/exceptions.csv"]
 HOSTILE = "<script>alert(1)</script>"
 
 
