@@ -232,6 +232,7 @@ def derive_spans(chunk=20000):
     """Each item's WIP spans, computed by the product's own code, chunk by chunk, in the
     order of the items' last events — the order a live worker writes them in, so the spans
     lie on disk as they would in service (a year of rows in one shuffle would not)."""
+    from django.db import transaction
     from django.db.models.functions import Coalesce
 
     from opsview import derived
@@ -243,7 +244,8 @@ def derive_spans(chunk=20000):
                    .values_list("pk", flat=True))
         started = time.perf_counter()
         for start in range(0, len(pks), chunk):
-            derived.refresh_items(kind, pks[start:start + chunk])
+            with transaction.atomic():  # as in the worker: the items are locked meanwhile
+                derived.refresh_items(kind, pks[start:start + chunk])
             done = min(start + chunk, len(pks))
             rate = done / max(time.perf_counter() - started, 1e-6)
             if done == len(pks) or done % 200_000 < chunk:
