@@ -18,9 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsview.settings")
 
-# Columns that differ between runs of the same events: surrogate keys and processing times.
+# Columns that differ between runs of the same events: surrogate keys, processing times and
+# a client's receipt ("first seen" is by receipt, SPEC section 7).
 VOLATILE = {"id", "updated_at", "first_seen_at", "placeholder_since", "received_at",
-            "processed_at"}
+            "processed_at", "first_received_at"}
 
 
 def natural(row, field):
@@ -48,6 +49,14 @@ def table_digest(model):
     return {"rows": len(rows), "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest()}
 
 
+def case_key(case):
+    """A case's fingerprint, except a duplicate_client group's: it is named by its first
+    client by receipt, which delivery order decides; the group's clients are the case."""
+    if case.type == "duplicate_client":
+        return "clients:" + ",".join(sorted(case.detail.get("client_ids", [])))
+    return case.fingerprint
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--evaluate-at", required=True)
@@ -70,7 +79,7 @@ def main():
         state.Expense, state.Milestone, state.Invoice, state.RevenueRecognition,
         state.SyncAttempt, state.ReconciliationReport)}
     inbox = dict(InboxEvent.objects.values_list("status").annotate(n=Count("id")))
-    open_cases = sorted([c.type, c.fingerprint, c.status, c.severity, str(c.money_at_stake)]
+    open_cases = sorted([c.type, case_key(c), c.status, c.severity, str(c.money_at_stake)]
                         for c in Case.objects.filter(status__in=Case.OPEN_STATES))
     print(json.dumps({"tables": tables, "inbox": inbox, "open_cases": open_cases,
                       "cases": Case.objects.count()}))

@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
@@ -364,6 +364,7 @@ def apply_lifecycle(model, key_field, events, references, outcome):
         ensure_entities(state.Invoice, "invoice_id", named(
             (c.invoice_id, row.time) for row, c in events if row.type.endswith(".invoiced")),
             outcome)
+        share_lock(references, maps)
     first = {}
     for row, contract in sorted(events, key=lambda item: version_of(item[0])):
         first.setdefault(getattr(contract, key_field), contract)
@@ -416,6 +417,23 @@ def apply_lifecycle(model, key_field, events, references, outcome):
     outcome.touch(model, [r.pk for r in rows.values()])
     outcome.staged[model.KIND].update(r.pk for r in rows.values())
     return rows
+
+
+def share_lock(references, maps):
+    """Hold the project and person rows the items name (FOR SHARE) before the items: their
+    values derive from those rows, so a batch that changes one of them (its billing method,
+    a bill rate, a placeholder becoming real) and a batch that adds items naming it must not
+    both miss the other. The changing batch waits for the adding one to commit, and then
+    sees its items; or the adding one waits, and then reads the changed row. Masters are
+    taken before items by every batch, so the two wait, never deadlock."""
+    if connection.vendor != "postgresql":
+        return  # SQLite runs one writer at a time
+    with connection.cursor() as cursor:
+        for name, (model, _) in references.items():
+            pks = sorted(set(maps[name].values()))
+            if pks:
+                cursor.execute(f"SELECT 1 FROM {model._meta.db_table} WHERE id = ANY(%s) "
+                               "ORDER BY id FOR SHARE", [pks])
 
 
 TIME_REFERENCES = {"project_id": (state.Project, "project_id"),
