@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/schema/", openapi.schema_view, name="openapi"),
     path("api/v1/", include("opsview.api_urls")),
     path("exceptions/", include("exceptions.urls")),
+    path("integrations/", include("integrations.urls")),
 ]
 
 handler500 = "opsview.errors.server_error"

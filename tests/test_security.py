@@ -158,7 +158,8 @@ PUBLIC_ROUTES = ["accounts/login/", "ingest/schemas/", "ingest/schemas/<str:even
                  "api/schema/"]
 # Routes with their own, separately tested rules: the webhook (signatures, tests/ingestion),
 # logout (POST only, ends the session) and the mutations (below).
-MUTATIONS = ["exceptions/bulk", "exceptions/<int:pk>/replay", "exceptions/<int:pk>/<str:action>"]
+MUTATIONS = ["exceptions/bulk", "exceptions/<int:pk>/replay", "exceptions/<int:pk>/<str:action>",
+             "integrations/cases/<int:pk>/retry", "integrations/cases/retry"]
 OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS]
 
 
@@ -247,6 +248,20 @@ def test_mutations_by_role(role, action, case):
 
 
 @pytest.mark.parametrize("role", EVERYONE)
+@pytest.mark.parametrize("path", ["/integrations/cases/{pk}/retry", "/integrations/cases/retry"])
+def test_retry_requests_by_role(role, path, case):
+    """Refused to those who may not triage; for a triager, asked (or refused with a reason
+    when no source takes retries) and audited either way on the case, never a 5xx."""
+    response = client_as(role).post(path.format(pk=case.pk), {"ids": [case.pk]})
+    if role == ANONYMOUS:
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    elif role in TRIAGERS:
+        assert response.status_code == 302
+    else:
+        assert response.status_code == 403
+
+
+@pytest.mark.parametrize("role", EVERYONE)
 def test_mutations_refuse_get(role, case):
     response = client_as(role).get(f"/exceptions/{case.pk}/claim")
     assert response.status_code in (302, 405)
@@ -270,7 +285,8 @@ def test_replay_by_role(case, db):
 
 # --- CSRF -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/exceptions/{pk}/claim", "/exceptions/bulk",
-                                  "/exceptions/{pk}/replay", "/accounts/logout/"])
+                                  "/exceptions/{pk}/replay", "/accounts/logout/",
+                                  "/integrations/cases/{pk}/retry", "/integrations/cases/retry"])
 def test_every_session_mutation_needs_the_csrf_token(path, case):
     client = Client(enforce_csrf_checks=True)
     user = make_role_user("csrf_user", "finance_ops")
