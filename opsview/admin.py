@@ -92,9 +92,10 @@ def show_secrets_once(model_admin, request, title, secrets, changelist, what="ea
 
 @admin.register(models.ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["user", "name", "token_hint", "created_at", "last_used_at", "revoked"]
+    list_display = ["user", "name", "scopes", "token_hint", "created_at", "last_used_at",
+                    "revoked"]
     list_filter = ["revoked"]
-    fields = ["user", "name", "revoked"]
+    fields = ["user", "name", "scopes", "revoked"]
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -107,6 +108,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
             action = "api_token.revoked" if obj.revoked else "api_token.restored"
             audit.record(action, f"api-token:{obj.pk}", request=request,
                          user=obj.user.get_username(), hint=obj.token_hint)
+        if change and "scopes" in form.changed_data:
+            audit.record("api_token.scopes_changed", f"api-token:{obj.pk}", request=request,
+                         user=obj.user.get_username(), hint=obj.token_hint, scopes=obj.scopes)
 
     def delete_model(self, request, obj):
         audit.record("api_token.deleted", f"api-token:{obj.pk}", request=request,

@@ -160,7 +160,10 @@ PUBLIC_ROUTES = ["accounts/login/", "ingest/schemas/", "ingest/schemas/<str:even
 # logout (POST only, ends the session) and the mutations (below).
 MUTATIONS = ["exceptions/bulk", "exceptions/<int:pk>/replay", "exceptions/<int:pk>/<str:action>",
              "integrations/cases/<int:pk>/retry", "integrations/cases/retry"]
-OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS]
+# The write API: its matrix of action × role × token scope is
+# tests/integrations/test_write_api.py::test_the_permission_matrix.
+WRITE_API = ["api/v1/exceptions/<int:id>/actions"]
+OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS, *WRITE_API]
 
 
 def test_the_matrix_covers_every_route():
@@ -471,7 +474,7 @@ def test_admin_changes_to_sources_are_audited(admin_client, db):
 def test_api_tokens_are_shown_once_and_stored_hashed(admin_client, db):
     user = make_role_user("reader", "executive")
     response = admin_client.post("/admin/opsview/apitoken/add/",
-                                 {"user": user.pk, "name": "bi-tool"})
+                                 {"user": user.pk, "name": "bi-tool", "scopes": "read"})
     token = re.search(r"<code>(opv_[^<]+)</code>", response.content.decode()).group(1)
     stored = ApiToken.objects.get()
     assert token not in (stored.token_hash, stored.token_hint) and len(stored.token_hash) == 64
@@ -481,7 +484,7 @@ def test_api_tokens_are_shown_once_and_stored_hashed(admin_client, db):
     assert token not in html and stored.token_hash not in html
     assert AuditEvent.objects.filter(action="api_token.created", target=f"api-token:{stored.pk}")
     admin_client.post(f"/admin/opsview/apitoken/{stored.pk}/change/",
-                      {"user": user.pk, "name": "bi-tool", "revoked": "on"})
+                      {"user": user.pk, "name": "bi-tool", "scopes": "read", "revoked": "on"})
     assert ApiToken.authenticate(token) is None
     assert AuditEvent.objects.filter(action="api_token.revoked").count() == 1
 
