@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import openapi, security, views
+from . import metrics, openapi, security, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -23,6 +23,7 @@ urlpatterns = [
     path("ingest/", include("ingestion.urls")),
     path("api/schema/", openapi.schema_view, name="openapi"),
     path("api/v1/", include("opsview.api_urls")),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("exceptions/", include("exceptions.urls")),
     path("integrations/", include("integrations.urls")),
 ]

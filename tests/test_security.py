@@ -153,7 +153,8 @@ API_ROUTES = ["api/v1/kpis/wip", "api/v1/kpis/invoice-readiness",
               "api/v1/kpis/integration-health", "api/v1/kpis/margin",
               "api/v1/kpis/receivables", "api/v1/kpis/billing", "api/v1/kpis/reconciliation",
               "api/v1/kpis/period-close", "api/v1/kpis/trends",
-              "api/v1/exceptions", "api/v1/exceptions.csv", "api/v1/kpis/exceptions"]
+              "api/v1/exceptions", "api/v1/exceptions.csv", "api/v1/kpis/exceptions",
+              "metrics"]
 PUBLIC_ROUTES = ["accounts/login/", "ingest/schemas/", "ingest/schemas/<str:event_type>.json",
                  "api/schema/"]
 # Routes with their own, separately tested rules: the webhook (signatures, tests/ingestion),
