@@ -262,7 +262,8 @@ OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT"
 OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
 OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
 OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
-OIDC_OP_LOGOUT_URL = os.environ.get("OIDC_OP_LOGOUT_URL", "")
+# A provider with one signing key may sign ID tokens without a key id: then set it to 0.
+OIDC_VERIFY_KID = envbool("OIDC_VERIFY_KID", True)
 # The claim that carries a person's groups or roles at the provider, and how its values map
 # to OpsView's roles ("provider value=role", comma-separated; role `staff` makes an admin).
 OIDC_ROLE_CLAIM = os.environ.get("OIDC_ROLE_CLAIM", "groups")

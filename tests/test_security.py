@@ -164,7 +164,10 @@ MUTATIONS = ["exceptions/bulk", "exceptions/<int:pk>/replay", "exceptions/<int:p
 # The write API: its matrix of action × role × token scope is
 # tests/integrations/test_write_api.py::test_the_permission_matrix.
 WRITE_API = ["api/v1/exceptions/<int:id>/actions"]
-OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS, *WRITE_API]
+# Single sign-on: open (it is how one logs in), a 404 unless configured (tests/test_sso.py).
+SSO = ["oidc/authenticate/", "oidc/callback/"]
+OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS, *WRITE_API,
+             *SSO]
 
 
 def test_the_matrix_covers_every_route():
