@@ -41,15 +41,17 @@ def _resend(case):
             "reason": case.type, "correlationid": case.object_id}
 
 
-def _unposted(model, key):
+def _unposted(model, object_type):
+    """The project's approved, unposted items: post them again."""
+    key = f"{object_type}_id"
+
     def target(case):
         items = list(model.objects.filter(project__project_id=case.object_id,
                                           status="approved")
                      .order_by(key).values_list(key, flat=True)[:ITEMS])
-        return {"flow": "", "object_type": model._meta.model_name.replace("timeentry",
-                                                                          "time_entry"),
-                "object_id": case.object_id, "items": items, "reason": case.type,
-                "correlationid": case.object_id, "project_id": case.object_id}
+        return {"flow": "", "object_type": object_type, "object_id": case.object_id,
+                "items": items, "reason": case.type, "correlationid": case.object_id,
+                "project_id": case.object_id}
     return target
 
 
@@ -58,8 +60,8 @@ TARGETS = {
     "sync_failed": _sync_failed,
     "unknown_reference": _resend,
     "invoice_blocked": _resend,
-    "approved_time_unposted": _unposted(TimeEntry, "time_entry_id"),
-    "approved_expense_unposted": _unposted(Expense, "expense_id"),
+    "approved_time_unposted": _unposted(TimeEntry, "time_entry"),
+    "approved_expense_unposted": _unposted(Expense, "expense"),
 }
 
 
