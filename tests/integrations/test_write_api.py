@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from standardwebhooks.webhooks import Webhook
 
-from exceptions.models import Case, CaseEntry
+from exceptions.models import CaseEntry
 from integrations.models import CaseWebhook, Delivery
 from opsview.models import ApiToken
 from tests.conftest import ROLES, make_role_user
