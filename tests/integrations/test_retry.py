@@ -16,7 +16,7 @@ from exceptions.models import Case
 from ingestion.events import make_event
 from integrations import deliveries, retries
 from integrations.models import Delivery
-from tests.conftest import make_role_user
+from tests.conftest import make_role_user, reseed
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connecting.md"
 UTC = dt.timezone.utc
@@ -43,13 +43,14 @@ def takes_retries(source, url):
 
 @pytest.fixture
 def failed_sync(deliver, process, source):
+    reseed()  # a live-server test starts from flushed tables: the seeded queues and rules
     deliver.send(failure(dt.datetime.now(UTC) - dt.timedelta(hours=1)))
     process()
     return Case.objects.get(type="sync_failed")
 
 
 @pytest.fixture
-def docs_receiver(live_server, source, monkeypatch):
+def docs_receiver(live_server, django_db_serialized_rollback, source, monkeypatch):
     """The docs' receiver, run as written, against the live OpsView."""
     source.callback_url = "http://127.0.0.1:0/"  # set below, once the port is known
     monkeypatch.setenv("OPSVIEW_URL", live_server.url)
@@ -67,7 +68,7 @@ def docs_receiver(live_server, source, monkeypatch):
     server.server_close()
 
 
-def test_a_retry_request_leads_to_a_cleared_case(client, failed_sync, docs_receiver):
+def test_a_retry_request_leads_to_a_cleared_case(docs_receiver, client, failed_sync):
     triager = make_role_user("ann", "integration")
     client.force_login(triager)
     page = client.get(f"/exceptions/{failed_sync.pk}/").content.decode()
