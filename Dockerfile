@@ -6,6 +6,7 @@ COPY core core
 COPY opsview opsview
 COPY ingestion ingestion
 COPY exceptions exceptions
+COPY integrations integrations
 RUN pip install --no-cache-dir .
 COPY . .
 RUN SECRET_KEY=build python manage.py collectstatic --noinput

@@ -5,5 +5,6 @@ from . import api
 urlpatterns = [
     path("exceptions", api.case_list, name="api-exceptions"),
     path("exceptions.csv", api.case_csv, name="api-exceptions-csv"),
+    path("exceptions/<int:id>/actions", api.case_action, name="api-exception-actions"),
     path("kpis/exceptions", api.exceptions_kpi, name="kpi-exceptions"),
 ]

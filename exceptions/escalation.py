@@ -1,38 +1,14 @@
-"""The SLA sweep: refresh every open case's SLA state; escalate the newly breached."""
-import json
+"""The SLA sweep: refresh every open case's SLA state; announce the cases newly at risk or
+breached, and escalate the newly breached."""
 import logging
-import urllib.request
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.utils import timezone
 
 from . import services
 from .models import Case
+from .signals import announce
 
 log = logging.getLogger(__name__)
-
-
-def notify(case, message, queue):
-    """Email the queue's addresses and post Slack-compatible JSON to its webhook."""
-    url = f"{settings.OPSVIEW_BASE_URL}/exceptions/{case.pk}/"
-    text = f"{message}\n{case.get_type_display()} · {case.severity} · {queue.name}\n{url}"
-    recipients = [line.strip() for line in queue.notify_emails.splitlines() if line.strip()]
-    if recipients:
-        try:
-            send_mail(f"[OpsView] {message}"[:200], text, None, recipients)
-        except OSError:
-            log.exception("could not email %s about case %s", recipients, case.pk)
-    if queue.notify_webhook_url:
-        body = json.dumps({"text": text, "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{message}*\n<{url}|Open the case>"}}]
-        }).encode()
-        request = urllib.request.Request(queue.notify_webhook_url, data=body,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            urllib.request.urlopen(request, timeout=5).close()
-        except OSError:
-            log.exception("could not post case %s to the queue webhook", case.pk)
 
 
 def sla_sweep(now=None):
@@ -52,10 +28,12 @@ def sla_sweep(now=None):
             changed.append(case)
     Case.objects.bulk_update(changed, ["sla_state", "response_due_at", "resolution_due_at"],
                              batch_size=500)
+    for state in ("at_risk", "breached"):
+        announce([case for case in changed if case.sla_state == state], state)
     for case in changed:
         if case.sla_state == "breached" and case.escalated_at is None:
             try:
-                services.escalate(case, now, notify)
+                services.escalate(case, now)
                 escalated += 1
             except Exception:  # noqa: BLE001
                 log.exception("could not escalate case %s", case.pk)

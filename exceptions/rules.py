@@ -34,6 +34,7 @@ from opsview.timeline import day_start, firm_zone
 
 from . import services
 from .models import Case, CaseEntry, Queue, RoutingRule, RuleSetting, fingerprint_key
+from .signals import announce
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def _reconcile(case_type, findings, now, scope, count):
     rules = list(RoutingRule.objects.filter(active=True).select_related("queue", "owner"))
     policies = services._policies()
     calendars = {}
-    created, updated, entries = [], [], []
+    created, updated, entries, reopened = [], [], [], []
     for fingerprint, finding in wanted.items():
         case = known.get(fingerprint)
         if case is None:
@@ -145,6 +146,7 @@ def _reconcile(case_type, findings, now, scope, count):
             case.waiting_business_seconds, case.sla_state = 0, "on_track"
             case.reopened_count += 1
             _fill(case, finding, now)
+            reopened.append(case)
         if (case.began_at != before[UPDATABLE.index("began_at")] or case.opened_at == now
                 or case.cutoff_at != before[UPDATABLE.index("cutoff_at")]):
             services.refresh_sla(case, now, _calendar(case.queue, calendars), policies)
@@ -170,6 +172,9 @@ def _reconcile(case_type, findings, now, scope, count):
                                comment=c.title, at=now) for c in created]
     update_rows(Case, updated, UPDATABLE)
     CaseEntry.objects.bulk_create(entries, batch_size=500)
+    announce(created, "opened")
+    announce(reopened, "reopened")
+    announce(cleared, "resolved")
     return {"opened": len(created), "updated": len(updated) - len(cleared),
             "resolved": len(cleared)}
 

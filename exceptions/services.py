@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from . import sla
 from .models import SEVERITY_ORDER, Case, CaseEntry, SlaPolicy
+from .signals import announce
 
 DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
                    "low": (480, 2400)}
@@ -75,8 +76,9 @@ def refresh_sla(case, now=None, calendar=None, policies=None):
     return case
 
 
-def _change(case, actor, fields, *, action, comment="", now=None):
-    """Apply {field: new value}, write one audit entry per changed field, save."""
+def _change(case, actor, fields, *, action, comment="", now=None, announced=True):
+    """Apply {field: new value}, write one audit entry per changed field, save, and
+    announce the change (alerts, the case webhook) after commit."""
     now = now or timezone.now()
     entries = []
     for name, value in fields.items():
@@ -93,6 +95,8 @@ def _change(case, actor, fields, *, action, comment="", now=None):
         refresh_sla(case, now)
         case.save()
         CaseEntry.objects.bulk_create(entries)
+        if announced and entries:
+            announce([case], action)
     return case
 
 
@@ -184,12 +188,21 @@ def comment(case, actor, text, now=None):
     if not text.strip():
         raise TransitionError("a comment needs some text")
     entry(case, actor, "comment", comment=text.strip()[:5000], at=now).save()
+    announce([case], "comment")
     return case
 
 
-def escalate(case, now, notify):
-    """Past its target: notify, raise the severity and move to the escalation queue, as the
-    policy says. `notify(case, message)` sends the notifications."""
+def note(case, actor, action, text, now=None):
+    """An entry that records something done for the case outside it (a retry request sent,
+    a receiver's answer): the case's fields do not change."""
+    entry(case, actor, action, comment=text[:5000], at=now).save()
+    return case
+
+
+def escalate(case, now):
+    """Past its target: raise the severity and move to the escalation queue, as the policy
+    says, and announce it; when the policy notifies, the queues before and after the move
+    hear of it (their recipients, and the alert subscriptions on escalations)."""
     _, _, policy = targets(case)
     original_queue = case.queue
     changes = {}
@@ -198,9 +211,9 @@ def escalate(case, now, notify):
     if policy is not None and policy.escalate_move_queue and case.queue.escalation_queue:
         changes["queue"] = case.queue.escalation_queue
     case.escalated_at = now
-    _change(case, "rule:sla", changes, action="escalated",
-            comment="SLA breached", now=now)
-    if policy is None or policy.escalate_notify:
-        for queue in {original_queue, case.queue}:
-            notify(case, f"SLA breached: {case.title}", queue)
+    _change(case, "rule:sla", changes, action="escalated", comment="SLA breached", now=now,
+            announced=False)
+    notify = policy is None or policy.escalate_notify
+    announce([case], "escalated",
+             notify_queues=[original_queue, case.queue] if notify else [])
     return case

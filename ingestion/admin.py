@@ -1,12 +1,11 @@
 import json
 
 from django.contrib import admin
-from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from opsview import audit
+from opsview.admin import show_secrets_once
 
 from . import pipeline
 from .models import DuplicateDelivery, InboxEvent, Source
@@ -19,9 +18,9 @@ class SourceAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["slug", "name"]
     # Secrets are never rendered: they are shown once by `create_source` or the rotate action.
-    exclude = ["secret", "previous_secret"]
+    exclude = ["secret", "previous_secret", "callback_secret"]
     readonly_fields = ["last_event_at", "created_at"]
-    actions = ["rotate_secret", "retire_previous_secret"]
+    actions = ["rotate_secret", "retire_previous_secret", "new_callback_secret"]
 
     @admin.display(boolean=True, description="rotation in progress")
     def has_previous_secret(self, source):
@@ -48,15 +47,18 @@ class SourceAdmin(admin.ModelAdmin):
         for source in queryset:
             rotated.append((source.slug, source.rotate_secret()))
             audit.record("source.secret_rotated", f"source:{source.slug}", request=request)
-        # The new secrets are shown on this one response, never put in a message or a cookie.
-        response = TemplateResponse(request, "admin/secret_once.html", {
-            **self.admin_site.each_context(request),
-            "title": "New signing secrets", "what": "each secret", "it_is": "it is",
-            "secrets": rotated,
-            "back_url": reverse("admin:ingestion_source_changelist"),
-        })
-        add_never_cache_headers(response)
-        return response
+        return show_secrets_once(self, request, "New signing secrets", rotated,
+                                 "admin:ingestion_source_changelist")
+
+    @admin.action(description="New callback secret for retry requests (shown once)")
+    def new_callback_secret(self, request, queryset):
+        issued = []
+        for source in queryset:
+            issued.append((source.slug, source.new_callback_secret()))
+            audit.record("source.callback_secret_issued", f"source:{source.slug}",
+                         request=request)
+        return show_secrets_once(self, request, "New callback secrets", issued,
+                                 "admin:ingestion_source_changelist")
 
     @admin.action(description="Retire the previous secret")
     def retire_previous_secret(self, request, queryset):

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
-from . import jsontext
+from . import jsontext, metrics
 from .bulk import insert_returning
 from .contracts import Envelope, error_messages
 from .models import DuplicateDelivery, InboxEvent
@@ -417,4 +417,5 @@ def store_events(source, raw_events):
             Q(last_event_at__isnull=True)
             | Q(last_event_at__lt=received_at - dt.timedelta(seconds=1))
         ).update(last_event_at=received_at)
+    metrics.count_intake(result)
     return result

@@ -2,9 +2,12 @@
 import base64
 import secrets
 
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+HTTP_ONLY = URLValidator(schemes=["http", "https"])
 
 
 def new_webhook_secret():
@@ -26,9 +29,24 @@ class Source(models.Model):
     stale_after_minutes = models.PositiveIntegerField(default=60)
     last_event_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Where OpsView asks this middleware to retry a record (a signed CloudEvent), and the
+    # secret it signs those requests with: its own, never the inbound one, shown once.
+    callback_url = models.URLField(blank=True, max_length=500, validators=[HTTP_ONLY], help_text=(
+        "http(s) URL that receives opsview.retry.requested; blank: no retries from OpsView"))
+    callback_secret = models.CharField(max_length=128, blank=True)
 
     def __str__(self):
         return self.slug
+
+    @property
+    def accepts_retries(self):
+        return bool(self.enabled and self.callback_url and self.callback_secret)
+
+    def new_callback_secret(self):
+        """Make (or replace) the secret that signs retry requests; returns it, once."""
+        self.callback_secret = new_webhook_secret()
+        self.save(update_fields=["callback_secret"])
+        return self.callback_secret
 
     @property
     def active_secrets(self):

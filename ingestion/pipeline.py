@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from opsview import derived
 from opsview import models as state
 
+from . import metrics
 from .bulk import insert_new, update_rows
 from .contracts import CONTRACTS, Envelope, error_messages, validate_data
 from .intake import ALTERED, future_time_errors
@@ -558,6 +559,7 @@ def process_events(event_ids=None, limit=500):
             outcome.clear()
             _apply_one_by_one(valid, outcome)
         _record_statuses(rows, outcome)
+    metrics.count_batch(outcome, timezone.now())
     _after_batch(outcome)
     return outcome
 

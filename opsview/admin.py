@@ -80,11 +80,22 @@ for model in (models.Assignment, models.Expense, models.Milestone, models.Revenu
     admin.site.register(model, ReadOnlyAdmin)
 
 
+def show_secrets_once(model_admin, request, title, secrets, changelist, what="each secret"):
+    """The one response that shows new secrets: never cached, never put in a message or a
+    cookie. `secrets` is [(what it is for, the secret)]."""
+    response = TemplateResponse(request, "admin/secret_once.html", {
+        **model_admin.admin_site.each_context(request), "title": title, "what": what,
+        "it_is": "it is", "secrets": secrets, "back_url": reverse(changelist)})
+    add_never_cache_headers(response)
+    return response
+
+
 @admin.register(models.ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["user", "name", "token_hint", "created_at", "last_used_at", "revoked"]
+    list_display = ["user", "name", "scopes", "token_hint", "created_at", "last_used_at",
+                    "revoked"]
     list_filter = ["revoked"]
-    fields = ["user", "name", "revoked"]
+    fields = ["user", "name", "scopes", "revoked"]
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -97,6 +108,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
             action = "api_token.revoked" if obj.revoked else "api_token.restored"
             audit.record(action, f"api-token:{obj.pk}", request=request,
                          user=obj.user.get_username(), hint=obj.token_hint)
+        if change and "scopes" in form.changed_data:
+            audit.record("api_token.scopes_changed", f"api-token:{obj.pk}", request=request,
+                         user=obj.user.get_username(), hint=obj.token_hint, scopes=obj.scopes)
 
     def delete_model(self, request, obj):
         audit.record("api_token.deleted", f"api-token:{obj.pk}", request=request,
@@ -108,15 +122,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
             self.delete_model(request, token)
 
     def response_add(self, request, obj, post_url_continue=None):
-        # The token is shown on this one response, never put in a message or a cookie.
-        response = TemplateResponse(request, "admin/secret_once.html", {
-            **self.admin_site.each_context(request),
-            "title": "New API token", "what": "the token", "it_is": "it is",
-            "secrets": [(f"{obj.user} ({obj.name or 'unnamed'})", obj.plaintext)],
-            "back_url": reverse("admin:opsview_apitoken_changelist"),
-        })
-        add_never_cache_headers(response)
-        return response
+        return show_secrets_once(self, request, "New API token",
+                                 [(f"{obj.user} ({obj.name or 'unnamed'})", obj.plaintext)],
+                                 "admin:opsview_apitoken_changelist", what="the token")
 
 
 @admin.register(models.AuditEvent)

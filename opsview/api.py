@@ -1,4 +1,5 @@
-"""The read API's edges: authentication (session or bearer token) and parameter parsing.
+"""The API's edges: authentication (session or bearer token, with its scopes), the read and
+write decorators, and parameter parsing.
 
 Every endpoint answers JSON; every rejection is an RFC 9457 problem document that names
 the parameter at fault.
@@ -21,7 +22,8 @@ from .models import ApiToken
 
 
 def api_endpoint(view):
-    """Authenticate by session or `Authorization: Bearer`; turn Problems into responses.
+    """Authenticate by session or `Authorization: Bearer` (a token with the `read` scope);
+    turn Problems into responses.
 
     Exempt from CSRF: the read API changes nothing, so a write is refused by the documented
     405 problem document (whatever the credentials) rather than by the CSRF check's page."""
@@ -31,28 +33,77 @@ def api_endpoint(view):
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
         if request.method not in ("GET", "HEAD"):
-            response = problem_response(Problem(405, "method-not-allowed", "Method Not Allowed",
-                                                "The read API only answers GET.",
-                                                [f"method: {request.method}"]))
-            response["Allow"] = "GET, HEAD"
-            return response
-        header = request.headers.get("Authorization", "")
-        if header.lower().startswith("bearer "):
-            user = ApiToken.authenticate(header[7:].strip())
-            if user is None:
-                return _unauthenticated("The bearer token is not valid.")
-            request.user = user
-        elif not request.user.is_authenticated:
-            return _unauthenticated("Log in or send Authorization: Bearer <token>.")
-        try:
-            result = view(request, *args, **kwargs)
-        except Problem as problem:
-            return problem_response(problem)
-        if isinstance(result, dict):
-            return JsonResponse(result, json_dumps_params={"allow_nan": False})
-        return result
+            return _method_not_allowed(request, "GET, HEAD", "The read API only answers GET.")
+        refused = authenticate(request, "read")
+        return refused or _answer(view, request, *args, **kwargs)
 
     return wrapper
+
+
+def api_action_endpoint(view):
+    """The write API's edge: POST only, by a bearer token with the `triage` scope or by a
+    session with its CSRF token; every refusal a problem document."""
+
+    @csrf_exempt  # checked below for sessions only: a bearer token is no ambient credential
+    @login_not_required
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method != "POST":
+            return _method_not_allowed(request, "POST", "This resource only answers POST.")
+        refused = authenticate(request, "triage")
+        if refused:
+            return refused
+        if not request.api_token and _csrf_refusal(request):
+            return problem_response(Problem(
+                403, "csrf", "Forbidden", "A session needs its CSRF token (X-CSRFToken).",
+                ["csrf: missing or incorrect"]))
+        return _answer(view, request, *args, **kwargs)
+
+    return wrapper
+
+
+def authenticate(request, scope):
+    """Set request.user (and request.api_token) from the bearer token or the session; a
+    response when the request may not go on: 401 without credentials, 403 for a token
+    without `scope`."""
+    request.api_token = None
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        api_token = ApiToken.find(header[7:].strip())
+        if api_token is None:
+            return _unauthenticated("The bearer token is not valid.")
+        if scope not in api_token.scope_set:
+            return problem_response(Problem(
+                403, "insufficient-scope", "Forbidden",
+                f"This token's scopes ({api_token.scopes}) do not include {scope}.",
+                [f"scope: {scope} is required"]))
+        request.user, request.api_token = api_token.user, api_token
+    elif not request.user.is_authenticated:
+        return _unauthenticated("Log in or send Authorization: Bearer <token>.")
+    return None
+
+
+def _csrf_refusal(request):
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+
+
+def _method_not_allowed(request, allow, detail):
+    response = problem_response(Problem(405, "method-not-allowed", "Method Not Allowed",
+                                        detail, [f"method: {request.method}"]))
+    response["Allow"] = allow
+    return response
+
+
+def _answer(view, request, *args, **kwargs):
+    try:
+        result = view(request, *args, **kwargs)
+    except Problem as problem:
+        return problem_response(problem)
+    if isinstance(result, dict):
+        return JsonResponse(result, json_dumps_params={"allow_nan": False})
+    return result
 
 
 def _unauthenticated(detail):

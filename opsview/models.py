@@ -17,7 +17,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -518,14 +518,26 @@ class FlowRhythm(models.Model):
         return self.flow
 
 
+def validate_scopes(scopes):
+    unknown = set(scopes.split()) - set(ApiToken.SCOPES)
+    if unknown or not scopes.split():
+        raise ValidationError(f"scopes are space-separated words among "
+                              f"{', '.join(ApiToken.SCOPES)}")
+
+
 def hash_token(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class ApiToken(models.Model):
-    """A bearer token for the read API. Only its SHA-256 is stored; the token is shown once."""
+    """A bearer token for the API. Only its SHA-256 is stored; the token is shown once.
+
+    Its scopes bound what it may do whatever its user may: `read` (the read API, /metrics)
+    and `triage` (the case actions of the write API, which also need the user's triage
+    permission)."""
 
     PREFIX = "opv_"
+    SCOPES = ["read", "triage"]
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="api_tokens")
@@ -535,9 +547,16 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked = models.BooleanField(default=False)
+    scopes = models.CharField(max_length=64, default="read", help_text=(
+        "Space-separated: read (the read API and /metrics), triage (case actions)."),
+        validators=[validate_scopes])
 
     def __str__(self):
         return f"{self.user} {self.token_hint}…"
+
+    @property
+    def scope_set(self):
+        return set(self.scopes.split())
 
     def set_new_token(self):
         """Give this (unsaved) row a fresh token; returns the plaintext, never stored."""
@@ -547,9 +566,10 @@ class ApiToken(models.Model):
         return token
 
     @classmethod
-    def issue(cls, user, name=""):
+    def issue(cls, user, name="", scopes="read"):
         """Create a token for `user`; returns (ApiToken, plaintext token)."""
-        api_token = cls(user=user, name=name)
+        validate_scopes(scopes)
+        api_token = cls(user=user, name=name, scopes=scopes)
         token = api_token.set_new_token()
         api_token.save()
         return api_token, token
@@ -557,15 +577,20 @@ class ApiToken(models.Model):
     @classmethod
     def authenticate(cls, token):
         """The active user the token belongs to, or None."""
+        api_token = cls.find(token)
+        return api_token.user if api_token else None
+
+    @classmethod
+    def find(cls, token):
+        """The valid ApiToken (with its user) for a plaintext token, or None."""
         api_token = (
             cls.objects.select_related("user")
             .filter(token_hash=hash_token(token), revoked=False, user__is_active=True)
             .first()
         )
-        if api_token is None:
-            return None
-        cls.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
-        return api_token.user
+        if api_token is not None:
+            cls.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
+        return api_token
 
 
 class AuditEvent(models.Model):

@@ -11,8 +11,11 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from exceptions.api import TEXT_LIMITS
 from exceptions.filters import AGE_BUCKETS, SORTS
 from exceptions.models import Case, CaseType, Severity
+from exceptions.services import RESOLUTION_CODES
+from exceptions.views import ACTIONS
 from ingestion import contracts
 
 from .trends import METRICS as TREND_METRICS
@@ -249,6 +252,12 @@ SCHEMAS = {
          "money_at_stake": {"anyOf": [DECIMAL, {"type": "null"}]},
          "sla": _object(["state", "breached", "response_due_at", "resolution_due_at",
                          "acknowledged_at"])}),
+    "CaseAction": _object(["case", "entries"], {
+        "case": ref("Case"),
+        "entries": {"type": "array", "items": _object(
+            ["at", "actor", "action", "field", "from", "to", "comment"],
+            {"at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"},
+             "action": {"type": "string"}})}}),
     "CaseList": _object(["count", "page", "page_size", "pages", "results"], {
         "count": {"type": "integer"}, "page": {"type": "integer"},
         "page_size": {"type": "integer"}, "pages": {"type": "integer"},
@@ -353,6 +362,49 @@ def _read_paths():
                       {"type": "integer", "minimum": 1, "maximum": 500})],
             "listExceptions"),
         "/api/v1/exceptions.csv": _csv_operation(),
+        "/api/v1/exceptions/{id}/actions": _action_operation(),
+    }
+
+
+def _action_operation():
+    text = {name: {"type": ["string", "null"], "maxLength": limit}
+            for name, limit in TEXT_LIMITS.items()}
+    text["code"] = {"enum": [*RESOLUTION_CODES, None],
+                    "description": "resolve: the resolution code (default fixed)"}
+    text["owner"]["description"] = "assign: a username, or null/empty for nobody"
+    text["comment"]["description"] = ("comment: the text; wait, resolve, ignore, reopen: an "
+                                      "optional note")
+    return {
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1}}],
+        "post": {
+            "operationId": "actOnException", "tags": ["write"],
+            "summary": "A triage action on a case: claim, assign, acknowledge, wait, resolve, "
+                       "ignore, reopen, comment",
+            "description": "The case page's actions: the same permission (the user's "
+                           "exceptions.triage_case, and the token's `triage` scope), "
+                           "validation and audit entries. A session also needs its CSRF "
+                           "token.",
+            "security": [{"bearer": []}, {"session": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["action"],
+                "properties": {"action": {"enum": sorted(ACTIONS)}, **text}}}}},
+            "responses": {
+                "200": {"description": "Done: the case as it is now, and the audit entries "
+                                       "the action wrote.",
+                        "content": {"application/json": {"schema": ref("CaseAction")}}},
+                "400": problem("The body is not a JSON object, or a field is invalid; the "
+                               "problem names it."),
+                "401": problem("No session and no valid bearer token."),
+                "403": problem("The token lacks the `triage` scope, the user may not triage, "
+                               "or a session sent no CSRF token."),
+                "404": problem("No such case."),
+                "405": problem("Another method than POST."),
+                "409": problem("The case's status does not allow the action (reopen a "
+                               "closed case first), or the owner cannot triage."),
+                "503": UNAVAILABLE,
+            },
+        },
     }
 
 
@@ -472,8 +524,9 @@ def document():
         "info": {
             "title": "OpsView API", "version": "1",
             "description": "Ingestion of signed CloudEvents webhooks, the read API of KPIs "
-                           "and exception cases. Every rejection is an RFC 9457 problem "
-                           "document. The contract is docs/api.md.",
+                           "and exception cases, and the triage actions on cases. Every "
+                           "rejection is an RFC 9457 problem document. The contract is "
+                           "docs/api.md.",
         },
         "paths": {**_ingestion_paths(), **_read_paths(), "/api/schema/": {"get": {
             "operationId": "openapiDocument", "tags": ["meta"], "security": [],

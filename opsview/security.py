@@ -62,6 +62,11 @@ class LoginView(auth_views.LoginView):
     LOGIN_IP_FAILURE_LIMIT from one address, within LOGIN_FAILURE_WINDOW seconds, further
     attempts get 429 with Retry-After until the window ends, right password or not."""
 
+    def get_context_data(self, **kwargs):
+        # Single sign-on, when configured, beside the password form (opsview/sso.py).
+        return super().get_context_data(sso_enabled=settings.OIDC_ENABLED,
+                                         sso_failed="sso" in self.request.GET, **kwargs)
+
     def counters(self):
         window = settings.LOGIN_FAILURE_WINDOW
         username = (self.request.POST.get("username") or "").strip().lower()[:150]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 import plotly
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "opsview",
     "ingestion",
     "exceptions",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -228,7 +230,49 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.
                                "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "opsview@localhost")
+
+# --- Outbound: retry requests, alerts, the case webhook ------------------------------------
+# Attempt n+1 waits DELIVERY_BACKOFF_SECONDS × 2^(n-1), at most DELIVERY_BACKOFF_MAX_SECONDS;
+# after DELIVERY_MAX_ATTEMPTS a delivery is given up (and stays visible in the admin).
+DELIVERY_BACKOFF_SECONDS = envint("DELIVERY_BACKOFF_SECONDS", 30)
+DELIVERY_BACKOFF_MAX_SECONDS = envint("DELIVERY_BACKOFF_MAX_SECONDS", 3600)
+DELIVERY_MAX_ATTEMPTS = envint("DELIVERY_MAX_ATTEMPTS", 10)
+DELIVERY_TIMEOUT_SECONDS = envint("DELIVERY_TIMEOUT_SECONDS", 10)
+# The notification services an alert subscription may name (Apprise URL schemes).
+ALERT_SCHEMES = envlist("ALERT_SCHEMES", "mailto,mailtos,slack,msteams,workflows,pagerduty,"
+                        "opsgenie,discord,mattermost,mmost,mmosts,rocket,rockets,ntfy,ntfys,"
+                        "json,jsons,form,forms,xml,xmls")
+
+# --- Metrics (/metrics, Prometheus text format, bearer token with the read scope) ----------
+# The business gauges (WIP, AR, cases, inbox) are computed at most this often.
+METRICS_CACHE_SECONDS = envint("METRICS_CACHE_SECONDS", 30)
+
+# --- Single sign-on (OpenID Connect), on when OIDC_RP_CLIENT_ID is set ----------------------
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
+# A provider with one signing key may sign ID tokens without a key id: then set it to 0.
+OIDC_VERIFY_KID = envbool("OIDC_VERIFY_KID", True)
+# The claim that carries a person's groups or roles at the provider, and how its values map
+# to OpsView's roles ("provider value=role", comma-separated; role `staff` makes an admin).
+OIDC_ROLE_CLAIM = os.environ.get("OIDC_ROLE_CLAIM", "groups")
+OIDC_ROLE_MAP = dict(item.split("=", 1) for item in envlist("OIDC_ROLE_MAP", "") if "=" in item)
+# Only people the provider gives at least one mapped role may log in.
+OIDC_REQUIRE_ROLE = envbool("OIDC_REQUIRE_ROLE", True)
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"] + (
+    ["opsview.sso.RoleMappingBackend"] if OIDC_ENABLED else [])
 
 # --- Celery -------------------------------------------------------------------------------
 # Without a broker, tasks run in-process (eager) and the in-memory transport is never used.
@@ -249,12 +293,16 @@ CELERY_TASK_SOFT_TIME_LIMIT = 540
 # Longer than the longest task, so an unacknowledged message is not redelivered while it runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = OPSVIEW_TIME_ZONE  # the digest hour is the firm's
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "opsview")
 CELERY_BEAT_SCHEDULE = {
     "sweep-inbox": {"task": "ingestion.tasks.sweep_inbox",
                     "schedule": float(envint("INGEST_SWEEP_EVERY_SECONDS", 60))},
     "evaluate-time-rules": {"task": "exceptions.tasks.evaluate_time_rules", "schedule": 300.0},
     "sla-sweep": {"task": "exceptions.tasks.sla_sweep", "schedule": 60.0},
+    "sweep-deliveries": {"task": "integrations.tasks.sweep_deliveries", "schedule": 60.0},
+    "alert-digests": {"task": "integrations.tasks.send_digests",
+                      "schedule": crontab(hour=envint("ALERT_DIGEST_HOUR", 7), minute=0)},
 }
 
 LOGGING = {
@@ -262,4 +310,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    # Apprise's own debug lines can name a service's address and tokens.
+    "loggers": {"apprise": {"level": "WARNING"}},
 }

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import openapi, security, views
+from . import metrics, openapi, security, sso, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,11 +19,15 @@ urlpatterns = [
     path("panels/<str:name>/", views.panel, name="panel"),
     path("accounts/login/", security.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("oidc/authenticate/", sso.authenticate, name="oidc_authentication_init"),
+    path("oidc/callback/", sso.callback, name="oidc_authentication_callback"),
     path("admin/", admin.site.urls),
     path("ingest/", include("ingestion.urls")),
     path("api/schema/", openapi.schema_view, name="openapi"),
     path("api/v1/", include("opsview.api_urls")),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("exceptions/", include("exceptions.urls")),
+    path("integrations/", include("integrations.urls")),
 ]
 
 handler500 = "opsview.errors.server_error"

@@ -7,6 +7,7 @@ Requests run in-process through Django's WSGI application.
 """
 import io
 import os
+import re
 import time
 
 import pytest
@@ -87,7 +88,7 @@ def _flatten(prefix, resolver):
         if hasattr(pattern, "url_patterns"):
             found |= _flatten(prefix + str(pattern.pattern), pattern)
         else:
-            found.add(prefix + str(pattern.pattern))
+            found.add(re.sub(r"<\w+:(\w+)>", r"{\1}", prefix + str(pattern.pattern)))
     return found
 
 
@@ -120,16 +121,18 @@ def fuzz_source(db):
 
 @pytest.fixture
 def bearer(db):
-    _, token = ApiToken.issue(make_role_user("schemathesis", "finance_ops"), name="fuzz")
+    _, token = ApiToken.issue(make_role_user("schemathesis", "finance_ops"), name="fuzz",
+                              scopes="read triage")
     return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
                          ids=lambda mode: mode.value)
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
-def test_every_operation_holds_to_the_document(operation, mode, fuzz_source, bearer):
+def test_every_operation_holds_to_the_document(operation, mode, fuzz_source, bearer, case):
     """Valid requests and deliberately invalid ones (negative mode: wrong types, values
     outside the declared ranges, missing required parts) alike."""
+    a_case = case  # the fixture; `case` below is schemathesis's generated request
     checks = [c for c in CHECKS.get_all() if c.__name__ in CHECK_NAMES]
     strategy = operation.as_strategy(generation_mode=mode)
 
@@ -139,6 +142,8 @@ def test_every_operation_holds_to_the_document(operation, mode, fuzz_source, bea
     def run(case):
         if "source" in (case.path_parameters or {}):
             case.path_parameters["source"] = SOURCE
+        if "id" in (case.path_parameters or {}) and mode is GenerationMode.POSITIVE:
+            case.path_parameters["id"] = a_case.pk  # actions on a case that exists
         response = case.call(headers=bearer)
         case.validate_response(response, checks=checks)
 

@@ -153,13 +153,21 @@ API_ROUTES = ["api/v1/kpis/wip", "api/v1/kpis/invoice-readiness",
               "api/v1/kpis/integration-health", "api/v1/kpis/margin",
               "api/v1/kpis/receivables", "api/v1/kpis/billing", "api/v1/kpis/reconciliation",
               "api/v1/kpis/period-close", "api/v1/kpis/trends",
-              "api/v1/exceptions", "api/v1/exceptions.csv", "api/v1/kpis/exceptions"]
+              "api/v1/exceptions", "api/v1/exceptions.csv", "api/v1/kpis/exceptions",
+              "metrics"]
 PUBLIC_ROUTES = ["accounts/login/", "ingest/schemas/", "ingest/schemas/<str:event_type>.json",
                  "api/schema/"]
 # Routes with their own, separately tested rules: the webhook (signatures, tests/ingestion),
 # logout (POST only, ends the session) and the mutations (below).
-MUTATIONS = ["exceptions/bulk", "exceptions/<int:pk>/replay", "exceptions/<int:pk>/<str:action>"]
-OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS]
+MUTATIONS = ["exceptions/bulk", "exceptions/<int:pk>/replay", "exceptions/<int:pk>/<str:action>",
+             "integrations/cases/<int:pk>/retry", "integrations/cases/retry"]
+# The write API: its matrix of action × role × token scope is
+# tests/integrations/test_write_api.py::test_the_permission_matrix.
+WRITE_API = ["api/v1/exceptions/<int:id>/actions"]
+# Single sign-on: open (it is how one logs in), a 404 unless configured (tests/test_sso.py).
+SSO = ["oidc/authenticate/", "oidc/callback/"]
+OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS, *WRITE_API,
+             *SSO]
 
 
 def test_the_matrix_covers_every_route():
@@ -247,6 +255,20 @@ def test_mutations_by_role(role, action, case):
 
 
 @pytest.mark.parametrize("role", EVERYONE)
+@pytest.mark.parametrize("path", ["/integrations/cases/{pk}/retry", "/integrations/cases/retry"])
+def test_retry_requests_by_role(role, path, case):
+    """Refused to those who may not triage; for a triager, asked (or refused with a reason
+    when no source takes retries) and audited either way on the case, never a 5xx."""
+    response = client_as(role).post(path.format(pk=case.pk), {"ids": [case.pk]})
+    if role == ANONYMOUS:
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    elif role in TRIAGERS:
+        assert response.status_code == 302
+    else:
+        assert response.status_code == 403
+
+
+@pytest.mark.parametrize("role", EVERYONE)
 def test_mutations_refuse_get(role, case):
     response = client_as(role).get(f"/exceptions/{case.pk}/claim")
     assert response.status_code in (302, 405)
@@ -270,7 +292,8 @@ def test_replay_by_role(case, db):
 
 # --- CSRF -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/exceptions/{pk}/claim", "/exceptions/bulk",
-                                  "/exceptions/{pk}/replay", "/accounts/logout/"])
+                                  "/exceptions/{pk}/replay", "/accounts/logout/",
+                                  "/integrations/cases/{pk}/retry", "/integrations/cases/retry"])
 def test_every_session_mutation_needs_the_csrf_token(path, case):
     client = Client(enforce_csrf_checks=True)
     user = make_role_user("csrf_user", "finance_ops")
@@ -455,7 +478,7 @@ def test_admin_changes_to_sources_are_audited(admin_client, db):
 def test_api_tokens_are_shown_once_and_stored_hashed(admin_client, db):
     user = make_role_user("reader", "executive")
     response = admin_client.post("/admin/opsview/apitoken/add/",
-                                 {"user": user.pk, "name": "bi-tool"})
+                                 {"user": user.pk, "name": "bi-tool", "scopes": "read"})
     token = re.search(r"<code>(opv_[^<]+)</code>", response.content.decode()).group(1)
     stored = ApiToken.objects.get()
     assert token not in (stored.token_hash, stored.token_hint) and len(stored.token_hash) == 64
@@ -465,7 +488,7 @@ def test_api_tokens_are_shown_once_and_stored_hashed(admin_client, db):
     assert token not in html and stored.token_hash not in html
     assert AuditEvent.objects.filter(action="api_token.created", target=f"api-token:{stored.pk}")
     admin_client.post(f"/admin/opsview/apitoken/{stored.pk}/change/",
-                      {"user": user.pk, "name": "bi-tool", "revoked": "on"})
+                      {"user": user.pk, "name": "bi-tool", "scopes": "read", "revoked": "on"})
     assert ApiToken.authenticate(token) is None
     assert AuditEvent.objects.filter(action="api_token.revoked").count() == 1
 
