@@ -1,4 +1,5 @@
 """Exception cases: what is late or broken, who owns it, and by when it must be handled."""
+import datetime
 import hashlib
 
 from django.conf import settings
@@ -40,8 +41,9 @@ class Queue(models.Model):
     time_zone = models.CharField(max_length=64, default="UTC")
     # Weekday numbers, Monday = 0.
     working_days = models.CharField(max_length=20, default="0,1,2,3,4")
-    work_start = models.TimeField(default="09:00")
-    work_end = models.TimeField(default="17:00")
+    # Times, not strings: a queue created in code (not through a form) computes with them.
+    work_start = models.TimeField(default=datetime.time(9))
+    work_end = models.TimeField(default=datetime.time(17))
     escalation_queue = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
     notify_emails = models.TextField(blank=True, help_text="one address a line")
     notify_webhook_url = models.URLField(blank=True, help_text="Slack-compatible incoming webhook")

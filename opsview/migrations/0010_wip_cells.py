@@ -23,7 +23,7 @@ def drop_cell_range_index(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('opsview', '0008_indexes_for_todays_wip_and_the_unposted_backlog'),
+        ('opsview', '0009_api_token_scopes'),
     ]
 
     operations = [
