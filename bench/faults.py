@@ -346,9 +346,12 @@ class Sender:
 
 # --- Measuring -------------------------------------------------------------------------------
 def pending(pg, db):
+    """Inbox rows not processed, plus processed batches the exception rules have not seen
+    (their worker killed or the database restarted in between; the sweeper announces them)."""
     try:
-        return pg.execute("SELECT count(*) FROM ingestion_inboxevent WHERE status = 'pending'",
-                          db)[0][0]
+        return pg.execute(
+            "SELECT (SELECT count(*) FROM ingestion_inboxevent WHERE status = 'pending') + "
+            "(SELECT count(*) FROM ingestion_processedbatch)", db)[0][0]
     except psycopg.Error:
         return None  # PostgreSQL is restarting
 
@@ -531,6 +534,9 @@ def compare(clean, result):
                      f"{sorted(now_open - open_cases)[:3]}")
     if result["state"]["inbox"].get("pending"):
         found.append(f"inbox: {result['state']['inbox']['pending']} pending")
+    if result["state"].get("unseen_batches"):
+        found.append(f"{result['state']['unseen_batches']} processed batches the rules "
+                     "never saw")
     if result["failures"]:
         found.append(f"deliveries failed: {result['failures'][:3]}")
     if any(status != 503 for status in result.get("outage_reads", {}).values()):

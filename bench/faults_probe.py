@@ -69,7 +69,7 @@ def main():
 
     from exceptions import rules
     from exceptions.models import Case
-    from ingestion.models import InboxEvent
+    from ingestion.models import InboxEvent, ProcessedBatch
     from opsview import models as state
 
     now = dt.datetime.fromisoformat(args.evaluate_at.replace("Z", "+00:00"))
@@ -82,6 +82,7 @@ def main():
     open_cases = sorted([c.type, case_key(c), c.status, c.severity, str(c.money_at_stake)]
                         for c in Case.objects.filter(status__in=Case.OPEN_STATES))
     print(json.dumps({"tables": tables, "inbox": inbox, "open_cases": open_cases,
+                      "unseen_batches": ProcessedBatch.objects.count(),
                       "cases": Case.objects.count()}))
 
 

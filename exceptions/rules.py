@@ -812,22 +812,22 @@ def duplicate_client():
 
 
 # --- Entry points ----------------------------------------------------------------------------
-def _sync_keys_to_evaluate(outcome):
+def _sync_keys_to_evaluate(changes):
     """The (flow, object type, object id) whose sync_failed case this batch may change: new
     failures, and the open cases of objects that just succeeded or just showed evidence."""
-    keys = {(a.flow, a.object_type, a.object_id) for a in outcome.sync_attempts
+    keys = {(a.flow, a.object_type, a.object_id) for a in changes.sync_attempts
             if not a.succeeded}
     touched = Q(pk__in=[])
-    succeeded = {(a.flow, a.object_type, a.object_id) for a in outcome.sync_attempts
+    succeeded = {(a.flow, a.object_type, a.object_id) for a in changes.sync_attempts
                  if a.succeeded}
     if succeeded:
         touched |= Q(object_id__in={k[2] for k in succeeded})
-    for kind, pks in outcome.staged.items():
+    for kind, pks in changes.staged.items():
         if kind in EVIDENCE and pks:
             model, key_field, _ = EVIDENCE[kind]
             touched |= Q(object_kind=kind, object_id__in=list(
                 model.objects.filter(pk__in=pks).values_list(key_field, flat=True)))
-    if succeeded or any(outcome.staged.values()):
+    if succeeded or any(changes.staged.values()):
         for detail in Case.objects.filter(touched, type="sync_failed",
                                           status__in=Case.OPEN_STATES).values_list(
                 "detail", flat=True):
@@ -836,27 +836,30 @@ def _sync_keys_to_evaluate(outcome):
     return keys
 
 
-def on_batch_processed(outcome):
-    """Event-driven rules, run after each processed inbox batch; only those the batch can
-    have changed. Each runs on its own: one failing is logged and stops no other."""
-    now = timezone.now()
-    for case_type, find, options in _event_driven(outcome, now):
+def on_batch_processed(changes):
+    """Event-driven rules, run after each processed inbox batch (`changes`, an
+    ingestion.pipeline.BatchChanges); only those the batch can have changed. Each runs on
+    its own: one failing is logged and stops no other. True when all of them ran."""
+    now, ran = timezone.now(), True
+    for case_type, find, options in _event_driven(changes, now):
         try:
             reconcile(case_type, find, now=now, **options)
-        except Exception:  # noqa: BLE001 - the time-based evaluation will try again
+        except Exception:  # noqa: BLE001 - the batch is announced again, later
             log.exception("event-driven rule %s failed for a batch", case_type)
+            ran = False
+    return ran
 
 
-def _event_driven(outcome, now):
+def _event_driven(changes, now):
     """(case type, finder, reconcile options) of each rule this batch can have changed."""
-    keys = _sync_keys_to_evaluate(outcome)
+    keys = _sync_keys_to_evaluate(changes)
     if keys:
         scope = Q(fingerprint__in=[fingerprint_key("|".join(k)) for k in keys])
         yield "sync_failed", lambda: sync_failed(keys), {
-            "scope": scope, "count": bool(outcome.sync_attempts)}
-    if outcome.dead or any(row.errors for row in outcome.processed):  # new, or replayed
-        yield "dead_letter", dead_letter, {"count": bool(outcome.dead)}
-    touched = outcome.touched
+            "scope": scope, "count": bool(changes.sync_attempts)}
+    if changes.dead_letters_changed:  # new, or replayed
+        yield "dead_letter", dead_letter, {"count": changes.dead}
+    touched = changes.touched
     if any(touched.get(label) for _, label, _ in PLACEHOLDER_KINDS):
         yield "unknown_reference", lambda: unknown_reference(touched), {
             "count": False, "scope": Q(fingerprint__in=_touched_fingerprints(touched))}
@@ -869,12 +872,12 @@ def _event_driven(outcome, now):
         yield "reconciliation_gap", reconciliation_gap, {}
     if touched.get("opsview.Client"):
         yield "duplicate_client", duplicate_client, {"count": False}
-    if outcome.processed or outcome.dead or outcome.unhandled:
+    if changes.events:
         # An event arrived: a source that was stale is not any more; nor is a flow that
         # just reported.
         yield "stale_feed", lambda: stale_feed(now, flows=False), {
             "count": False, "scope": Q(fingerprint__startswith="source:")}
-        flows = {a.flow for a in outcome.sync_attempts}
+        flows = {a.flow for a in changes.sync_attempts}
         if flows:
             yield "stale_feed", lambda: [f for f in stale_feed(now)
                                          if f.fingerprint.startswith("flow:")], {

@@ -141,3 +141,16 @@ class DuplicateDelivery(models.Model):
         """The inbox row this delivery repeated."""
         return InboxEvent.objects.filter(source_id=self.source_id, event_source=self.event_source,
                                          event_id=self.event_id).first()
+
+
+class ProcessedBatch(models.Model):
+    """A processed batch the exception rules have not seen yet: written in the batch's own
+    transaction and deleted once its event-driven rules have run, so a worker killed or a
+    database restarted between the two leaves it for the sweeper instead of losing it."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    changes = models.JSONField()  # ingestion.pipeline.BatchChanges.as_json()
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self):
+        return f"batch {self.pk} of {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -31,7 +31,7 @@ from . import metrics
 from .bulk import insert_new, update_rows
 from .contracts import CONTRACTS, Envelope, error_messages, validate_data
 from .intake import ALTERED, future_time_errors
-from .models import InboxEvent
+from .models import InboxEvent, ProcessedBatch
 
 log = logging.getLogger(__name__)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -67,6 +67,54 @@ class BatchOutcome:
         self.touched.clear()
         self.sync_attempts.clear()
         self.staged.clear()
+
+    def changes(self):
+        return BatchChanges(
+            events=bool(self.processed or self.dead or self.unhandled),
+            dead=bool(self.dead),
+            # new dead letters, or replayed ones that now went through
+            dead_letters_changed=bool(self.dead) or any(row.errors for row in self.processed),
+            touched={label: set(pks) for label, pks in self.touched.items() if pks},
+            staged={kind: set(pks) for kind, pks in self.staged.items() if pks},
+            sync_attempts=[SyncSeen(a.flow, a.object_type, a.object_id, a.succeeded)
+                           for a in self.sync_attempts])
+
+
+@dataclass(frozen=True)
+class SyncSeen:
+    flow: str
+    object_type: str
+    object_id: str
+    succeeded: bool
+
+
+@dataclass
+class BatchChanges:
+    """What the event-driven exception rules need to know of a processed batch; kept as JSON
+    (ProcessedBatch) until they have run."""
+
+    events: bool = False
+    dead: bool = False
+    dead_letters_changed: bool = False
+    touched: dict = field(default_factory=dict)  # model label -> pks
+    staged: dict = field(default_factory=dict)  # kind -> pks
+    sync_attempts: list = field(default_factory=list)  # [SyncSeen]
+
+    def as_json(self):
+        return {"events": self.events, "dead": self.dead,
+                "dead_letters_changed": self.dead_letters_changed,
+                "touched": {k: sorted(v) for k, v in self.touched.items()},
+                "staged": {k: sorted(v) for k, v in self.staged.items()},
+                "sync_attempts": [[a.flow, a.object_type, a.object_id, a.succeeded]
+                                  for a in self.sync_attempts]}
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(events=data["events"], dead=data["dead"],
+                   dead_letters_changed=data["dead_letters_changed"],
+                   touched={k: set(v) for k, v in data["touched"].items()},
+                   staged={k: set(v) for k, v in data["staged"].items()},
+                   sync_attempts=[SyncSeen(*a) for a in data["sync_attempts"]])
 
 
 # --- Reference resolution ------------------------------------------------------------------
@@ -559,8 +607,10 @@ def process_events(event_ids=None, limit=500):
             outcome.clear()
             _apply_one_by_one(valid, outcome)
         _record_statuses(rows, outcome)
+        changes = outcome.changes()
+        unseen = ProcessedBatch.objects.create(changes=changes.as_json())
     metrics.count_batch(outcome, timezone.now())
-    _after_batch(outcome)
+    _announce(unseen, changes)
     return outcome
 
 
@@ -593,14 +643,84 @@ def _record_statuses(rows, outcome):
     update_rows(InboxEvent, outcome.dead, ["status", "errors", "processed_at", "attempts"])
 
 
-def _after_batch(outcome):
-    """Let the exception rules see what changed; their failure never undoes processing."""
+def _rules_see(changes):
+    """Let the exception rules see what changed; their failure never undoes processing.
+    True when every rule ran."""
     from exceptions.rules import on_batch_processed
 
     try:
-        on_batch_processed(outcome)
+        return on_batch_processed(changes)
     except Exception:
         log.exception("event-driven exception rules failed for a batch")
+        return False
+
+
+# Advisory-lock namespace of the ProcessedBatch rows a worker is announcing right now.
+ANNOUNCING = 0x0B5F
+
+
+def _announce(unseen, changes):
+    """Run the rules on a committed batch, then forget it. A batch whose rules failed (the
+    database went away, a rule raised) stays for settle_unseen_batches."""
+    try:
+        with _holding(unseen.pk) as held:
+            if held and _rules_see(changes):
+                ProcessedBatch.objects.filter(pk=unseen.pk).delete()
+    except OperationalError:
+        log.warning("the database went away before the rules saw batch %s; the sweeper "
+                    "will announce it", unseen.pk)
+
+
+class _holding:
+    """A session advisory lock on one ProcessedBatch while its rules run, so the sweeper
+    never announces a batch its worker is still announcing (PostgreSQL; elsewhere one
+    process runs everything)."""
+
+    def __init__(self, pk, wait=True):
+        self.pk, self.wait, self.held = pk, wait, False
+
+    def __enter__(self):
+        if connection.vendor != "postgresql":
+            return True
+        function = "pg_advisory_lock" if self.wait else "pg_try_advisory_lock"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {function}(%s, %s)", [ANNOUNCING, self.pk])
+            row = cursor.fetchone()
+        self.held = self.wait or bool(row[0])
+        return self.held
+
+    def __exit__(self, *exc):
+        if self.held and connection.vendor == "postgresql":
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ANNOUNCING, self.pk])
+            except OperationalError:
+                pass  # the connection is gone, and its session locks with it
+        return False
+
+
+def settle_unseen_batches(older_than, limit=200, give_up_after=5):
+    """Announce processed batches whose rules never ran or failed (a worker killed, the
+    database restarted between commit and rules), oldest first. A batch failing
+    `give_up_after` times is dropped with an error logged: the time-based evaluation
+    covers every rule over the whole state anyway. Returns the number settled."""
+    settled = 0
+    for pk in ProcessedBatch.objects.filter(created_at__lt=older_than).order_by(
+            "pk").values_list("pk", flat=True)[:limit]:
+        with _holding(pk, wait=False) as held:
+            unseen = held and ProcessedBatch.objects.filter(pk=pk).first()
+            if not unseen:
+                continue  # its worker is on it, or has just finished
+            if _rules_see(BatchChanges.from_json(unseen.changes)):
+                unseen.delete()
+                settled += 1
+            elif unseen.attempts + 1 >= give_up_after:
+                log.error("the rules of processed batch %s failed %d times; leaving it to "
+                          "the time-based evaluation", pk, give_up_after)
+                unseen.delete()
+            else:
+                ProcessedBatch.objects.filter(pk=pk).update(attempts=F("attempts") + 1)
+    return settled
 
 
 def announce_dead_letters(event_ids):
@@ -610,8 +730,8 @@ def announce_dead_letters(event_ids):
     outcome = BatchOutcome()
     outcome.dead = list(InboxEvent.objects.filter(pk__in=list(event_ids),
                                                   status=InboxEvent.Status.DEAD))
-    if outcome.dead:
-        _after_batch(outcome)
+    if outcome.dead and not _rules_see(outcome.changes()):
+        raise RuntimeError("the dead-letter rule did not run")  # the task retries
 
 
 def pending_ids(limit=None, older_than=None):

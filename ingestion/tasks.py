@@ -56,8 +56,10 @@ def enqueue_dead_letter_announcement(event_ids):
 
 @shared_task(name="ingestion.tasks.sweep_inbox")
 def sweep_inbox():
-    """Re-enqueue inbox rows still pending after INGEST_SWEEP_AFTER_SECONDS."""
+    """Re-enqueue inbox rows still pending after INGEST_SWEEP_AFTER_SECONDS, and let the
+    exception rules see the processed batches they have not seen by then."""
     cutoff = timezone.now() - dt.timedelta(seconds=settings.INGEST_SWEEP_AFTER_SECONDS)
     ids = pipeline.pending_ids(limit=50_000, older_than=cutoff)
     enqueue_processing(ids)
-    return len(ids)
+    settled = pipeline.settle_unseen_batches(older_than=cutoff)
+    return {"enqueued": len(ids), "batches_announced": settled}

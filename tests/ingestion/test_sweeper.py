@@ -18,7 +18,7 @@ def test_rows_left_pending_are_processed_by_the_sweeper(deliver, event, settings
     # The broker lost the message: the rows sit pending, as received three minutes ago.
     InboxEvent.objects.update(received_at=timezone.now() - dt.timedelta(minutes=3))
     settings.INGEST_SWEEP_AFTER_SECONDS = 120
-    assert tasks.sweep_inbox() == 5
+    assert tasks.sweep_inbox()["enqueued"] == 5
     assert InboxEvent.objects.filter(status="processed").count() == 5
     assert TimeEntry.objects.count() == 5
 
@@ -26,7 +26,7 @@ def test_rows_left_pending_are_processed_by_the_sweeper(deliver, event, settings
 def test_recent_pending_rows_are_left_to_the_task_already_queued(deliver, event, settings):
     deliver.send(event("time_entry.approved", approved(1)))
     settings.INGEST_SWEEP_AFTER_SECONDS = 120
-    assert tasks.sweep_inbox() == 0
+    assert tasks.sweep_inbox()["enqueued"] == 0
     assert InboxEvent.objects.get().status == "pending"
 
 
