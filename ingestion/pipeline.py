@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
@@ -663,10 +663,11 @@ def _announce(unseen, changes):
     """Run the rules on a committed batch, then forget it. A batch whose rules failed (the
     database went away, a rule raised) stays for settle_unseen_batches."""
     try:
-        with _holding(unseen.pk) as held:
-            if held and _rules_see(changes):
-                ProcessedBatch.objects.filter(pk=unseen.pk).delete()
-    except OperationalError:
+        with _holding(unseen.pk):
+            still_unseen = ProcessedBatch.objects.filter(pk=unseen.pk)
+            if still_unseen.exists() and _rules_see(changes):  # not the sweeper's by now
+                still_unseen.delete()
+    except DatabaseError:  # the connection is lost, closed, or the server restarting
         log.warning("the database went away before the rules saw batch %s; the sweeper "
                     "will announce it", unseen.pk)
 
@@ -694,7 +695,7 @@ class _holding:
             try:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ANNOUNCING, self.pk])
-            except OperationalError:
+            except DatabaseError:
                 pass  # the connection is gone, and its session locks with it
         return False
 
