@@ -89,6 +89,26 @@ def percentile_cont(values, fraction):
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
+def percentile_from_counts(counts, fraction):
+    """percentile_cont of a multiset given as {value: how many times}: the answer of
+    percentile_cont over the values repeated, in time proportional to the distinct ones."""
+    items = sorted((value, n) for value, n in counts.items() if n > 0)
+    total_count = sum(n for _, n in items)
+    if not total_count:
+        return None
+    position = fraction * (total_count - 1)
+    lower, upper = math.floor(position), math.ceil(position)
+    found, seen = {}, 0
+    for value, n in items:
+        for rank in (lower, upper):
+            if rank not in found and rank < seen + n:
+                found[rank] = value
+        seen += n
+        if upper in found:
+            break
+    return found[lower] + (found[upper] - found[lower]) * (position - lower)
+
+
 def weekdays(start, end):
     """Monday-to-Friday days between two dates, both included."""
     if end < start:

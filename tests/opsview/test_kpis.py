@@ -1,7 +1,10 @@
 """Every KPI formula of SPEC section 4 on the small hand-worked firm of tests/opsview/firm.py."""
 import datetime as dt
+from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opsview import kpis
 
@@ -129,6 +132,21 @@ def test_percentile_cont_is_linear_interpolation():
     assert kpis.percentile_cont([1, 2, 3, 4], 0.5) == 2.5
     assert kpis.percentile_cont([5], 0.95) == 5
     assert kpis.percentile_cont([], 0.5) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-400, 400), min_size=1, max_size=60),
+       st.sampled_from([0.0, 0.5, 0.9, 0.95, 1.0]))
+def test_percentiles_from_counts_equal_percentile_cont_of_the_values(values, fraction):
+    counts = Counter(values)
+    counts[1000] = 0  # a value counted zero times is no value
+    assert kpis.percentile_from_counts(counts, fraction) == pytest.approx(
+        kpis.percentile_cont(values, fraction))
+
+
+def test_percentiles_from_no_counts_are_none():
+    assert kpis.percentile_from_counts({}, 0.5) is None
+    assert kpis.percentile_from_counts({3: 0}, 0.5) is None
 
 
 def test_weekdays_counts_monday_to_friday_inclusive():
