@@ -5,7 +5,7 @@ the time posted in the window reached ERP without anyone having to touch it.
 """
 from collections import defaultdict
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Count, F, Q
 
 from exceptions.models import Case
@@ -112,7 +112,7 @@ def _billing_lag(invoices):
         return _days_by_currency(entries)
     sql, params = entries.query.sql_with_params()
     # percentile_cont over hundreds of thousands of entries: in the database, not in Python.
-    with connection.cursor() as cursor:
+    with connections[entries.db].cursor() as cursor:
         cursor.execute(
             "SELECT ccy, " + ", ".join(
                 f"percentile_cont({f}) WITHIN GROUP (ORDER BY later - earlier)"
