@@ -63,7 +63,7 @@ class Cluster:
         self.primary = os.path.join(root, "primary")
         self.standby = os.path.join(root, "standby")
         self.primary_port = _port(5434)
-        self.standby_port = _port(5435 if self.primary_port != 5435 else 5436)
+        self.standby_port = None  # chosen once the primary holds its port
 
     def run(self, name, *args):
         subprocess.run(_as_postgres([f"{self.bin}/{name}", *args]), check=True,
@@ -89,6 +89,7 @@ class Cluster:
         self.run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary_port),
                  "-U", "postgres", "-D", self.standby, "-R", "-X", "stream",
                  "--checkpoint=fast", "--no-sync")
+        self.standby_port = _port(5435)
         self.start(self.standby, self.standby_port)
         self.sql(self.primary_port, f"CREATE DATABASE {DATABASE}", database="postgres")
 
