@@ -68,12 +68,14 @@ class ReplicaRouter:
     def db_for_read(self, model, **hints):
         if _reads_on_replica.get() and not _wrote.get() and not _on_primary_always(model):
             return REPLICA
-        return None  # Django's own choice: the primary
+        # Not None: Django would then follow an instance hint, and an object read from the
+        # replica would draw its related objects from there after the request wrote.
+        return "default"
 
     def db_for_write(self, model, **hints):
         if not _on_primary_always(model) and _wrote.get() is not None:
             _wrote.set(True)
-        return None
+        return "default"  # even for an object read from the replica
 
     def allow_relation(self, obj1, obj2, **hints):
         return True  # one database, two copies of it

@@ -57,6 +57,16 @@ def test_reads_of_a_routed_request_go_to_the_replica_until_it_writes():
     assert in_routed_request(check) == ("replica", "default")
 
 
+def test_an_object_read_from_the_replica_is_saved_to_the_primary():
+    def check():
+        read = Project(project_id="P1")
+        read._state.db = "replica"
+        return (router.db_for_write(Project, instance=read),
+                router.db_for_read(Project, instance=read))
+
+    assert in_routed_request(check) == ("default", "default")
+
+
 @pytest.mark.parametrize("model", [Session, User, ApiToken, AuditEvent])
 def test_login_session_and_credentials_stay_on_the_primary_and_do_not_pin(model):
     def check():
