@@ -13,7 +13,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import (
     BooleanField,
     Case,
@@ -546,7 +546,7 @@ def _latency_percentiles(posted, sla_seconds):
     if connection.vendor == "postgresql":
         sql, params = posted.values("posted_at", "approved_at").query.sql_with_params()
         latency = "extract(epoch FROM q.posted_at - q.approved_at)"
-        with connection.cursor() as cursor:
+        with connections[posted.db].cursor() as cursor:  # the replica when routed there
             # percentile_cont is the contract's definition; the ORM cannot say it.
             cursor.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE {latency} <= %s), "
@@ -686,7 +686,7 @@ def _p95_latency_by_flow(attempts):
     attempts = attempts.filter(latency_ms__isnull=False)
     if connection.vendor == "postgresql":
         sql, params = attempts.values("pk").query.sql_with_params()
-        with connection.cursor() as cursor:
+        with connections[attempts.db].cursor() as cursor:
             cursor.execute(
                 "SELECT flow, percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) "
                 f"FROM {state.SyncAttempt._meta.db_table} WHERE id IN ({sql}) GROUP BY flow",

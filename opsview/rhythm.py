@@ -13,7 +13,7 @@ import datetime as dt
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Max
 from django.utils import timezone
 
@@ -101,7 +101,7 @@ def _gaps_since(since, now):
     zone = firm_zone()
     if connection.vendor == "postgresql":
         table = state.SyncAttempt._meta.db_table
-        with connection.cursor() as cursor:
+        with connections[state.SyncAttempt.objects.db].cursor() as cursor:
             # One pass over the window: each event's gap to the next, grouped by the hour of
             # the week the gap began in.
             cursor.execute(f"""

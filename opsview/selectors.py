@@ -8,7 +8,7 @@ billable expenses on any project that bills, milestones on milestone projects.
 import datetime as dt
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import (
     Case,
     Count,
@@ -166,7 +166,7 @@ def last_event_by_flow():
         return dict(state.SyncAttempt.objects.values("flow").annotate(last=Max("occurred_at"))
                     .order_by().values_list("flow", "last"))
     table = state.SyncAttempt._meta.db_table
-    with connection.cursor() as cursor:
+    with connections[state.SyncAttempt.objects.db].cursor() as cursor:
         cursor.execute(f"""
             WITH RECURSIVE flows AS (
                 (SELECT flow FROM {table} ORDER BY flow LIMIT 1)

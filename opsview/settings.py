@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so its process_view sees the resolved view and its process_exception runs first.
+    "core.dbrouting.ReplicaRoutingMiddleware",
 ]
 
 ROOT_URLCONF = "opsview.urls"
@@ -122,6 +124,25 @@ elif envint("DB_POOL_MAX_SIZE", 0) > 0:
         "timeout": envint("DB_POOL_TIMEOUT", 10),
         "max_idle": envint("DB_POOL_MAX_IDLE", 60),
     }
+if os.environ.get("DATABASE_REPLICA_URL"):
+    # A streaming replica for the dashboards' and the read API's reads (core/dbrouting.py,
+    # docs/operations.md); writes and everything else stay on "default".
+    DATABASES["replica"] = dj_database_url.parse(
+        os.environ["DATABASE_REPLICA_URL"], conn_max_age=DATABASES["default"]["CONN_MAX_AGE"])
+    # A replica that does not answer within this many seconds is given up and the reads go
+    # to the primary.
+    DATABASES["replica"]["OPTIONS"] = {"connect_timeout": envint("REPLICA_CONNECT_TIMEOUT", 2)}
+    if "pool" in DATABASES["default"].get("OPTIONS", {}):
+        DATABASES["replica"]["OPTIONS"]["pool"] = dict(DATABASES["default"]["OPTIONS"]["pool"])
+    # The test suite reads "replica" from the primary's test database.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["core.dbrouting.ReplicaRouter"]
+# Above this lag the pages and the read API say how far behind their figures may be.
+REPLICA_LAG_WARN_SECONDS = envint("REPLICA_LAG_WARN_SECONDS", 30)
+# After a replica failed to answer, reads stay on the primary this long before it is tried.
+REPLICA_RETRY_SECONDS = envint("REPLICA_RETRY_SECONDS", 10)
+# A browser that just wrote reads from the primary this long (its own change, never stale).
+REPLICA_PIN_SECONDS = envint("REPLICA_PIN_SECONDS", 10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
