@@ -180,8 +180,9 @@ class TimeEntry(LifecycleRecord):
     cost_rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     erp_document_id = models.CharField(max_length=255, blank=True)
     # The invoice the latest `invoiced` event names (a placeholder until it arrives).
+    # Indexed by time_invoice_cover_idx below.
     invoice = models.ForeignKey("Invoice", null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="time_entries")
+                                related_name="time_entries", db_index=False)
     submitted_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     rejected_at = models.DateTimeField(null=True, blank=True)
@@ -195,11 +196,22 @@ class TimeEntry(LifecycleRecord):
             models.Index(fields=["status", "work_date"], name="time_status_workdate_idx"),
             models.Index(fields=["project", "status"], name="time_project_status_idx"),
             models.Index(fields=["person", "work_date"], name="time_person_workdate_idx"),
-            models.Index(fields=["posted_at"], name="time_posted_at_idx"),
-            # The approved, never posted backlog (posting latency, approved_time_unposted).
-            models.Index(fields=["approved_at"], name="time_unposted_idx",
+            # Posting latency, reconciliation and touchless share read entries posted in a
+            # window from the index alone (PostgreSQL; SQLite ignores the included columns).
+            models.Index(fields=["posted_at"], name="time_posted_cover_idx",
+                         include=["approved_at", "status", "project", "person"]),
+            # The approved, never posted backlog (posting latency, approved_time_unposted),
+            # its count, hours and value read from the index alone.
+            models.Index(fields=["approved_at"], name="time_unposted_cover_idx",
+                         include=["id", "project", "person", "hours", "bill_rate", "billable"],
                          condition=Q(posted_at__isnull=True,
                                      status__in=["approved", "invoiced"])),
+            # What invoices bill (billing's realization and lag, readiness in billing): the
+            # entries of a set of invoices with their value columns, from the index alone.
+            models.Index(fields=["invoice"], name="time_invoice_cover_idx",
+                         include=["status", "hours", "bill_rate", "billable", "project",
+                                  "person", "work_date"],
+                         condition=Q(invoice__isnull=False)),
         ]
 
     def __str__(self):
@@ -225,6 +237,9 @@ class Expense(LifecycleRecord):
 
     class Meta:
         indexes = [models.Index(fields=["status", "incurred_on"], name="expense_status_date_idx"),
+                   models.Index(fields=["posted_at"], name="expense_posted_cover_idx",
+                                include=["approved_at", "status", "project", "person",
+                                         "billable"]),
                    models.Index(fields=["approved_at"], name="expense_unposted_idx",
                                 condition=Q(posted_at__isnull=True,
                                             status__in=["approved", "invoiced"]))]
