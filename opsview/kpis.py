@@ -8,6 +8,7 @@ in seconds. Amounts are grouped by currency and never converted. "Value" is bill
 dates (`opsview.timeline`).
 """
 import datetime as dt
+import functools
 import math
 from collections import defaultdict
 from decimal import Decimal
@@ -192,117 +193,156 @@ def wip(*, as_of, filters=None):
     }
 
 
+def wip_totals(days, filters=None):
+    """{day: {currency: total}}: the WIP total wip(as_of=day) gives, for several days at
+    once (a trend), the fixed-fee books read once for all of them."""
+    filters = filters or {}
+    books = FixedFeeBooks(filters, up_to=max(days))
+    result = {}
+    for day in days:
+        totals = defaultdict(lambda: ZERO)
+        for cells in cells_as_of(day, filters):
+            for currency, value in (cells.values(ccy=F("currency"))
+                                    .annotate(value=total(F("value")))
+                                    .values_list("ccy", "value").order_by()):
+                totals[currency] += value
+        for position in books.positions(day):
+            totals[position["currency"]] += position["value"]
+        result[day] = {currency: money(value) for currency, value in sorted(totals.items())
+                       if currency}
+    return result
+
+
 def fixed_fee_wip(*, as_of, filters=None):
     """Per fixed-fee project with unbilled revenue as of a date: recognized revenue up to
     that month less the invoices on the project issued and not voided by then (less the
     expenses they bill), floored at 0; `in_billing` the part its drafted or blocked
     invoices cover; aged from the last day of the oldest period the billing has not yet
     covered (billing covers periods oldest first)."""
-    fixed_fee = state.Project.objects.filter(
-        project_filters(filters, prefix=""), is_placeholder=False,
-        billing_method=state.Project.BillingMethod.FIXED_FEE)
-    projects = {p["pk"]: p for p in fixed_fee.values(
-        "pk", "project_id", "name", "currency", "practice", "legal_entity",
-        client_key=F("client__client_id"), client_name=F("client__name"))}
-    if not projects:
-        return []
-    revenue = defaultdict(list)
-    for project_id, period, amount in (state.RevenueRecognition.objects
-                                       .filter(project__in=fixed_fee,
-                                               period__lte=as_of.strftime("%Y-%m"))
-                                       .order_by("period")
-                                       .values_list("project_id", "period", "amount")):
-        revenue[project_id].append((period, amount))
-    if not revenue:
-        return []
-    # The projects go to the database as a subquery, not as a list of thousands of ids.
-    billed, in_billing = _fixed_fee_billing(fixed_fee.values("pk"), as_of)
-    positions = []
-    for pk, periods in revenue.items():
-        recognized = sum((amount for _, amount in periods), ZERO)
-        covered = billed.get(pk, ZERO)
-        value = max(ZERO, recognized - covered)
-        if not value:
-            continue
-        cumulative, oldest = ZERO, periods[-1][0]
-        for period, amount in periods:
-            cumulative += amount
-            if cumulative > covered:
-                oldest = period
-                break
-        project = projects[pk]
-        positions.append({
-            "project_pk": pk, "project_id": project["project_id"], "name": project["name"],
-            "client": project["client_key"], "client_name": project["client_name"],
-            "practice": project["practice"], "legal_entity": project["legal_entity"],
-            "currency": project["currency"], "value": value,
-            "in_billing": min(value, max(ZERO, in_billing.get(pk, ZERO))),
-            "age_days": max(0, (as_of - _period_end(oldest)).days), "oldest_period": oldest})
-    return positions
+    return FixedFeeBooks(filters, up_to=as_of).positions(as_of)
 
 
+class FixedFeeBooks:
+    """The fixed-fee projects' recognized revenue, invoices and invoiced expenses up to a
+    day, read once (a handful of queries), so that their WIP can be told as of that day or
+    any day before it — one day for the WIP figures, a dozen for a trend."""
+
+    def __init__(self, filters, up_to):
+        fixed_fee = state.Project.objects.filter(
+            project_filters(filters, prefix=""), is_placeholder=False,
+            billing_method=state.Project.BillingMethod.FIXED_FEE)
+        self.projects = {p["pk"]: p for p in fixed_fee.values(
+            "pk", "project_id", "name", "currency", "practice", "legal_entity",
+            client_key=F("client__client_id"), client_name=F("client__name"))}
+        self.revenue = defaultdict(list)  # project pk -> [(period, amount)], oldest first
+        self.invoices, self.owners, self.expense_events = {}, set(), defaultdict(list)
+        self.expense_amounts = {}
+        if not self.projects:
+            return
+        for project_id, period, amount in (state.RevenueRecognition.objects
+                                           .filter(project__in=fixed_fee,
+                                                   period__lte=up_to.strftime("%Y-%m"))
+                                           .order_by("period")
+                                           .values_list("project_id", "period", "amount")):
+            self.revenue[project_id].append((period, amount))
+        if self.revenue:
+            self._read_billing(fixed_fee.values("pk"), end_of(up_to))
+
+    def _read_billing(self, projects, moment):
+        """Each project's invoices — its own, and those its milestones name though they are
+        filed under no or another project — and the invoiced events of its billable expenses
+        (only expenses ever invoiced can be on an invoice). The projects go to the database
+        as a subquery, not as a list of thousands of ids."""
+        fields = ("pk", "amount", "issued_date", "voided_date", "announced_at")
+        own = state.Invoice.objects.filter(project_id__in=projects, is_placeholder=False)
+        named = state.Invoice.objects.filter(
+            is_placeholder=False, milestones__project_id__in=projects).exclude(
+            project_id=F("milestones__project_id"))
+        for invoices, owner in ((own, "project_id"), (named, "milestones__project_id")):
+            for project_pk, pk, *dates in invoices.values_list(owner, *fields).distinct():
+                self.owners.add((project_pk, pk))
+                self.invoices[pk] = dates
+        self.expense_amounts = dict(state.Expense.objects.filter(
+            project_id__in=projects, billable=True, invoice__isnull=False).values_list(
+            "pk", "amount"))
+        if self.expense_amounts:
+            for record_id, at, event_id, ref in state.StageEvent.objects.filter(
+                    kind="expense", stage="invoiced", record_id__in=list(self.expense_amounts),
+                    at__lt=moment).order_by("at", "event_id").values_list(
+                    "record_id", "at", "event_id", "invoice_ref"):
+                self.expense_events[record_id].append((at, ref))
+
+    def _invoice_states(self, as_of):
+        """{invoice pk: (amount, "billed" | "in_billing" | None)} at the end of `as_of`."""
+        moment, states = end_of(as_of), {}
+        for pk, (amount, issued, voided, announced) in self.invoices.items():
+            state_then = None
+            if voided is None or voided > as_of:
+                if issued is not None and issued <= as_of:
+                    state_then = "billed"
+                elif announced is not None and announced < moment:
+                    state_then = "in_billing"
+            states[pk] = (amount or ZERO, state_then)
+        return states
+
+    def _expenses_on(self, as_of):
+        """{invoice pk: value of the billable expenses on it at the end of `as_of`}: the
+        invoice each expense's latest `invoiced` event by then names."""
+        moment, result = end_of(as_of), defaultdict(lambda: ZERO)
+        for record_id, events in self.expense_events.items():
+            latest = None
+            for at, ref in events:  # oldest first
+                if at >= moment:
+                    break
+                latest = ref
+            if latest is not None:
+                result[latest] += self.expense_amounts[record_id]
+        return result
+
+    def positions(self, as_of):
+        if not self.revenue:
+            return []
+        states, expenses = self._invoice_states(as_of), self._expenses_on(as_of)
+        billed, in_billing = defaultdict(lambda: ZERO), defaultdict(lambda: ZERO)
+        for project_pk, pk in self.owners:
+            amount, state_then = states[pk]
+            net = amount - expenses.get(pk, ZERO)
+            if state_then == "billed":
+                billed[project_pk] += net
+            elif state_then == "in_billing":
+                in_billing[project_pk] += net
+        month, positions = as_of.strftime("%Y-%m"), []
+        for pk, all_periods in self.revenue.items():
+            periods = [(period, amount) for period, amount in all_periods if period <= month]
+            if not periods:
+                continue
+            recognized = sum((amount for _, amount in periods), ZERO)
+            covered = billed.get(pk, ZERO)
+            value = max(ZERO, recognized - covered)
+            if not value:
+                continue
+            cumulative, oldest = ZERO, periods[-1][0]
+            for period, amount in periods:
+                cumulative += amount
+                if cumulative > covered:
+                    oldest = period
+                    break
+            project = self.projects[pk]
+            positions.append({
+                "project_pk": pk, "project_id": project["project_id"], "name": project["name"],
+                "client": project["client_key"], "client_name": project["client_name"],
+                "practice": project["practice"], "legal_entity": project["legal_entity"],
+                "currency": project["currency"], "value": value,
+                "in_billing": min(value, max(ZERO, in_billing.get(pk, ZERO))),
+                "age_days": max(0, (as_of - _period_end(oldest)).days),
+                "oldest_period": oldest})
+        return positions
+
+
+@functools.lru_cache(maxsize=1024)
 def _period_end(period):
     year, month = int(period[:4]), int(period[5:7])
     return dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
-
-
-def _fixed_fee_billing(projects, as_of):
-    """({project pk: amount billed at the end of `as_of`}, {project pk: amount in billing})
-    over the project's invoices (its own, and those its milestones name), each less the
-    value of the billable expenses it bills then. Summed in the database: a large firm has
-    thousands of fixed-fee invoices."""
-    moment = end_of(as_of)
-    not_voided = Q(voided_date__isnull=True) | Q(voided_date__gt=as_of)
-    billed_then = not_voided & Q(issued_date__lte=as_of)
-    in_billing_then = not_voided & Q(announced_at__lt=moment) & (
-        Q(issued_date__isnull=True) | Q(issued_date__gt=as_of))
-    own = state.Invoice.objects.filter(project_id__in=projects, is_placeholder=False)
-    # Invoices a project's milestones name though they are filed under no or another project.
-    named = state.Invoice.objects.filter(
-        is_placeholder=False, milestones__project_id__in=projects).exclude(
-        project_id=F("milestones__project_id"))
-    billed, in_billing = defaultdict(lambda: ZERO), defaultdict(lambda: ZERO)
-    for invoices, owner in ((own, "project_id"), (named, "milestones__project_id")):
-        for project_pk, billed_sum, billing_sum in (
-                invoices.values(owner).annotate(
-                    b=total(F("amount"), billed_then), i=total(F("amount"), in_billing_then))
-                .values_list(owner, "b", "i").order_by()):
-            billed[project_pk] += billed_sum
-            in_billing[project_pk] += billing_sum
-    expenses = _expenses_billed_by(projects, moment)
-    if expenses:
-        for project_pk, invoice_id, is_billed, is_in_billing in (
-                (own | named).filter(invoice_id__in=expenses).annotate(
-                    owner=Coalesce("project_id", "milestones__project_id"),
-                    is_billed=ExpressionWrapper(billed_then, output_field=BooleanField()),
-                    is_in_billing=ExpressionWrapper(in_billing_then,
-                                                    output_field=BooleanField()))
-                .values_list("owner", "invoice_id", "is_billed", "is_in_billing").distinct()):
-            if is_billed:
-                billed[project_pk] -= expenses[invoice_id]
-            elif is_in_billing:
-                in_billing[project_pk] -= expenses[invoice_id]
-    return billed, in_billing
-
-
-def _expenses_billed_by(projects, moment):
-    """{invoice id: value of these projects' billable expenses on it at `moment`}: the
-    invoice each expense's latest `invoiced` event before `moment` names. Only expenses ever
-    invoiced can be on one (they name an invoice), so only their events are read."""
-    amounts = dict(state.Expense.objects.filter(
-        project_id__in=projects, billable=True, invoice__isnull=False).values_list("pk", "amount"))
-    if not amounts:
-        return {}
-    latest = {}
-    for record_id, at, event_id, ref in state.StageEvent.objects.filter(
-            kind="expense", stage="invoiced", record_id__in=list(amounts),
-            at__lt=moment).values_list("record_id", "at", "event_id", "invoice_ref"):
-        if record_id not in latest or (at, event_id) > latest[record_id][0]:
-            latest[record_id] = ((at, event_id), ref)
-    result = defaultdict(lambda: ZERO)
-    for record_id, (_, ref) in latest.items():
-        result[ref] += amounts[record_id]
-    return result
 
 
 GROUPS = {

@@ -371,6 +371,22 @@ def test_the_last_trend_point_is_the_kpi_asked_for_that_date(firm):
 
 
 @pytest.mark.django_db
+def test_every_wip_trend_point_is_the_wip_asked_for_its_date(firm):
+    """A trend reads the fixed-fee books once for all its points: each point must still be
+    the WIP total asked for that date alone."""
+    from opsview import trends
+
+    today = firm["today"]
+    for interval in ("month", "week"):
+        points = trends.trends(metric="wip", interval=interval,
+                               start=today - dt.timedelta(days=150), end=today)["points"]
+        assert len(points) > 4
+        for point in points:
+            figures = kpis.wip(as_of=dt.date.fromisoformat(point["end"]))["currencies"]
+            assert point["currencies"] == {c: f["total"] for c, f in figures.items()}
+
+
+@pytest.mark.django_db
 def test_a_reporting_total_is_the_sum_of_the_converted_amounts(firm):
     from opsview import fx
 
