@@ -98,7 +98,7 @@ def wip_aging(rows, label="key", limit=12, currency=""):
 def wip_aging_by_currency(result):
     currencies = sorted(result["currencies"])
     return _aging_bars(currencies, lambda i: result["currencies"][currencies[i]]["aging"],
-                       "Unbilled WIP (amount in each currency)")
+                       "Unbilled WIP (own currency)")
 
 
 def readiness(result):
@@ -116,7 +116,7 @@ def readiness(result):
         for key, label, pick in parts
     ])
     figure.update_layout(**_layout(barmode="stack", height=150 + 50 * len(currencies),
-                                   xaxis_title="Billable value (amount in each currency)"))
+                                   xaxis_title="Billable value (each in its own currency)"))
     return as_spec(figure)
 
 
@@ -192,7 +192,7 @@ def margin_bars(rows, limit=12):
     for trace in figure.data:
         trace.hovertemplate = MONEY_HOVER
     figure.update_layout(**_layout(barmode="group",
-                                   yaxis_title="Amount (in each group's currency)"))
+                                   yaxis_title="Amount (own currency)"))
     return as_spec(figure)
 
 
@@ -215,8 +215,8 @@ def trend_lines(points, title_of, ratio=False):
     if points and "currencies" in points[0]:
         currencies = sorted({c for p in points for c in p["currencies"]})
         lines = [(c, [_num(p["currencies"].get(c)) for p in points]) for c in currencies]
-        if "(" not in title_of:
-            title_of = f"{title_of} (amount in each currency)"
+        if "(" not in title_of and not ratio:  # money: each line in its own currency
+            title_of = f"{title_of} (own currency)"
     else:
         lines = [(title_of, [p["value"] for p in points])]
     figure = go.Figure([go.Scatter(name=name, x=ends, y=values, mode="lines+markers",
@@ -261,7 +261,7 @@ def close_bars(result):
         for key, label, pick in parts])
     figure.update_layout(**_layout(barmode="stack", height=150 + 50 * len(currencies),
                                    xaxis_title="Billable value of the period "
-                                               "(amount in each currency)"))
+                                               "(each in its own currency)"))
     return as_spec(figure)
 
 

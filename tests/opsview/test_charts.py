@@ -144,3 +144,12 @@ def test_a_chart_offers_its_numbers_as_a_table():
     assert table["caption"] == "Unbilled WIP (USD)"
     horizontal = charts.table_of(charts.readiness({"currencies": {"USD": MONEY}}))
     assert horizontal["rows"][0][0] == "USD" and len(horizontal["rows"][0]) == 6
+
+
+def test_trend_axes_say_money_or_ratio():
+    points = [{"end": "2026-03-31", "currencies": {"USD": "1.00", "EUR": "2.00"}}]
+    assert charts.trend_lines(points, "Unbilled WIP")["layout"]["yaxis"]["title"][
+        "text"] == "Unbilled WIP (own currency)"
+    ratio = charts.trend_lines([{"end": "2026-03-31", "currencies": {"USD": 0.5}}],
+                               "Invoice readiness", ratio=True)
+    assert ratio["layout"]["yaxis"]["title"]["text"] == "Invoice readiness"
