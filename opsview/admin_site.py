@@ -25,4 +25,9 @@ def plural(opts):
     if name == singular + "s" and len(singular) > 1 and singular.endswith("y") \
             and singular[-2] not in "aeiou":
         name = singular[:-1] + "ies"
-    return name[:1].upper() + name[1:]
+    words = [ACRONYMS.get(word, word) for word in name.split(" ")]
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
+
+
+# Abbreviations written in capitals wherever they appear in a model's name.
+ACRONYMS = {"api": "API", "fx": "FX", "wip": "WIP", "sla": "SLA"}

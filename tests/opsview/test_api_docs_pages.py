@@ -43,3 +43,4 @@ def test_the_admin_is_branded_and_names_models_in_good_english(client, role_user
     assert "OpsView administration" in html and "Django administration" not in html
     assert "Duplicate deliveries" in html and "deliverys" not in html
     assert "Deliveries" in html and "Case entries" in html
+    assert "API tokens" in html and "FX rates" in html and "WIP spans" in html
