@@ -21,6 +21,7 @@ test: $(BIN)/python
 # server answers.
 PORT ?= 8000
 demo: export DEBUG := $(or $(DEBUG),1)
+demo: export STATIC_ROOT := $(or $(STATIC_ROOT),$(CURDIR)/staticfiles-demo)
 demo: $(BIN)/python
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setup_demo

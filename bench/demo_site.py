@@ -25,7 +25,7 @@ def served_demo(port, months=None):
     its base URL. Everything is removed afterwards."""
     work = tempfile.mkdtemp(prefix="opsview-demo-")
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{work}/demo.sqlite3", "DEBUG": "1",
-           "CELERY_BROKER_URL": "", "REDIS_URL": ""}
+           "CELERY_BROKER_URL": "", "REDIS_URL": "", "STATIC_ROOT": f"{work}/static"}
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]
     for command in (["migrate", "--noinput", "-v0"], ["setup_demo"],
                     ["simulate", "--size", "small", "--process",

@@ -146,8 +146,10 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise expects it even before collectstatic
+# Where collectstatic writes (hashed, compressed); the demo and the benches collect into their
+# own folder, so tests never link what a local collectstatic left behind.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise expects it even before collectstatic
 # plotly.js is its basic partial bundle (bar, pie, scatter) vendored in static/vendor: no CDN.
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
