@@ -14,16 +14,24 @@ $(BIN)/python:
 test: $(BIN)/python
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# A living firm on http://127.0.0.1:8000: SQLite and eager Celery unless DATABASE_URL and
-# CELERY_BROKER_URL are set, in which case a worker and beat run beside the server. DEBUG=1
-# (unless set otherwise) lets every step run on the demo's key; production sets SECRET_KEY.
+# A living firm on http://127.0.0.1:$(PORT) (8000 unless PORT= says otherwise): SQLite and
+# eager Celery unless DATABASE_URL and CELERY_BROKER_URL are set, in which case a worker and
+# beat run beside the server. DEBUG=1 (unless set otherwise) lets every step run on the
+# demo's key; production sets SECRET_KEY. The demo credentials are printed last, once the
+# server answers.
+PORT ?= 8000
 demo: export DEBUG := $(or $(DEBUG),1)
+demo: export STATIC_ROOT := $(or $(STATIC_ROOT),$(CURDIR)/staticfiles-demo)
 demo: $(BIN)/python
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setup_demo
 	$(BIN)/python manage.py simulate --size small --process
 	$(BIN)/python manage.py process_inbox
+	$(BIN)/python manage.py collectstatic --noinput -v0
 	@if [ -n "$$CELERY_BROKER_URL" ]; then \
 	  $(BIN)/celery -A opsview worker -l warning & $(BIN)/celery -A opsview beat -l warning & \
 	fi; \
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) & server=$$!; \
+	$(BIN)/python manage.py setup_demo --credentials \
+	  --wait-for http://127.0.0.1:$(PORT)/accounts/login/; \
+	wait $$server

@@ -1,93 +1,82 @@
-"""Screenshots of the demo firm's pages, as people see them: `python docs/screenshots.py`.
+"""Screenshots of every page of the demo firm, as people see them: `python docs/screenshots.py`.
 
-Builds the demo in a temporary SQLite database (demo users, the small simulated firm, every
-rule evaluated), serves it, logs in as each user the page is for and saves a full-page PNG
-of each page at 1440 px (and at 390 px with `--phone`) under artifacts/screens/. With
-`--readme` the overview also replaces docs/screenshot-overview.png. Needs the test extras
-(Playwright) and Chromium at /usr/bin/chromium.
+Builds and serves the demo (bench/demo_site.py), logs in as each user the page is for and
+saves a full-page PNG of each page at 1440 px and at 390 px (a phone) under
+artifacts/screens/, plus the first 1,400 px of each. With `--readme` the overview at
+1440 px also replaces docs/screenshot-overview.png. Needs the test extras (Playwright) and
+Chromium at /usr/bin/chromium.
 """
 import argparse
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAGES = [  # (file name, path, user)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from demo_site import CHROMIUM, CHROMIUM_ARGS, first_case_url, log_in, served_demo  # noqa: E402
+
+PAGES = [  # (file name, path, user); None: not logged in
+    ("login", "/accounts/login/", None),
     ("overview", "/", "cfo"),
-    ("wip", "/wip/", "cfo"),
     ("readiness", "/readiness/", "finance"),
+    ("wip", "/wip/", "cfo"),
     ("latency", "/latency/", "finance"),
     ("integration", "/integration/", "integration"),
     ("margin", "/margin/", "cfo"),
+    ("billing", "/billing/", "cfo"),
+    ("close", "/close/", "finance"),
+    ("reconciliation", "/reconciliation/", "finance"),
+    ("trends", "/trends/", "cfo"),
     ("exceptions", "/exceptions/", "finance"),
+    ("case", "{case}", "finance"),
+    ("item", "{item}", "finance"),
+    ("api-docs", "/api/docs/", "integration"),
+    ("admin", "/admin/", "admin"),
 ]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
+WIDTHS = [1440, 390]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8799)
-    parser.add_argument("--phone", action="store_true", help="also at 390 px")
     parser.add_argument("--readme", action="store_true",
                         help="replace docs/screenshot-overview.png")
     parser.add_argument("--period", default="",
                         help="billing period of the dashboards, YYYY-MM (default: this month)")
+    parser.add_argument("--pages", default="", help="comma-separated names (default: all)")
     args = parser.parse_args()
     out = os.path.join(ROOT, "artifacts", "screens")
     os.makedirs(out, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="opsview-screens-")
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{work}/demo.sqlite3", "DEBUG": "1",
-           "CELERY_BROKER_URL": "", "REDIS_URL": ""}
-    manage = [sys.executable, os.path.join(ROOT, "manage.py")]
-    for command in (["migrate", "--noinput", "-v0"], ["setup_demo"],
-                    ["simulate", "--size", "small", "--process"], ["process_inbox"]):
-        print("manage.py", " ".join(command), flush=True)
-        subprocess.run(manage + command, env=env, check=True, stdout=subprocess.DEVNULL)
-    server = subprocess.Popen(manage + ["runserver", "--noreload", f"127.0.0.1:{args.port}"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        for _ in range(60):
-            try:
-                urllib.request.urlopen(base + "/accounts/login/", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        shoot(base, out, args)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
+    wanted = set(filter(None, args.pages.split(",")))
+    with served_demo(args.port) as base:
+        shoot(base, out, args, [p for p in PAGES if not wanted or p[0] in wanted])
 
 
-def shoot(base, out, args):
+def shoot(base, out, args, pages):
     from playwright.sync_api import sync_playwright
 
-    widths = [1440] + ([390] if args.phone else [])
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)
-        for width in widths:
-            contexts = {}
-            for name, path, user in PAGES:
-                if user not in contexts:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for width in WIDTHS:
+            sessions, links = {}, {}
+            for name, path, user in pages:
+                if user not in sessions:
                     context = browser.new_context(viewport={"width": width, "height": 900})
-                    page = context.new_page()
-                    page.goto(base + "/accounts/login/")
-                    page.fill("#id_username", user)
-                    page.fill("#id_password", "opsview-demo")
-                    page.click("button[type=submit]")
-                    page.wait_for_url(lambda url: "/accounts/login" not in url)
-                    contexts[user] = page
-                page = contexts[user]
-                query = f"?period={args.period}" if args.period and name != "exceptions" else ""
-                page.goto(base + path + query)
+                    sessions[user] = context.new_page()
+                    if user:
+                        log_in(sessions[user], base, user)
+                page = sessions[user]
+                if "{" in path and not links:
+                    links["case"] = first_case_url(page, base)
+                    # An item behind a reconciliation gap of last month.
+                    page.goto(base + "/reconciliation/", wait_until="networkidle")
+                    items = page.locator("a[href*='/items/']")
+                    links["item"] = (items.first.get_attribute("href") if items.count()
+                                     else "/items/invoice/unknown/")
+                url = base + path.format(**links)
+                dashboard = path.count("/") == 2 or path == "/"
+                page.goto(url + (f"?period={args.period}" if args.period and dashboard
+                                 and name not in ("exceptions", "login", "admin") else ""))
                 page.wait_for_load_state("networkidle")
                 page.wait_for_timeout(800)  # charts finish drawing
                 target = os.path.join(out, f"{name}-{width}.png")
@@ -97,7 +86,8 @@ def shoot(base, out, args):
                                 clip={"x": 0, "y": 0, "width": width, "height": 1400})
                 print(target, flush=True)
                 if args.readme and name == "overview" and width == 1440:
-                    shutil.copy(target, os.path.join(ROOT, "docs", "screenshot-overview.png"))
+                    shutil.copy(target.replace(".png", "-top.png"),
+                                os.path.join(ROOT, "docs", "screenshot-overview.png"))
         browser.close()
 
 

@@ -1,4 +1,6 @@
-"""Plotly figures from KPI results. Each returns a plain dict (data + layout) for the page."""
+"""Plotly figures from KPI results. Each returns a plain dict (data + layout) for the page,
+or None when the period has nothing to draw (the page then says so instead of drawing empty
+axes). Axis titles carry their unit, money its currency."""
 import html
 import json
 from decimal import Decimal
@@ -12,6 +14,11 @@ PALETTE = {"ready": "#1a7f4b", "unposted": "#d97706", "missing_billing_setup": "
 # One colour per currency on every chart, so USD is USD wherever a reader looks.
 CURRENCY_COLORS = {"USD": "#2f5bea", "EUR": "#1a7f4b", "GBP": "#d97706"}
 AGING_COLORS = {"0-30": "#93c5fd", "31-60": "#3b82f6", "61-90": "#f59e0b", "90+": "#c0352b"}
+# Flows take these in the order of their names, the same on every chart and table.
+FLOW_PALETTE = ["#2f5bea", "#d97706", "#0f766e", "#9333ea", "#be185d", "#65a30d", "#0891b2",
+                "#a16207", "#475569", "#dc2626"]
+# Bar charts' hover: the category, the series and the number with thousands separators.
+MONEY_HOVER = "%{fullData.name}: %{value:,.0f}"
 
 
 def _layout(title=None, height=320, **extra):
@@ -31,7 +38,10 @@ def _layout(title=None, height=320, **extra):
 
 
 def as_spec(figure):
-    """The figure as the page's JSON, every label text: every chart goes through here."""
+    """The figure as the page's JSON, every label text: every chart goes through here.
+    None when no trace has a number other than zero: an empty period draws no axes."""
+    if not any(_has_numbers(trace) for trace in figure.data):
+        return None
     spec = json.loads(pio.to_json(figure, validate=False))
     spec["data"] = text_only(spec["data"])
     spec["layout"] = {key: value if key == "template" else text_only(value)
@@ -52,6 +62,16 @@ def text_only(value):
     return value
 
 
+def _has_numbers(trace):
+    values = trace.x if getattr(trace, "orientation", None) == "h" else trace.y
+    return any(v not in (None, 0) for v in values or ())
+
+
+def flow_colors(flows):
+    """{flow: colour}, by the flows' names in order: the same flow, the same colour."""
+    return {flow: FLOW_PALETTE[i % len(FLOW_PALETTE)] for i, flow in enumerate(sorted(flows))}
+
+
 def _num(value):
     return float(Decimal(value)) if value is not None else None
 
@@ -59,26 +79,26 @@ def _num(value):
 def _aging_bars(labels, buckets_of, yaxis_title):
     """Stacked bars of the four WIP age buckets; buckets_of(i) gives label i's buckets."""
     figure = go.Figure([
-        go.Bar(name=f"{bucket} days", x=labels,
+        go.Bar(name=f"{bucket} days old", x=labels,
                y=[_num(buckets_of(i)[bucket]) for i in range(len(labels))],
-               marker_color=AGING_COLORS[bucket])
+               marker_color=AGING_COLORS[bucket], hovertemplate=MONEY_HOVER)
         for bucket in AGING_COLORS
     ])
     figure.update_layout(**_layout(barmode="stack", yaxis_title=yaxis_title))
     return as_spec(figure)
 
 
-def wip_aging(rows, label="key", limit=12):
+def wip_aging(rows, label="key", limit=12, currency=""):
     """WIP age buckets for the largest groups (one currency)."""
     rows = rows[:limit]
     return _aging_bars([str(r.get("name") or r[label]) for r in rows], lambda i: rows[i],
-                       "Unbilled value")
+                       f"Unbilled WIP ({currency})" if currency else "Unbilled WIP (amount)")
 
 
 def wip_aging_by_currency(result):
     currencies = sorted(result["currencies"])
     return _aging_bars(currencies, lambda i: result["currencies"][currencies[i]]["aging"],
-                       "Unbilled WIP")
+                       "Unbilled WIP (own currency)")
 
 
 def readiness(result):
@@ -92,11 +112,11 @@ def readiness(result):
              ("invoiced", "Already invoiced", lambda c: c["invoiced_value"])]
     figure = go.Figure([
         go.Bar(name=label, y=currencies, x=[_num(pick(result["currencies"][c])) for c in currencies],
-               orientation="h", marker_color=PALETTE[key])
+               orientation="h", marker_color=PALETTE[key], hovertemplate=MONEY_HOVER)
         for key, label, pick in parts
     ])
-    figure.update_layout(**_layout(barmode="stack", height=110 + 50 * len(currencies),
-                                   xaxis_title="Value"))
+    figure.update_layout(**_layout(barmode="stack", height=150 + 50 * len(currencies),
+                                   xaxis_title="Billable value (each in its own currency)"))
     return as_spec(figure)
 
 
@@ -106,11 +126,12 @@ def latency_trend(weeks):
         go.Scatter(name=name, x=labels,
                    y=[None if w[key] is None else w[key] / 3600 for w in weeks],
                    mode="lines+markers", line={"color": color})
-        for name, key, color in (("p50", "p50_seconds", "#1a7f4b"),
+        for name, key, color in (("Median (p50)", "p50_seconds", "#1a7f4b"),
                                  ("p90", "p90_seconds", "#d97706"),
                                  ("p95", "p95_seconds", "#c0352b"))
     ])
-    figure.update_layout(**_layout(yaxis_title="Hours from approval to posting"))
+    figure.update_layout(**_layout(yaxis_title="Approval to posting (hours)",
+                                   xaxis_title="Week starting"))
     return as_spec(figure)
 
 
@@ -131,19 +152,27 @@ def utilization_by_practice(result):
     return as_spec(figure)
 
 
-def flow_throughput(series):
-    """series: [{"day", "flow", "succeeded", "failed"}] → stacked bars per day."""
+def flow_throughput(series, colors=None):
+    """series: [{"day", "flow", "succeeded", "failed"}] → stacked bars per day, each flow in
+    its own colour (`colors`, from flow_colors), its failures hatched in the same colour."""
     days = sorted({row["day"] for row in series})
+    flows = sorted({row["flow"] for row in series})
+    colors = colors or flow_colors(flows)
     traces = []
-    for flow in sorted({row["flow"] for row in series}):
+    for flow in flows:
         by_day = {row["day"]: row for row in series if row["flow"] == flow}
-        traces.append(go.Bar(name=f"{flow} ok", x=days,
-                             y=[by_day.get(d, {}).get("succeeded", 0) for d in days]))
-        traces.append(go.Bar(name=f"{flow} failed", x=days,
+        color = colors.get(flow, FLOW_PALETTE[0])
+        traces.append(go.Bar(name=f"{flow} · succeeded", x=days, legendgroup=flow,
+                             y=[by_day.get(d, {}).get("succeeded", 0) for d in days],
+                             marker={"color": color}, hovertemplate=MONEY_HOVER))
+        traces.append(go.Bar(name=f"{flow} · failed", x=days, legendgroup=flow,
                              y=[by_day.get(d, {}).get("failed", 0) for d in days],
-                             marker_color=PALETTE["failed"]))
+                             marker={"color": "white", "line": {"color": color, "width": 1.5},
+                                     "pattern": {"shape": "/", "fgcolor": color, "solidity": 0.5}},
+                             hovertemplate=MONEY_HOVER))
     figure = go.Figure(traces)
-    figure.update_layout(**_layout(barmode="stack", yaxis_title="Sync attempts"))
+    figure.update_layout(**_layout(barmode="stack", yaxis_title="Sync attempts (count)",
+                                   xaxis_title="Day"))
     return as_spec(figure)
 
 
@@ -160,7 +189,10 @@ def margin_bars(rows, limit=12):
         go.Bar(name="Recognized", x=names, y=[_num(r["recognized_revenue"]) for r in rows],
                marker_color=PALETTE["recognized"]),
     ])
-    figure.update_layout(**_layout(barmode="group", yaxis_title="Value"))
+    for trace in figure.data:
+        trace.hovertemplate = MONEY_HOVER
+    figure.update_layout(**_layout(barmode="group",
+                                   yaxis_title="Amount (own currency)"))
     return as_spec(figure)
 
 
@@ -183,13 +215,15 @@ def trend_lines(points, title_of, ratio=False):
     if points and "currencies" in points[0]:
         currencies = sorted({c for p in points for c in p["currencies"]})
         lines = [(c, [_num(p["currencies"].get(c)) for p in points]) for c in currencies]
+        if "(" not in title_of and not ratio:  # money: each line in its own currency
+            title_of = f"{title_of} (own currency)"
     else:
         lines = [(title_of, [p["value"] for p in points])]
     figure = go.Figure([go.Scatter(name=name, x=ends, y=values, mode="lines+markers",
                                    line={"color": CURRENCY_COLORS.get(name, "#2f5bea"),
                                          "width": 3}, connectgaps=False)
                         for name, values in lines])
-    figure.update_layout(**_layout(height=300, yaxis_title=title_of,
+    figure.update_layout(**_layout(height=300, yaxis_title=title_of, xaxis_title="Interval ending",
                                    **({"yaxis_tickformat": ".0%"} if ratio else {})))
     return as_spec(figure)
 
@@ -207,7 +241,7 @@ def billing_days(result):
                                  marker_color=color if len(result["currencies"]) == 1
                                  else None))
     figure = go.Figure(traces)
-    figure.update_layout(**_layout(barmode="group", yaxis_title="Days"))
+    figure.update_layout(**_layout(barmode="group", yaxis_title="Days (p50 and p90)"))
     return as_spec(figure)
 
 
@@ -223,10 +257,11 @@ def close_bars(result):
     figure = go.Figure([
         go.Bar(name=label, y=currencies,
                x=[_num(pick(result["currencies"][c])) for c in currencies],
-               orientation="h", marker_color=PALETTE[key])
+               orientation="h", marker_color=PALETTE[key], hovertemplate=MONEY_HOVER)
         for key, label, pick in parts])
-    figure.update_layout(**_layout(barmode="stack", height=130 + 50 * len(currencies),
-                                   xaxis_title="Billable value of the period"))
+    figure.update_layout(**_layout(barmode="stack", height=150 + 50 * len(currencies),
+                                   xaxis_title="Billable value of the period "
+                                               "(each in its own currency)"))
     return as_spec(figure)
 
 
@@ -238,5 +273,32 @@ def reconciliation_bars(result):
     figure = go.Figure([go.Bar(name=label, x=[name for _, name in kinds],
                                y=[result[kind][stage]["count"] for kind, _ in kinds],
                                marker_color=color) for stage, label, color in stages])
-    figure.update_layout(**_layout(barmode="group", yaxis_title="Items"))
+    figure.update_layout(**_layout(barmode="group", yaxis_title="Items (count)"))
     return as_spec(figure)
+
+
+def table_of(spec):
+    """A drawn chart's numbers as a table, its text alternative: {"caption", "columns",
+    "rows"} with one row per category and one column per series (names as drawn)."""
+    traces = spec["data"]
+    horizontal = bool(traces) and traces[0].get("orientation") == "h"
+    category, value = ("y", "x") if horizontal else ("x", "y")
+    axis = spec["layout"].get(f"{category}axis", {}).get("title", {})
+    categories = []
+    for trace in traces:
+        categories += [c for c in trace.get(category) or [] if c not in categories]
+    columns = [axis.get("text", "") if isinstance(axis, dict) else "",
+               *[trace.get("name", "") for trace in traces]]
+    by_trace = [dict(zip(trace.get(category) or [], trace.get(value) or [])) for trace in traces]
+    rows = [[c, *[_cell(values.get(c)) for values in by_trace]] for c in categories]
+    caption = spec["layout"].get(f"{value}axis", {}).get("title", {})
+    return {"caption": caption.get("text", "") if isinstance(caption, dict) else "",
+            "columns": columns, "rows": rows}
+
+
+def _cell(number):
+    if number is None:
+        return "—"
+    if isinstance(number, float) and not number.is_integer():
+        return f"{number:,.1f}"
+    return f"{number:,.0f}"

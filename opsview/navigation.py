@@ -14,6 +14,7 @@ NAV = [
     ("Reconciliation", "reconciliation"),
     ("Trends", "trends"),
     ("Exceptions", "exceptions:queue"),
+    ("API", "api-docs"),
 ]
 
 
@@ -28,4 +29,7 @@ def nav_items(request):
             continue
         active = request.path == url if url == "/" else request.path.startswith(url)
         items.append({"label": label, "url": url, "active": active})
+    if request.user.is_staff:
+        items.append({"label": "Admin", "url": reverse("admin:index"),
+                      "active": request.path.startswith(reverse("admin:index"))})
     return {"nav_items": items}

@@ -9,6 +9,7 @@ import functools
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from exceptions.api import TEXT_LIMITS
@@ -554,3 +555,77 @@ def document():
 def schema_view(request):
     return JsonResponse(document(), content_type="application/vnd.oai.openapi+json",
                         json_dumps_params={"indent": 1})
+
+
+# --- The readable reference at /api/docs/ -----------------------------------------------------
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _type(schema):
+    """A schema in a few words: 'string (date)', 'array of Case', 'WipKpi'."""
+    if not isinstance(schema, dict) or not schema:
+        return "any"
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = " or ".join(kind)
+    if kind == "array":
+        return f"array of {_type(schema.get('items'))}"
+    detail = schema.get("format") or ("one of " + ", ".join(map(str, schema["enum"]))
+                                      if "enum" in schema else "")
+    return f"{kind} ({detail})" if detail else kind
+
+
+def _body(content):
+    """{media, type (in words), ref (the schema's name, if it is one)} of a request or
+    response body, or None."""
+    for media, body in (content or {}).items():
+        schema = body.get("schema") or {}
+        return {"media": media, "type": _type(schema),
+                "ref": schema["$ref"].rsplit("/", 1)[-1] if "$ref" in schema else ""}
+    return None
+
+
+def reference():
+    """The OpenAPI document as the API reference page reads it: operations grouped by tag,
+    then the schemas with their properties."""
+    spec = document()
+    groups = {}
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            operation = item.get(method)
+            if not operation:
+                continue
+            tag = (operation.get("tags") or ["other"])[0]
+            groups.setdefault(tag, []).append({
+                "id": operation.get("operationId") or f"{method}-{path}",
+                "method": method.upper(), "path": path,
+                "summary": operation.get("summary", ""),
+                "description": operation.get("description", ""),
+                "auth": ", ".join(name for entry in operation.get("security", spec.get(
+                    "security", [])) for name in entry) or "none",
+                "parameters": [{"name": p["name"], "in": p["in"],
+                                "required": p.get("required", False),
+                                "type": _type(p.get("schema")),
+                                "description": p.get("description", "")}
+                               for p in operation.get("parameters", [])],
+                "body": _body(operation.get("requestBody", {}).get("content")),
+                "responses": [{"status": status, "description": answer.get("description", ""),
+                               "body": _body(answer.get("content"))}
+                              for status, answer in operation.get("responses", {}).items()],
+            })
+    schemas = [{"name": name, "description": schema.get("description", ""),
+                "properties": [{"name": key, "type": _type(value),
+                                "required": key in schema.get("required", []),
+                                "description": value.get("description", "")
+                                if isinstance(value, dict) else ""}
+                               for key, value in schema.get("properties", {}).items()]}
+               for name, schema in spec["components"]["schemas"].items()]
+    return {"info": spec["info"], "groups": sorted(groups.items()), "schemas": schemas,
+            "security": spec["components"]["securitySchemes"]}
+
+
+def docs_view(request):
+    """The API reference, rendered here from the OpenAPI document (no script, no CDN)."""
+    return render(request, "opsview/api_docs.html", reference())

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
-import plotly
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
@@ -45,11 +44,13 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "opsview.apps.OpsViewAdminConfig",  # django.contrib.admin, branded
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # runserver leaves static files to WhiteNoise too: compressed, cached as in production.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
@@ -166,13 +167,17 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise expects it even before collectstatic
-# plotly.js is served from the plotly package itself: no CDN.
-STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
+# Where collectstatic writes (hashed, compressed); the demo and the benches collect into their
+# own folder, so tests never link what a local collectstatic left behind.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise expects it even before collectstatic
+# plotly.js is its basic partial bundle (bar, pie, scatter) vendored in static/vendor: no CDN.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed names and gzip/Brotli copies at collectstatic; WhiteNoise serves hashed files
+    # with a one-year immutable Cache-Control.
+    "staticfiles": {"BACKEND": "opsview.staticfiles.HashedStaticFiles"},
 }
 WHITENOISE_USE_FINDERS = True
 

@@ -24,6 +24,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("ingest/", include("ingestion.urls")),
     path("api/schema/", openapi.schema_view, name="openapi"),
+    path("api/docs/", openapi.docs_view, name="api-docs"),
     path("api/v1/", include("opsview.api_urls")),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("exceptions/", include("exceptions.urls")),

@@ -15,10 +15,10 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from core.csvexport import csv_response
+from core.csvexport import csv_stream
 from ingestion.problems import Problem
 
-from . import billing, charts, close, fx, kpis, trends
+from . import billing, charts, close, fx, kpis, labels, selectors, trends
 from . import models as state
 from .api import currency_param, kpi_filters, period_param
 from .periods import month_bounds, period_of, previous_month
@@ -39,6 +39,7 @@ class Filters:
     errors: list = field(default_factory=list)
     currency: str | None = None  # a reporting currency, only when asked for
     interval: str = "month"
+    entries_page: int = 1  # the page of the WIP entries table
 
     @classmethod
     def from_request(cls, request, default_period=None):
@@ -68,14 +69,28 @@ class Filters:
         if interval not in (trends.MONTH, trends.WEEK):
             errors.append("interval must be month or week")
             interval = trends.MONTH
+        entries_page = request.GET.get("entries_page") or "1"
+        if not entries_page.isdigit() or int(entries_page) < 1:
+            errors.append("entries_page must be a whole number from 1")
+            entries_page = "1"
         return cls(period=period, first_day=first, last_day=last, as_of=min(last, today),
                    kpi=filters, group_by=group_by, errors=errors, currency=currency,
-                   interval=interval)
+                   interval=interval, entries_page=int(entries_page))
+
+    @property
+    def period_label(self):
+        """'2026-03' → 'March 2026'."""
+        return f"{self.first_day:%B %Y}"
+
+    @property
+    def as_of_label(self):
+        return labels.readable_date(self.as_of)
 
     def query(self, **overrides):
         params = {"period": self.period, **self.kpi, "group_by": self.group_by,
                   "currency": self.currency,
                   "interval": self.interval if self.interval != trends.MONTH else None,
+                  "entries_page": self.entries_page if self.entries_page > 1 else None,
                   **overrides}
         return urlencode({k: v for k, v in params.items() if v})
 
@@ -237,9 +252,10 @@ def wip_groups(f):
                                              if r["currency"] == c)) if currencies else None
     if f.group_by != "project":
         for row in rows:
-            row["drill"] = f.query(**{f.group_by: row["key"]})
+            row["drill"] = f.query(**{f.group_by: row["key"]}, entries_page=None)
     return {"rows": rows[:60], "group_by": f.group_by, "currency": main,
-            "chart": charts.wip_aging([r for r in rows if r["currency"] == main]) if main else None,
+            "chart": charts.wip_aging([r for r in rows if r["currency"] == main],
+                                      currency=main) if main else None,
             "table": _table([(f.group_by.replace("_", " ").title(), "name"),
                              ("Currency", "currency"), ("Total", "total"),
                              ("In billing", "in_billing"), ("0-30", "0-30"),
@@ -250,11 +266,25 @@ WIP_KINDS = {"time_entry": "Time", "expense": "Expense", "milestone": "Milestone
              "fixed_fee": "Fixed fee"}
 
 
+ENTRIES_PER_PAGE = 50
+
+
 def wip_entries(f):
+    """Every item behind the WIP: the page shows ENTRIES_PER_PAGE of them at a time, the CSV
+    all of them."""
     rows = kpis.wip_entries(as_of=f.as_of, filters=f.kpi)
     for row in rows:
         row["kind_label"] = WIP_KINDS[row["kind"]]
-    return {"rows": rows[:200], "count": len(rows), "table": _table([
+    pages = max(1, -(-len(rows) // ENTRIES_PER_PAGE))
+    number = min(f.entries_page, pages)
+    first = (number - 1) * ENTRIES_PER_PAGE
+    shown = rows[first:first + ENTRIES_PER_PAGE]
+    return {"rows": shown, "count": len(rows), "first": first + 1 if shown else 0,
+            "last": first + len(shown), "page_number": number, "pages": pages,
+            "previous": f.query(entries_page=number - 1 if number > 2 else None)
+            if number > 1 else None,
+            "next": f.query(entries_page=number + 1) if number < pages else None,
+            "table": _table([
         ("Kind", "kind_label"), ("Item", "id"), ("Date", "date"), ("Age (days)", "age_days"),
         ("Client", "client"), ("Project", "project"), ("Person", "person"),
         ("Hours", "hours"), ("Value", "value"), ("Currency", "currency"),
@@ -293,7 +323,15 @@ def utilization(f):
 def health_summary(f):
     now = timezone.now()
     result = kpis.integration_health(start=now - dt.timedelta(hours=24), end=now)
+    colors = _flow_colors()
+    for flow in result["flows"]:
+        # Into the case list, filtered by type and by the flow's name in the case's title.
+        flow["color"] = colors.get(flow["flow"])
+        flow["failures_url"] = _queue_url(type="sync_failed", q=flow["flow"])
+        flow["stale_url"] = _queue_url(type="stale_feed", q=flow["flow"])
+        flow["gaps_url"] = _queue_url(type="reconciliation_gap", q=flow["flow"])
     return {"result": result, "stale": [flow for flow in result["flows"] if flow["stale"]],
+            "dead_letters_url": _queue_url(type="dead_letter"),
             "table": _table([("Flow", "flow"), ("From", "source_system"), ("To", "target_system"),
                              ("Succeeded", "succeeded"), ("Failed", "failed"),
                              ("Success ratio", "success_ratio"),
@@ -304,10 +342,16 @@ def health_summary(f):
                             result["flows"])}
 
 
+def _flow_colors():
+    """Every flow ever seen, coloured by name order: a flow keeps its colour on every chart
+    and table whichever flows a window happens to show."""
+    return charts.flow_colors(selectors.last_event_by_flow())
+
+
 def health_throughput(f):
     now = timezone.now()
     series = kpis.flow_series(start=now - dt.timedelta(days=14), end=now)
-    return {"chart": charts.flow_throughput(series) if series else None,
+    return {"chart": charts.flow_throughput(series, _flow_colors()) if series else None,
             "table": _table([("Day", "day"), ("Flow", "flow"), ("Succeeded", "succeeded"),
                              ("Failed", "failed")], series)}
 
@@ -467,6 +511,8 @@ def billing_summary(f):
              v["billing_lag_days"]["p90"], v["collection_days"]["p50"],
              v["collection_days"]["p90"]] for c, v in result["currencies"].items()]
     return {"result": result, "chart": charts.billing_days(result) if rows else None,
+            "period_label": f"{labels.readable_date(result['start'])} – "
+                            f"{labels.readable_date(result['end'])}",
             "reporting": _reporting(f, {"billed": (result, "billed_value", f.last_day)}),
             "table": _table([("Currency", 0), ("Invoices", 1), ("Billed", 2), ("Standard", 3),
                              ("Realization", 4), ("Cycle p50 d", 5), ("Cycle p90 d", 6),
@@ -532,7 +578,7 @@ def item(request, kind, item_id):
         if kind != "invoice" else model.objects.filter(**{key: item_id}).first()
     timeline = []
     if record is not None:
-        timeline += [{"at": e.at, "what": f"{label.lower()} {e.stage}",
+        timeline += [{"at": e.at, "what": f"{label.lower()} {labels.label(e.stage).lower()}",
                       "detail": f"invoice {e.invoice_ref}" if e.invoice_ref else ""}
                      for e in state.StageEvent.objects.filter(kind=kind, record_id=record.pk)]
         invoice = getattr(record, "invoice", None) if kind != "invoice" else None
@@ -552,11 +598,33 @@ def item(request, kind, item_id):
     hidden = {"id", "field_versions", "status_event_id", "status_rank", "updated_at",
               "first_seen_at", "placeholder_since", "status_time"}
     fields = [] if record is None else [
-        (f.verbose_name, getattr(record, f.name)) for f in model._meta.concrete_fields
+        (f.verbose_name, _shown(record, f)) for f in model._meta.concrete_fields
         if f.name not in hidden and getattr(record, f.name) not in (None, "")]
     return render(request, "opsview/item.html", {
         "kind": kind, "label": label, "item_id": item_id, "record": record, "fields": fields,
         "timeline": sorted(timeline, key=lambda e: e["at"]), "cases": cases})
+
+
+MONEY_FIELDS = {"amount", "bill_rate", "cost_rate", "contract_value"}
+
+
+def _shown(record, field):
+    """A record's field as people read it: money with its currency, readable dates, codes
+    as words."""
+    from django.db import models as db
+
+    value = getattr(record, field.name)
+    if field.name in MONEY_FIELDS:
+        currency = getattr(record, "currency", "") or getattr(
+            getattr(record, "project", None), "currency", "")
+        return f"{value:,.2f} {currency}".strip()
+    if isinstance(field, (db.DateTimeField, db.DateField)):
+        return labels.readable_time(value)
+    if field.choices or field.name in ("status", "stage", "blocked_reason"):
+        return labels.label(value)
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    return value
 
 
 def _hours(seconds):
@@ -587,6 +655,8 @@ PANELS = {
 }
 # Panels drawn by one template for several KPIs.
 PANEL_TEMPLATES = {f"trend_{metric}": "trend" for metric in trends.METRICS}
+# Pages whose panels have fixed windows (the last 24 hours, 14 days): no filter form.
+UNFILTERED_PAGES = {"integration"}
 # Pages about a closed month open on the last one.
 LAST_MONTH_PAGES = {"close", "reconciliation"}
 
@@ -600,8 +670,8 @@ PAGES = {
             ["wip_summary", "wip_groups", "wip_entries"], None),
     "latency": ("Posting latency & utilization", "How fast approved time reaches ERP, and how "
                 "busy people are.", ["latency_summary", "latency_trend", "utilization"], None),
-    "integration": ("Integration health", "Every flow between the systems, refreshed every "
-                    "30 seconds.", ["health_summary", "health_throughput", "health_gaps"], 30),
+    "integration": ("Integration health", "Every flow between the systems over the last 24 "
+                    "hours and 14 days, refreshed every 30 seconds.", ["health_summary", "health_throughput", "health_gaps"], 30),
     "margin": ("Margin & billing", "Earned, billed and recognized revenue against labor cost; "
                "receivables.", ["margin_table", "receivables"], None),
     "close": ("Period close", "Can the month be billed by its cut-off, and who must act "
@@ -627,6 +697,7 @@ def page(request, name):
     f = Filters.from_request(request, _default_period(name))
     return render(request, "opsview/page.html", {
         "page": name, "title": title, "subtitle": subtitle, "panels": panels,
+        "filterable": name not in UNFILTERED_PAGES,
         "refresh": refresh, "filters": f, "choices": {**kpis.filter_choices(),
                                                       "currencies": reporting_currencies()},
         "query": f.query(),
@@ -639,7 +710,7 @@ def panel(request, name):
     f = Filters.from_request(request)
     context = _panel_context(name, f)
     if request.GET.get("format") == "csv":
-        return csv_response(f"{name}.csv", context["table"]["columns"], context["table"]["rows"])
+        return csv_stream(f"{name}.csv", context["table"]["columns"], context["table"]["rows"])
     return render(request, f"opsview/partials/{PANEL_TEMPLATES.get(name, name)}.html",
                   {**context, "filters": f, "query": f.query(), "panel": name})
 

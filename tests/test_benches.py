@@ -29,6 +29,8 @@ RUN_BY = {
     "rules_bench.py": "tests/test_benches.py",
     "slow_clients.py": "tests/test_benches.py",
     "pool_bench.py": "tests/test_benches.py",
+    "page_loads.py": "tests/test_page_loads_browser.py",
+    "demo_site.py": "bench/page_loads.py",
 }
 
 

@@ -16,7 +16,7 @@ KEPT = ["", "Acme", "-12.50", "12.50", "-3", "0", "a=b", "2026-03-01"]
 def rows_of(response):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
-    return list(csv.reader(io.StringIO(response.content.decode())))
+    return list(csv.reader(io.StringIO(response.getvalue().decode())))
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
-"""Display filters: the one money formatter and ratios as percentages."""
+"""Display filters: the one money formatter, ratios as percentages, codes as words and
+dates as people read them."""
 from decimal import Decimal, InvalidOperation
 
 from django import template
+
+from opsview import charts, labels
 
 register = template.Library()
 
@@ -19,6 +22,13 @@ def money(value, places=0):
 
 
 @register.filter
+def money_in(value, currency):
+    """'771000.00', 'EUR' → '771,000 EUR': an amount never shown without its currency."""
+    formatted = money(value)
+    return formatted if formatted == "—" or not currency else f"{formatted}\u00a0{currency}"
+
+
+@register.filter
 def pct(value):
     if value is None or value == "":
         return "—"
@@ -33,14 +43,46 @@ def hours(seconds):
 
 
 @register.filter
+def millis(value):
+    """A latency in milliseconds as people read it: '850 ms', '1.8 s', '2.5 min'."""
+    if value in (None, ""):
+        return "—"
+    value = float(value)
+    if value < 1000:
+        return f"{value:,.0f} ms"
+    if value < 120_000:
+        return f"{value / 1000:,.1f} s"
+    return f"{value / 60_000:,.1f} min"
+
+
+@register.filter
 def get(mapping, key):
     return (mapping or {}).get(key)
 
 
 @register.filter
 def label(value):
-    """'at_risk' → 'At risk'."""
-    return str(value or "").replace("_", " ").capitalize()
+    """'at_risk' → 'At risk', 'missing_po' → 'Missing purchase order'."""
+    return labels.label(value)
+
+
+@register.filter
+def words(text):
+    """Codes inside a sentence as words: 'blocked: missing_po' → 'blocked: missing purchase
+    order'."""
+    return labels.words(text)
+
+
+@register.filter
+def when(value):
+    """'2026-09-04T18:01:00+00:00' → '4 Sep 2026, 18:01' (local time)."""
+    return labels.readable_time(value)
+
+
+@register.filter
+def day(value):
+    """'2026-09-04' → '4 Sep 2026'."""
+    return labels.readable_date(value)
 
 
 @register.filter
@@ -89,3 +131,9 @@ def trend_class(line, good_when):
     if not delta:
         return "flat"
     return "good" if (delta > 0) == (good_when == "up") else "bad"
+
+
+@register.filter
+def chart_table(spec):
+    """The chart's numbers as a table (its text alternative)."""
+    return charts.table_of(spec) if spec else None

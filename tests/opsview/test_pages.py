@@ -32,15 +32,16 @@ def test_each_panel_exports_its_table_as_csv(client, logged_in, firm, panel):
     response = client.get(f"/panels/{panel}/?period=2026-03&format=csv")
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv"
-    assert response.content.decode().splitlines()[0]
+    assert response.getvalue().decode().splitlines()[0]
 
 
 def test_wip_panel_numbers_follow_the_filters(client, logged_in, firm):
     logged_in("finance_ops")
-    everything = client.get("/panels/wip_summary/?period=2026-03&format=csv").content.decode()
+    everything = client.get("/panels/wip_summary/?period=2026-03&format=csv").getvalue().decode()
     cloud = client.get("/panels/wip_summary/?period=2026-03&practice=Cloud&format=csv")
+    cloud = cloud.getvalue().decode()
     assert "USD,16050.00" in everything and "GBP,1200.00" in everything
-    assert "USD" not in cloud.content.decode() and "GBP,1200.00" in cloud.content.decode()
+    assert "USD" not in cloud and "GBP,1200.00" in cloud
 
 
 def test_a_bad_period_is_explained_not_a_500(client, logged_in, firm):
@@ -64,15 +65,15 @@ def test_panels_are_shared_for_the_cache_interval(client, logged_in, firm, setti
     settings.PANEL_CACHE_SECONDS = 30
     logged_in("executive")
     url = "/panels/wip_summary/?period=2026-03&format=csv"
-    before = client.get(url).content.decode()
+    before = client.get(url).getvalue().decode()
     deliver.send(event("expense.approved", {
         "expense_id": "X-NEW", "project_id": "P1", "person_id": "U1",
         "incurred_on": "2026-03-10", "amount": "1000.00", "currency": "USD",
         "billable": True}, time="2026-03-11T09:00:00Z"))
     process()
-    assert client.get(url).content.decode() == before  # within the interval: the same figures
+    assert client.get(url).getvalue().decode() == before  # within the interval: the same figures
     cache.clear()
-    assert client.get(url).content.decode() != before  # after it: recomputed
+    assert client.get(url).getvalue().decode() != before  # after it: recomputed
 
 
 def test_unknown_panel_is_404(client, logged_in):
@@ -92,5 +93,5 @@ def test_csv_cells_cannot_start_a_spreadsheet_formula(client, logged_in, deliver
                                                "completed_on": "2026-03-02"}))
     process()
     logged_in("executive")
-    body = client.get("/panels/wip_groups/?period=2026-03&format=csv").content.decode()
+    body = client.get("/panels/wip_groups/?period=2026-03&format=csv").getvalue().decode()
     assert "'=HYPERLINK" in body

@@ -42,7 +42,7 @@ def test_changing_a_filter_changes_the_numbers(page, browser_login, firm):
     page.wait_for_url("**practice=Cloud**")
     page.wait_for_selector(".panel-wip_summary .kpi .value")
     assert page.locator(".panel-wip_summary .kpi .label").all_inner_texts() == ["GBP"]
-    assert page.locator(".panel-wip_summary .kpi .value").inner_text() == "1,200"
+    assert page.locator(".panel-wip_summary .kpi .value").inner_text() == "1,200\u00a0GBP"
 
 
 def test_a_hostile_client_name_is_text_in_the_charts(page, browser_login):

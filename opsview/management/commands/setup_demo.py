@@ -1,3 +1,6 @@
+import time
+import urllib.request
+
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 
@@ -13,7 +16,20 @@ PASSWORD = "opsview-demo"
 class Command(BaseCommand):
     help = "Create one demo user per role and an admin (idempotent); prints the credentials."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--credentials", action="store_true",
+                            help="only print the credentials (`make demo` ends with them)")
+        parser.add_argument("--wait-for", metavar="URL", default="",
+                            help="with --credentials: first wait until URL answers, so the "
+                                 "credentials come after the server's own start-up lines")
+
     def handle(self, *args, **options):
+        if options["credentials"]:
+            if options["wait_for"]:
+                self._wait_for(options["wait_for"])
+            return self._credentials(
+                [(u, role) for u, role, _, _ in DEMO_USERS] + [("admin", "administrator")],
+                options["wait_for"])
         rows = []
         for username, role, first, last in DEMO_USERS:
             user, _ = User.objects.get_or_create(username=username, defaults={
@@ -27,6 +43,21 @@ class Command(BaseCommand):
         admin.set_password(PASSWORD)
         admin.save()
         rows.append(("admin", "administrator"))
+        self._credentials(rows)
+
+    def _credentials(self, rows, url=""):
+        if url:
+            self.stdout.write(f"\nOpsView demo: {url}")
         self.stdout.write("Demo users (password for all: %s):" % PASSWORD)
         for username, role in rows:
             self.stdout.write(f"  {username:<12} {role}")
+
+    @staticmethod
+    def _wait_for(url, seconds=60):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                return
+            except OSError:
+                time.sleep(0.5)
