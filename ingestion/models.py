@@ -129,6 +129,7 @@ class DuplicateDelivery(models.Model):
     raw = models.JSONField(null=True, blank=True)  # the conflicting event; null otherwise
 
     class Meta:
+        verbose_name_plural = "duplicate deliveries"
         indexes = [
             models.Index(fields=["received_at"], name="duplicate_conflict_recv_idx",
                          condition=Q(conflict=True)),
