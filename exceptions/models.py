@@ -241,3 +241,26 @@ class CaseEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionDenied("audit entries cannot be deleted")
+
+
+class Undo(models.Model):
+    """What one resolve or ignore (of one case or a bulk selection) changed, so the person
+    who did it can take it back for a short while (settings.TRIAGE_UNDO_SECONDS)."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="+")
+    action = models.CharField(max_length=16)  # resolved | ignored
+    at = models.DateTimeField(default=timezone.now)
+    # {case pk: {"status", "owner", "resolution_code", "waiting"}} as they were before.
+    previous = models.JSONField(default=dict)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def window(self):
+        return settings.TRIAGE_UNDO_SECONDS
+
+    def expires_at(self):
+        return self.at + datetime.timedelta(seconds=self.window)
+
+    def __str__(self):
+        return f"{self.action} {len(self.previous)} case(s)"

@@ -1,9 +1,10 @@
 """Every change to a case goes through these functions, and each writes its audit entry."""
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from . import sla
-from .models import SEVERITY_ORDER, Case, CaseEntry, SlaPolicy
+from .models import SEVERITY_ORDER, Case, CaseEntry, SlaPolicy, Undo
 from .signals import announce
 
 DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
@@ -13,6 +14,10 @@ RESOLUTION_CODES = ["fixed", "fixed_upstream", "duplicate", "not_a_problem", "di
 
 class TransitionError(ValueError):
     """A change the case's current status does not allow."""
+
+
+class UndoRefused(TransitionError):
+    """An undo that is not (or no longer) allowed: someone else's, too late, or done."""
 
 
 def entry(case, actor, action, *, field="", from_value="", to_value="", comment="", at=None):
@@ -217,3 +222,72 @@ def escalate(case, now):
     announce([case], "escalated",
              notify_queues=[original_queue, case.queue] if notify else [])
     return case
+
+
+# --- Undo ------------------------------------------------------------------------------------
+UNDOABLE = {"resolve": ("resolved", resolve), "ignore": ("ignored", ignore)}
+
+
+def _before(case):
+    return {"status": case.status, "owner": case.owner_id,
+            "resolution_code": case.resolution_code}
+
+
+def close_undoably(cases, action, actor, *, code="fixed", comment="", now=None):
+    """Resolve or ignore each case and remember how they were, so `actor` may undo it within
+    the window. Returns (the Undo or None when nothing changed, the refusals by case)."""
+    done_as, change = UNDOABLE[action]
+    now = now or timezone.now()
+    previous, refused = {}, {}
+    for case in cases:
+        before = _before(case)
+        try:
+            if action == "resolve":
+                change(case, actor, code, comment, now=now)
+            else:
+                change(case, actor, comment, now=now)
+        except TransitionError as error:
+            refused[case.pk] = str(error)
+            continue
+        previous[str(case.pk)] = before
+    if not previous:
+        return None, refused
+    return Undo.objects.create(actor=actor, action=done_as, at=now, previous=previous), refused
+
+
+def undo(undo_record, actor, now=None):
+    """Put the cases back as they were before the resolve or ignore, audited as `undone`.
+    Only its actor, only within the window, only once; a case changed since is left alone.
+    Returns (cases restored, cases left alone)."""
+    from django.contrib.auth import get_user_model
+
+    now = now or timezone.now()
+    if undo_record.actor_id != actor.pk:
+        raise UndoRefused("only the person who made this change can undo it")
+    if undo_record.undone_at is not None:
+        raise UndoRefused("this change was already undone")
+    if now > undo_record.expires_at():
+        raise UndoRefused(f"the undo window ({settings.TRIAGE_UNDO_SECONDS} s) has passed; "
+                          "reopen the case instead")
+    owners = {u.pk: u for u in get_user_model().objects.filter(
+        pk__in={p["owner"] for p in undo_record.previous.values() if p["owner"]})}
+    restored, left = [], []
+    with transaction.atomic():
+        undo_record.undone_at = now
+        undo_record.save(update_fields=["undone_at"])
+        cases = Case.objects.select_related("queue", "owner").filter(
+            pk__in=[int(pk) for pk in undo_record.previous])
+        for case in cases:
+            before = undo_record.previous[str(case.pk)]
+            if case.status != undo_record.action:
+                left.append(case)  # changed since: someone else's change stands
+                continue
+            case.resolved_at = None
+            if before["status"] == Case.Status.WAITING:
+                case.waiting_since = now  # still waiting: the clock stays paused
+            _change(case, actor, {"status": before["status"],
+                                  "resolution_code": before["resolution_code"],
+                                  "owner": owners.get(before["owner"])},
+                    action="undone", now=now)
+            restored.append(case)
+    return restored, left
