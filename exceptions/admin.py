@@ -2,7 +2,16 @@ from django.contrib import admin
 
 from opsview.admin import ReadOnlyAdmin
 
-from .models import Case, CaseEntry, Holiday, Queue, RoutingRule, RuleSetting, SlaPolicy
+from .models import (
+    Case,
+    CaseEntry,
+    Holiday,
+    MoneyThreshold,
+    Queue,
+    RoutingRule,
+    RuleSetting,
+    SlaPolicy,
+)
 
 
 class HolidayInline(admin.TabularInline):
@@ -39,6 +48,23 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         from .routing import reroute_open_cases
 
         reroute_open_cases(actor=request.user)
+
+
+@admin.register(MoneyThreshold)
+class MoneyThresholdAdmin(admin.ModelAdmin):
+    """Severity by money at stake, per currency; saving one raises the open cases it
+    reaches (audited), as new and re-evaluated cases are."""
+
+    list_display = ["currency", "amount", "severity"]
+    list_filter = ["currency", "severity"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from .services import apply_money_thresholds
+
+        raised = apply_money_thresholds(actor=request.user)
+        if raised:
+            self.message_user(request, f"{raised} open case(s) raised to this severity or above.")
 
 
 @admin.register(Case)

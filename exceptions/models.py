@@ -264,3 +264,24 @@ class Undo(models.Model):
 
     def __str__(self):
         return f"{self.action} {len(self.previous)} case(s)"
+
+
+class MoneyThreshold(models.Model):
+    """A case whose money at stake in `currency` reaches `amount` is at least `severity`.
+    Per currency: amounts in different currencies are not compared."""
+
+    currency = models.CharField(max_length=3, help_text="ISO 4217 code, e.g. EUR")
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+
+    class Meta:
+        ordering = ["currency", "amount"]
+        constraints = [models.UniqueConstraint(fields=["currency", "severity"],
+                                               name="money_threshold_uniq")]
+
+    def __str__(self):
+        return f"{self.severity} from {self.amount} {self.currency}"
+
+    def save(self, *args, **kwargs):
+        self.currency = self.currency.upper()
+        super().save(*args, **kwargs)

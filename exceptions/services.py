@@ -1,10 +1,11 @@
 """Every change to a case goes through these functions, and each writes its audit entry."""
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import sla
-from .models import SEVERITY_ORDER, Case, CaseEntry, SlaPolicy, Undo
+from .models import SEVERITY_ORDER, Case, CaseEntry, MoneyThreshold, SlaPolicy, Undo
 from .signals import announce
 
 DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
@@ -291,3 +292,45 @@ def undo(undo_record, actor, now=None):
                     action="undone", now=now)
             restored.append(case)
     return restored, left
+
+
+# --- Severity by money at stake --------------------------------------------------------------
+def money_thresholds():
+    """{currency: [(amount, severity), …]} as the admin configured them."""
+    found = {}
+    for threshold in MoneyThreshold.objects.all():
+        found.setdefault(threshold.currency, []).append((threshold.amount, threshold.severity))
+    return found
+
+
+def severity_for_money(severity, money, currency, thresholds):
+    """`severity`, raised to the highest threshold `money` reaches in its own currency (never
+    lowered: a rule's high stays high however little is at stake)."""
+    if money is None:
+        return severity
+    reached = [wanted for amount, wanted in thresholds.get(currency or "", [])
+               if money >= amount]
+    return max([severity, *reached], key=SEVERITY_ORDER.index)
+
+
+def apply_money_thresholds(actor="rule:money", now=None):
+    """Raise the severity of open cases whose money at stake reaches a threshold of their
+    currency, each change audited. Returns how many were raised."""
+    thresholds = money_thresholds()
+    if not thresholds:
+        return 0
+    lowest = {currency: min(amount for amount, _ in levels)
+              for currency, levels in thresholds.items()}
+    reaching = Q()
+    for currency, amount in lowest.items():
+        reaching |= Q(currency=currency, money_at_stake__gte=amount)
+    raised = 0
+    for case in Case.objects.select_related("queue").filter(
+            reaching, status__in=Case.OPEN_STATES).exclude(severity="critical"):
+        wanted = severity_for_money(case.severity, case.money_at_stake, case.currency,
+                                    thresholds)
+        if wanted != case.severity:
+            _change(case, actor, {"severity": wanted}, action="severity_by_money",
+                    comment=f"{case.money_at_stake} {case.currency} at stake", now=now)
+            raised += 1
+    return raised

@@ -1,4 +1,5 @@
 from django.contrib.auth.models import Group, User
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 DEMO_USERS = [
@@ -27,6 +28,8 @@ class Command(BaseCommand):
         admin.set_password(PASSWORD)
         admin.save()
         rows.append(("admin", "administrator"))
+        # Severity by money at stake (exceptions' own command: opsview does not import it).
+        call_command("seed_money_thresholds", stdout=self.stdout)
         self.stdout.write("Demo users (password for all: %s):" % PASSWORD)
         for username, role in rows:
             self.stdout.write(f"  {username:<12} {role}")
