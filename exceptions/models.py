@@ -285,3 +285,23 @@ class MoneyThreshold(models.Model):
     def save(self, *args, **kwargs):
         self.currency = self.currency.upper()
         super().save(*args, **kwargs)
+
+
+class SavedView(models.Model):
+    """A named set of filters on the case list (its query string), personal or shared with
+    everyone, listed beside the list with its live count, like a service desk's queues."""
+
+    name = models.CharField(max_length=80)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="saved_views")
+    shared = models.BooleanField(default=False)
+    query = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"],
+                                               name="saved_view_name_uniq")]
+
+    def __str__(self):
+        return self.name

@@ -15,9 +15,9 @@ from ingestion import pipeline
 from ingestion.models import InboxEvent
 from opsview.models import SyncAttempt
 
-from . import groups, services
+from . import groups, saved_views, services
 from .filters import CaseFilter
-from .models import Case, Queue, Undo
+from .models import Case, Queue, SavedView, Undo
 
 CSV_COLUMNS = ["id", "type", "status", "severity", "queue", "owner", "title", "money_at_stake",
                "currency", "object_kind", "object_id", "client_id", "project_id",
@@ -72,10 +72,54 @@ def queue(request):
                "query": query.urlencode(), "grouped": grouped, "count": count,
                "similar_label": groups.label(request.GET.get("similar") or "") if
                request.GET.get("similar") else "",
-               "resolution_codes": services.RESOLUTION_CODES, "undo": pending_undo(request)}
+               "resolution_codes": services.RESOLUTION_CODES, "undo": pending_undo(request),
+               "saved_views": saved_views.for_user(request.user, query.urlencode()),
+               "may_share": saved_views.may_share(request.user)}
     if request.htmx and request.htmx.target == "case-rows":
         return render(request, "exceptions/partials/rows.html", context)
     return render(request, "exceptions/queue.html", context)
+
+
+def views_panel(request):
+    """The saved views with their live counts (the side list refreshes itself)."""
+    query = request.GET.get("current", "")
+    return render(request, "exceptions/partials/saved_views.html", {
+        "saved_views": saved_views.for_user(request.user, query), "query": query,
+        "may_share": saved_views.may_share(request.user)})
+
+
+def _back_to_list(query):
+    return redirect(f"{reverse('exceptions:queue')}?{saved_views.clean_query(query)}")
+
+
+@require_POST
+def save_view(request):
+    query = request.POST.get("query", "")
+    try:
+        view = saved_views.create(request.user, request.POST.get("name"), query,
+                                  shared=request.POST.get("shared") == "on", request=request)
+    except saved_views.SavedViewError as error:
+        messages.error(request, f"The view was not saved: {error}.")
+        return _back_to_list(query)
+    messages.info(request, f"Saved view “{view.name}”" + (" (shared)." if view.shared else "."))
+    return _back_to_list(view.query)
+
+
+@require_POST
+def change_view(request, pk, change):
+    view = get_object_or_404(SavedView, pk=pk)
+    try:
+        if change == "rename":
+            saved_views.rename(view, request.user, request.POST.get("name"), request=request)
+            messages.info(request, f"Renamed the view to “{view.name}”.")
+        elif change == "delete":
+            saved_views.delete(view, request.user, request=request)
+            messages.info(request, f"Deleted the view “{view.name}”.")
+        else:
+            return _refusal(404, f"no change {change!r} of a saved view")
+    except saved_views.SavedViewError as error:
+        messages.error(request, f"The view was not changed: {error}.")
+    return _back_to_list(request.POST.get("query", ""))
 
 
 SUGGESTIONS = {"client": ("Client", "client_id"), "project": ("Project", "project_id")}
