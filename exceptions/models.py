@@ -305,3 +305,22 @@ class SavedView(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class PayloadCorrection(models.Model):
+    """A dead letter's event as a triager corrected it: the original inbox row keeps its
+    payload and errors (only its status says it was superseded), the corrected event is a
+    new inbox row processed by the pipeline."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="corrections")
+    original = models.ForeignKey("ingestion.InboxEvent", on_delete=models.PROTECT,
+                                 related_name="corrections")
+    corrected = models.OneToOneField("ingestion.InboxEvent", on_delete=models.PROTECT,
+                                     related_name="correction_of")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                              related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    comment = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"inbox {self.original_id} corrected as {self.corrected_id}"

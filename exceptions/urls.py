@@ -14,5 +14,6 @@ urlpatterns = [
     path("views/<int:pk>/<str:change>", views.change_view, name="change-view"),
     path("<int:pk>/", views.detail, name="case"),
     path("<int:pk>/replay", views.replay, name="replay"),
+    path("<int:pk>/correct/<int:event_pk>", views.correct, name="correct"),
     path("<int:pk>/<str:action>", views.act, name="act"),
 ]

@@ -15,7 +15,7 @@ from ingestion import pipeline
 from ingestion.models import InboxEvent
 from opsview.models import SyncAttempt
 
-from . import groups, saved_views, services
+from . import corrections, groups, saved_views, services
 from .filters import CaseFilter
 from .models import Case, Queue, SavedView, Undo
 
@@ -157,12 +157,17 @@ def cases_csv(cases):
 
 def detail(request, pk):
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
+    return _case_page(request, case)
+
+
+def _case_page(request, case, *, status=200, correcting=None, typed="", problem=None):
     return render(request, "exceptions/case.html", {
-        "case": case, "undo": pending_undo(request), "timeline": timeline(case), "can_triage": can_triage(request.user),
+        "case": case, "undo": pending_undo(request), "timeline": timeline(case),
+        "can_triage": can_triage(request.user),
         "resolution_codes": services.RESOLUTION_CODES, "business_object": business_object(case),
-        "dead_letters": _dead_letters(case),
+        "dead_letters": _dead_letters(case, correcting, typed, problem),
         "users": _assignable(case),
-    })
+    }, status=status)
 
 
 def timeline(case):
@@ -195,11 +200,19 @@ def business_object(case):
             if f.name not in hidden]
 
 
-def _dead_letters(case):
+def _dead_letters(case, correcting=None, typed="", problem=None):
+    """The case's dead letters, each with its fields (failing ones marked) and the JSON to
+    correct: what was typed, with the refusal, for the one whose correction was refused."""
     if case.type != "dead_letter":
         return []
-    return list(InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
-                                          status=InboxEvent.Status.DEAD)[:50])
+    letters = []
+    for event in InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
+                                           status=InboxEvent.Status.DEAD).order_by("pk")[:50]:
+        refused = correcting == event.pk
+        letters.append({"event": event, "rows": corrections.payload_rows(event.raw, event.errors),
+                        "json": typed if refused else corrections.pretty(event.raw),
+                        "problem": problem if refused else None})
+    return letters
 
 
 def _assignable(case):
@@ -366,6 +379,26 @@ def undo(request, pk):
         text += f"; {len(left)} changed since by someone else, left as they are"
     messages.info(request, text + ".")
     return redirect(back)
+
+
+@require_POST
+def correct(request, pk, event_pk):
+    """Replay a dead letter as the triager corrected it (the original kept, audited)."""
+    if not can_triage(request.user):
+        raise PermissionDenied("you can see cases but not change them")
+    case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk,
+                             type="dead_letter")
+    original = get_object_or_404(InboxEvent, pk=event_pk)
+    typed = request.POST.get("payload", "")
+    try:
+        _, summary = corrections.correct_and_replay(
+            case, original, typed, request.user, comment=request.POST.get("comment", "")[:2000],
+            request=request)
+    except corrections.CorrectionError as error:
+        return _case_page(request, case, status=400, correcting=original.pk, typed=typed,
+                          problem=error)
+    messages.info(request, summary)
+    return redirect("exceptions:case", pk=pk)
 
 
 @require_POST
