@@ -378,6 +378,10 @@ def undo(request, pk):
     if left:
         text += f"; {len(left)} changed since by someone else, left as they are"
     messages.info(request, text + ".")
+    if request.htmx:  # the notice's button: the whole page shows the cases as they are now
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = back
+        return response
     return redirect(back)
 
 
