@@ -29,6 +29,7 @@ RUN_BY = {
     "rules_bench.py": "tests/test_benches.py",
     "slow_clients.py": "tests/test_benches.py",
     "pool_bench.py": "tests/test_benches.py",
+    "triage_bench.py": "tests/test_benches.py",
 }
 
 
@@ -83,6 +84,13 @@ def test_kpi_bench_runs():
     finally:
         drop(database)
     assert "2,000 time entries" in out and "/api/v1/kpis/exceptions" in out
+
+
+@needs_postgres
+def test_triage_bench_runs():
+    out = run_bench("bench/triage_bench.py", "--cases", "300", "--runs", "1",
+                    "--database", bench_database("triage"))
+    assert "300 open cases" in out and "/exceptions/?view=grouped" in out
 
 
 @needs_postgres
