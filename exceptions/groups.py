@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.db.models.fields.json import KT
 
 from .labels import human
+from .models import SEVERITY_ORDER
 
 SEPARATOR = "|"
 
@@ -80,6 +81,8 @@ class Group:
     label: str
     pks: list = field(default_factory=list)
     cases: list = field(default_factory=list)  # the members shown (the first few)
+    severity: str = "low"  # the most severe member's
+    breached: int = 0  # members past their SLA (waiting ones are paused, not counted)
 
     @property
     def size(self):
@@ -89,13 +92,18 @@ class Group:
 def group(queryset):
     """The groups of an ordered queryset of cases, in the order of their first member."""
     rows = queryset.annotate(flow=KT("detail__flow"), error_code=KT("detail__error_code")
-                             ).values("pk", "type", "fingerprint", "flow", "error_code")
+                             ).values("pk", "type", "fingerprint", "flow", "error_code", "severity", "sla_state",
+             "status")
     found = OrderedDict()
     for row in rows:
         key = key_of(row)
         if key not in found:
             found[key] = Group(key=key, label=label(key))
-        found[key].pks.append(row["pk"])
+        similar = found[key]
+        similar.pks.append(row["pk"])
+        similar.severity = max(similar.severity, row["severity"], key=SEVERITY_ORDER.index)
+        similar.breached += row["sla_state"] == "breached" and row["status"] in (
+            "open", "acknowledged")
     return list(found.values())
 
 

@@ -87,13 +87,18 @@ def count(query, user):
     return CaseFilter(QueryDict(query), queryset=Case.objects.all(), user=user).qs.count()
 
 
-def for_user(user, current_query=""):
-    """The built-in views, then the person's own and everyone's shared views, each with its
-    live count and whether it is the list being shown."""
+def for_user(user, current_query="", work_queue=None):
+    """The built-in views (a triager's work first, where they land), then the person's own
+    and everyone's shared views, each with its live count and whether it is the list being
+    shown."""
+    from urllib.parse import urlencode
+
     from django.db.models import Q
 
     current = clean_query(current_query)
-    listed = [{"name": name, "query": query, "builtin": True} for name, query in BUILT_IN]
+    built_in = ([("My work", urlencode({"work": work_queue.slug, "sort": "mine"}))]
+                if work_queue is not None else []) + BUILT_IN
+    listed = [{"name": name, "query": query, "builtin": True} for name, query in built_in]
     for view in (SavedView.objects.filter(Q(owner=user) | Q(shared=True))
                  .select_related("owner")[:MAX_LISTED]):
         listed.append({"name": view.name, "query": view.query, "view": view,

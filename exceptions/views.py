@@ -39,6 +39,10 @@ def home_queue(user):
     return Queue.objects.filter(slug__in=slugs).order_by("pk").first()
 
 
+def _work_queue(user):
+    return home_queue(user) if can_triage(user) else None
+
+
 def start(request):
     """Where each role lands after login: a triager on their work (cases they own, then their
     queue's unowned ones), everyone else (executives) on the overview."""
@@ -73,7 +77,8 @@ def queue(request):
                "similar_label": groups.label(request.GET.get("similar") or "") if
                request.GET.get("similar") else "",
                "resolution_codes": services.RESOLUTION_CODES, "undo": pending_undo(request),
-               "saved_views": saved_views.for_user(request.user, query.urlencode()),
+               "saved_views": saved_views.for_user(request.user, query.urlencode(),
+                                                   _work_queue(request.user)),
                "may_share": saved_views.may_share(request.user)}
     if request.htmx and request.htmx.target == "case-rows":
         return render(request, "exceptions/partials/rows.html", context)
@@ -84,7 +89,8 @@ def views_panel(request):
     """The saved views with their live counts (the side list refreshes itself)."""
     query = request.GET.get("current", "")
     return render(request, "exceptions/partials/saved_views.html", {
-        "saved_views": saved_views.for_user(request.user, query), "query": query,
+        "saved_views": saved_views.for_user(request.user, query, _work_queue(request.user)),
+        "query": query,
         "may_share": saved_views.may_share(request.user)})
 
 
@@ -209,8 +215,9 @@ def _dead_letters(case, correcting=None, typed="", problem=None):
     for event in InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
                                            status=InboxEvent.Status.DEAD).order_by("pk")[:50]:
         refused = correcting == event.pk
+        shown = typed if refused else corrections.pretty(event.raw)
         letters.append({"event": event, "rows": corrections.payload_rows(event.raw, event.errors),
-                        "json": typed if refused else corrections.pretty(event.raw),
+                        "json": shown, "rows_shown": min(max(shown.count("\n") + 2, 8), 40),
                         "problem": problem if refused else None})
     return letters
 

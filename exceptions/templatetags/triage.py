@@ -35,3 +35,11 @@ def field_value(value, field_name):
     if value in (None, ""):
         return "—"
     return labels.human(value) if field_name in CODED_FIELDS else value
+
+
+@register.filter
+def listed(value):
+    """A case detail's value as text: a list as its items, comma-separated."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value) or "—"
+    return "—" if value in (None, "") else value

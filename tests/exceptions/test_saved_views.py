@@ -72,3 +72,12 @@ def test_rename_and_delete_by_the_owner_with_clear_errors(client, logged_in):
     assert list(SavedView.objects.values_list("name", flat=True)) == ["Two"]
     assert AuditEvent.objects.filter(action__in=["saved_view.renamed",
                                                  "saved_view.deleted"]).count() == 2
+
+
+def test_a_triager_sees_my_work_first_and_an_executive_does_not(client, logged_in):
+    logged_in("finance_ops", username="fiona")
+    make_cases(2)
+    listed = client.get("/exceptions/?work=finance-ops&sort=mine").context["saved_views"]
+    assert (listed[0]["name"], listed[0]["count"], listed[0]["active"]) == ("My work", 2, True)
+    logged_in("executive", username="carla")
+    assert "My work" not in views_listed(client)
