@@ -7,9 +7,11 @@ from .models import (
     CaseEntry,
     Holiday,
     MoneyThreshold,
+    PayloadCorrection,
     Queue,
     RoutingRule,
     RuleSetting,
+    SavedView,
     SlaPolicy,
 )
 
@@ -81,3 +83,16 @@ class CaseEntryAdmin(ReadOnlyAdmin):
     """The audit trail: nobody edits or deletes it, here or anywhere."""
 
     list_display = ["at", "case", "actor_label", "action", "field", "from_value", "to_value"]
+
+
+@admin.register(PayloadCorrection)
+class PayloadCorrectionAdmin(ReadOnlyAdmin):
+    """Dead letters corrected on their case: made there, audited, never edited here."""
+
+    list_display = ["at", "case", "original", "corrected", "actor"]
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "shared", "query", "created_at"]
+    list_filter = ["shared"]

@@ -91,9 +91,8 @@ class Group:
 
 def group(queryset):
     """The groups of an ordered queryset of cases, in the order of their first member."""
-    rows = queryset.annotate(flow=KT("detail__flow"), error_code=KT("detail__error_code")
-                             ).values("pk", "type", "fingerprint", "flow", "error_code", "severity", "sla_state",
-             "status")
+    rows = queryset.annotate(flow=KT("detail__flow"), error_code=KT("detail__error_code")).values(
+        "pk", "type", "fingerprint", "flow", "error_code", "severity", "sla_state", "status")
     found = OrderedDict()
     for row in rows:
         key = key_of(row)

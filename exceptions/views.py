@@ -49,9 +49,8 @@ def start(request):
     if not can_triage(request.user):
         return redirect("home")
     work = home_queue(request.user)
-    if work is None:
-        return redirect(f"{reverse('exceptions:queue')}?owner=me")
-    return redirect(f"{reverse('exceptions:queue')}?{urlencode({'work': work.slug, 'sort': 'mine'})}")
+    query = {"owner": "me"} if work is None else {"work": work.slug, "sort": "mine"}
+    return redirect(f"{reverse('exceptions:queue')}?{urlencode(query)}")
 
 
 def _filtered(request):

@@ -67,3 +67,21 @@ def test_money_sorts_within_a_currency(client, logged_in):
         case.save()
     titles = [c.title for c in client.get("/exceptions/?sort=money").context["page"]]
     assert titles == ["eur-big", "gbp", "usd-big", "usd-small", "none"]
+
+
+def test_saving_a_threshold_in_the_admin_raises_open_cases(client, case):
+    from django.contrib.auth.models import User
+
+    admin = User.objects.create_superuser("boss", "boss@example.com", "pw-boss-12345")
+    client.force_login(admin)
+    case.money_at_stake, case.currency, case.severity = Decimal("60000"), "GBP", "medium"
+    case.save()
+    response = client.post("/admin/exceptions/moneythreshold/add/",
+                           {"currency": "gbp", "amount": "50000", "severity": "critical"})
+    assert response.status_code == 302
+    assert MoneyThreshold.objects.get().currency == "GBP"
+    case.refresh_from_db()
+    assert case.severity == "critical"
+    assert CaseEntry.objects.get(case=case, action="severity_by_money").actor == admin
+    for page in ("moneythreshold", "savedview", "payloadcorrection"):
+        assert client.get(f"/admin/exceptions/{page}/").status_code == 200

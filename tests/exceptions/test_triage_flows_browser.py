@@ -105,9 +105,15 @@ def test_resolve_with_r_then_undo(page, browser_login, firm):
     browser_login("finance_ops", username="fiona")
     page.goto(page.base_url + "/exceptions/?type=invoice_blocked&sort=money")
     acme = firm["acme"]
+    page.check(f"#case-{firm['globex'].pk} input[name=ids]")
+    assert page.locator("#selected-count").inner_text() == "1"
+    page.locator("h1").click()  # the keyboard acts on the list, not the checkbox
     page.keyboard.press("j")
     page.keyboard.press("r")
     expect(page.locator(f"#case-{acme.pk}")).to_contain_text("Resolved")
+    # After a row action the selection starts again.
+    expect(page.locator("#selected-count")).to_have_text("0")
+    assert not page.locator(f"#case-{firm['globex'].pk} input[name=ids]").is_checked()
     notice = page.locator("#undo-notice")
     expect(notice).to_contain_text("1 case resolved")
     screenshot(page, "triage-undo")

@@ -85,7 +85,8 @@ def test_suggestions_offer_names_for_what_was_typed(client, logged_in, named):
     logged_in("executive")
     options = client.get("/exceptions/suggest/client?client=acm").content.decode()
     assert 'value="Acme Holdings"' in options and "Globex" not in options
-    assert "Acme ERP rollout" in client.get("/exceptions/suggest/project?project=erp").content.decode()
+    options = client.get("/exceptions/suggest/project?project=erp").content.decode()
+    assert "Acme ERP rollout" in options
     assert client.get("/exceptions/suggest/invoice?q=x").status_code == 404
 
 
@@ -186,3 +187,11 @@ def test_undo_leaves_a_case_changed_since_alone(role_user, case):
     services.reopen(Case.objects.get(pk=case.pk), role_user("bob", "finance_ops"))
     restored, left = services.undo(undo, fiona)
     assert (restored, [c.pk for c in left]) == ([], [case.pk])
+
+
+def test_resolving_on_the_case_page_offers_undo_there_once(client, logged_in, case):
+    logged_in("finance_ops")
+    response = client.post(f"/exceptions/{case.pk}/ignore", follow=True)
+    page = response.content.decode()
+    assert "1 case ignored." in page and f"/exceptions/undo/{Undo.objects.get().pk}" in page
+    assert "1 case ignored." not in client.get(f"/exceptions/{case.pk}/").content.decode()
