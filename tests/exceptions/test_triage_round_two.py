@@ -195,3 +195,14 @@ def test_resolving_on_the_case_page_offers_undo_there_once(client, logged_in, ca
     page = response.content.decode()
     assert "1 case ignored." in page and f"/exceptions/undo/{Undo.objects.get().pk}" in page
     assert "1 case ignored." not in client.get(f"/exceptions/{case.pk}/").content.decode()
+
+
+def test_anonymous_users_reach_none_of_the_new_routes(client, case):
+    for url in ("/start/", "/exceptions/suggest/client?client=a", "/exceptions/views/"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    for url in ("/exceptions/undo/1", "/exceptions/views/save", "/exceptions/views/1/delete",
+                f"/exceptions/{case.pk}/correct/1"):
+        response = client.post(url, {"name": "x", "payload": "{}"})
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert not Undo.objects.exists()
