@@ -2,7 +2,18 @@ from django.contrib import admin
 
 from opsview.admin import ReadOnlyAdmin
 
-from .models import Case, CaseEntry, Holiday, Queue, RoutingRule, RuleSetting, SlaPolicy
+from .models import (
+    Case,
+    CaseEntry,
+    Holiday,
+    MoneyThreshold,
+    PayloadCorrection,
+    Queue,
+    RoutingRule,
+    RuleSetting,
+    SavedView,
+    SlaPolicy,
+)
 
 
 class HolidayInline(admin.TabularInline):
@@ -41,6 +52,23 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         reroute_open_cases(actor=request.user)
 
 
+@admin.register(MoneyThreshold)
+class MoneyThresholdAdmin(admin.ModelAdmin):
+    """Severity by money at stake, per currency; saving one raises the open cases it
+    reaches (audited), as new and re-evaluated cases are."""
+
+    list_display = ["currency", "amount", "severity"]
+    list_filter = ["currency", "severity"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from .services import apply_money_thresholds
+
+        raised = apply_money_thresholds(actor=request.user)
+        if raised:
+            self.message_user(request, f"{raised} open case(s) raised to this severity or above.")
+
+
 @admin.register(Case)
 class CaseAdmin(ReadOnlyAdmin):
     """Cases change through triage, where every change is audited."""
@@ -55,3 +83,16 @@ class CaseEntryAdmin(ReadOnlyAdmin):
     """The audit trail: nobody edits or deletes it, here or anywhere."""
 
     list_display = ["at", "case", "actor_label", "action", "field", "from_value", "to_value"]
+
+
+@admin.register(PayloadCorrection)
+class PayloadCorrectionAdmin(ReadOnlyAdmin):
+    """Dead letters corrected on their case: made there, audited, never edited here."""
+
+    list_display = ["at", "case", "original", "corrected", "actor"]
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "shared", "query", "created_at"]
+    list_filter = ["shared"]

@@ -2,16 +2,23 @@
 import datetime as dt
 
 import django_filters
-from django.db.models import F, Q
+from django.db.models import Case as SqlCase
+from django.db.models import F, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from .models import Case, CaseType, Queue, Severity
 
 AGE_BUCKETS = {"<4h": (0, 4), "4-24h": (4, 24), "1-3d": (24, 72), "3-7d": (72, 168),
                ">7d": (168, None)}
+# Money sorts within a currency: amounts in EUR, GBP and USD are not comparable as raw
+# numbers, so cases group by currency (cases without money last), largest first in each.
+NO_MONEY_LAST = SqlCase(When(currency="", then=Value(1)), default=Value(0),
+                      output_field=IntegerField())
 SORTS = {"due": [F("resolution_due_at").asc(nulls_last=True)],
-         "money": [F("money_at_stake").desc(nulls_last=True)],
-         "age": ["began_at"], "newest": ["-last_seen_at"]}
+         "money": [NO_MONEY_LAST, "currency", F("money_at_stake").desc(nulls_last=True)],
+         "age": ["began_at"], "newest": ["-last_seen_at"],
+         # "My work": the cases I own, then the unowned ones, then the rest; due first in each.
+         "mine": [F("resolution_due_at").asc(nulls_last=True)]}
 
 
 class CaseFilter(django_filters.FilterSet):
@@ -30,8 +37,10 @@ class CaseFilter(django_filters.FilterSet):
     breached = django_filters.BooleanFilter(method="by_breached")
     age = django_filters.ChoiceFilter(choices=[(k, k) for k in AGE_BUCKETS], method="by_age",
                                       empty_label="Any")
-    client = django_filters.CharFilter(field_name="client_id")
-    project = django_filters.CharFilter(field_name="project_id")
+    client = django_filters.CharFilter(method="by_client", label="Client")
+    project = django_filters.CharFilter(method="by_project", label="Project")
+    work = django_filters.CharFilter(method="by_work", label="My work in queue")
+    similar = django_filters.CharFilter(method="by_similar", label="Similar to")
     sort = django_filters.ChoiceFilter(choices=[(k, k) for k in SORTS], method="by_sort",
                                        empty_label="Due first")
 
@@ -71,6 +80,28 @@ class CaseFilter(django_filters.FilterSet):
             return queryset.filter(owner__isnull=False)
         return queryset.filter(owner__username=value)
 
+    def by_work(self, queryset, name, value):
+        """A triager's work: the cases they own (any queue), then `value` queue's unowned."""
+        mine = Q(owner=self.user) if self.user and self.user.is_authenticated else Q(pk=None)
+        return queryset.filter(mine | Q(queue__slug=value, owner__isnull=True))
+
+    def by_similar(self, queryset, name, value):
+        from . import groups
+
+        return groups.members(queryset, value)
+
+    def by_client(self, queryset, name, value):
+        from opsview.models import Client
+
+        return queryset.filter(Q(client_id=value) | Q(client_id__in=Client.objects.filter(
+            name__icontains=value).values("client_id")))
+
+    def by_project(self, queryset, name, value):
+        from opsview.models import Project
+
+        return queryset.filter(Q(project_id=value) | Q(project_id__in=Project.objects.filter(
+            name__icontains=value).values("project_id")))
+
     def by_breached(self, queryset, name, value):
         return queryset.filter(sla_state="breached") if value else queryset.exclude(
             sla_state="breached")
@@ -82,4 +113,10 @@ class CaseFilter(django_filters.FilterSet):
         return queryset.filter(began_at__gt=now - dt.timedelta(hours=high)) if high else queryset
 
     def by_sort(self, queryset, name, value):
+        if value == "mine":
+            user_pk = self.user.pk if self.user and self.user.is_authenticated else None
+            rank = SqlCase(When(owner_id=user_pk, then=Value(0)),
+                         When(owner__isnull=True, then=Value(1)), default=Value(2),
+                         output_field=IntegerField())
+            return queryset.order_by(rank, *SORTS[value], "pk")
         return queryset.order_by(*SORTS[value], "pk")

@@ -241,3 +241,86 @@ class CaseEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionDenied("audit entries cannot be deleted")
+
+
+class Undo(models.Model):
+    """What one resolve or ignore (of one case or a bulk selection) changed, so the person
+    who did it can take it back for a short while (settings.TRIAGE_UNDO_SECONDS)."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="+")
+    action = models.CharField(max_length=16)  # resolved | ignored
+    at = models.DateTimeField(default=timezone.now)
+    # {case pk: {"status", "owner", "resolution_code", "waiting"}} as they were before.
+    previous = models.JSONField(default=dict)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def window(self):
+        return settings.TRIAGE_UNDO_SECONDS
+
+    def expires_at(self):
+        return self.at + datetime.timedelta(seconds=self.window)
+
+    def __str__(self):
+        return f"{self.action} {len(self.previous)} case(s)"
+
+
+class MoneyThreshold(models.Model):
+    """A case whose money at stake in `currency` reaches `amount` is at least `severity`.
+    Per currency: amounts in different currencies are not compared."""
+
+    currency = models.CharField(max_length=3, help_text="ISO 4217 code, e.g. EUR")
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+
+    class Meta:
+        ordering = ["currency", "amount"]
+        constraints = [models.UniqueConstraint(fields=["currency", "severity"],
+                                               name="money_threshold_uniq")]
+
+    def __str__(self):
+        return f"{self.severity} from {self.amount} {self.currency}"
+
+    def save(self, *args, **kwargs):
+        self.currency = self.currency.upper()
+        super().save(*args, **kwargs)
+
+
+class SavedView(models.Model):
+    """A named set of filters on the case list (its query string), personal or shared with
+    everyone, listed beside the list with its live count, like a service desk's queues."""
+
+    name = models.CharField(max_length=80)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="saved_views")
+    shared = models.BooleanField(default=False)
+    query = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"],
+                                               name="saved_view_name_uniq")]
+
+    def __str__(self):
+        return self.name
+
+
+class PayloadCorrection(models.Model):
+    """A dead letter's event as a triager corrected it: the original inbox row keeps its
+    payload and errors (only its status says it was superseded), the corrected event is a
+    new inbox row processed by the pipeline."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="corrections")
+    original = models.ForeignKey("ingestion.InboxEvent", on_delete=models.PROTECT,
+                                 related_name="corrections")
+    corrected = models.OneToOneField("ingestion.InboxEvent", on_delete=models.PROTECT,
+                                     related_name="correction_of")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                              related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    comment = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"inbox {self.original_id} corrected as {self.corrected_id}"

@@ -118,6 +118,7 @@ def _reconcile(case_type, findings, now, scope, count):
                                                          fingerprint__in=list(wanted))}
     rules = list(RoutingRule.objects.filter(active=True).select_related("queue", "owner"))
     policies = services._policies()
+    thresholds = services.money_thresholds()
     calendars = {}
     created, updated, entries, reopened = [], [], [], []
     for fingerprint, finding in wanted.items():
@@ -127,6 +128,8 @@ def _reconcile(case_type, findings, now, scope, count):
                         or setting.severity, queue=setting.queue, first_seen_at=now,
                         last_seen_at=now, opened_at=now)
             _fill(case, finding, now)
+            case.severity = services.severity_for_money(case.severity, case.money_at_stake,
+                                                        case.currency, thresholds)
             queue, owner = route(case, rules)
             case.queue, case.owner = queue or setting.queue, owner
             services.refresh_sla(case, now, _calendar(case.queue, calendars), policies)
@@ -916,5 +919,7 @@ def evaluate_time_rules(now=None):
             results[case_type] = {"error": True}
     from .escalation import sla_sweep
 
+    # Money at stake changes as the state does: open cases reaching a threshold are raised.
+    results["severity_by_money"] = services.apply_money_thresholds(now=now)
     results["sla"] = sla_sweep(now)
     return results

@@ -1,9 +1,11 @@
 """Every change to a case goes through these functions, and each writes its audit entry."""
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import sla
-from .models import SEVERITY_ORDER, Case, CaseEntry, SlaPolicy
+from .models import SEVERITY_ORDER, Case, CaseEntry, MoneyThreshold, SlaPolicy, Undo
 from .signals import announce
 
 DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
@@ -13,6 +15,10 @@ RESOLUTION_CODES = ["fixed", "fixed_upstream", "duplicate", "not_a_problem", "di
 
 class TransitionError(ValueError):
     """A change the case's current status does not allow."""
+
+
+class UndoRefused(TransitionError):
+    """An undo that is not (or no longer) allowed: someone else's, too late, or done."""
 
 
 def entry(case, actor, action, *, field="", from_value="", to_value="", comment="", at=None):
@@ -217,3 +223,114 @@ def escalate(case, now):
     announce([case], "escalated",
              notify_queues=[original_queue, case.queue] if notify else [])
     return case
+
+
+# --- Undo ------------------------------------------------------------------------------------
+UNDOABLE = {"resolve": ("resolved", resolve), "ignore": ("ignored", ignore)}
+
+
+def _before(case):
+    return {"status": case.status, "owner": case.owner_id,
+            "resolution_code": case.resolution_code}
+
+
+def close_undoably(cases, action, actor, *, code="fixed", comment="", now=None):
+    """Resolve or ignore each case and remember how they were, so `actor` may undo it within
+    the window. Returns (the Undo or None when nothing changed, the refusals by case)."""
+    done_as, change = UNDOABLE[action]
+    now = now or timezone.now()
+    previous, refused = {}, {}
+    for case in cases:
+        before = _before(case)
+        try:
+            if action == "resolve":
+                change(case, actor, code, comment, now=now)
+            else:
+                change(case, actor, comment, now=now)
+        except TransitionError as error:
+            refused[case.pk] = str(error)
+            continue
+        previous[str(case.pk)] = before
+    if not previous:
+        return None, refused
+    return Undo.objects.create(actor=actor, action=done_as, at=now, previous=previous), refused
+
+
+def undo(undo_record, actor, now=None):
+    """Put the cases back as they were before the resolve or ignore, audited as `undone`.
+    Only its actor, only within the window, only once; a case changed since is left alone.
+    Returns (cases restored, cases left alone)."""
+    from django.contrib.auth import get_user_model
+
+    now = now or timezone.now()
+    if undo_record.actor_id != actor.pk:
+        raise UndoRefused("only the person who made this change can undo it")
+    if undo_record.undone_at is not None:
+        raise UndoRefused("this change was already undone")
+    if now > undo_record.expires_at():
+        raise UndoRefused(f"the undo window ({settings.TRIAGE_UNDO_SECONDS} s) has passed; "
+                          "reopen the case instead")
+    owners = {u.pk: u for u in get_user_model().objects.filter(
+        pk__in={p["owner"] for p in undo_record.previous.values() if p["owner"]})}
+    restored, left = [], []
+    with transaction.atomic():
+        undo_record.undone_at = now
+        undo_record.save(update_fields=["undone_at"])
+        cases = Case.objects.select_related("queue", "owner").filter(
+            pk__in=[int(pk) for pk in undo_record.previous])
+        for case in cases:
+            before = undo_record.previous[str(case.pk)]
+            if case.status != undo_record.action:
+                left.append(case)  # changed since: someone else's change stands
+                continue
+            case.resolved_at = None
+            if before["status"] == Case.Status.WAITING:
+                case.waiting_since = now  # still waiting: the clock stays paused
+            _change(case, actor, {"status": before["status"],
+                                  "resolution_code": before["resolution_code"],
+                                  "owner": owners.get(before["owner"])},
+                    action="undone", now=now)
+            restored.append(case)
+    return restored, left
+
+
+# --- Severity by money at stake --------------------------------------------------------------
+def money_thresholds():
+    """{currency: [(amount, severity), …]} as the admin configured them."""
+    found = {}
+    for threshold in MoneyThreshold.objects.all():
+        found.setdefault(threshold.currency, []).append((threshold.amount, threshold.severity))
+    return found
+
+
+def severity_for_money(severity, money, currency, thresholds):
+    """`severity`, raised to the highest threshold `money` reaches in its own currency (never
+    lowered: a rule's high stays high however little is at stake)."""
+    if money is None:
+        return severity
+    reached = [wanted for amount, wanted in thresholds.get(currency or "", [])
+               if money >= amount]
+    return max([severity, *reached], key=SEVERITY_ORDER.index)
+
+
+def apply_money_thresholds(actor="rule:money", now=None):
+    """Raise the severity of open cases whose money at stake reaches a threshold of their
+    currency, each change audited. Returns how many were raised."""
+    thresholds = money_thresholds()
+    if not thresholds:
+        return 0
+    lowest = {currency: min(amount for amount, _ in levels)
+              for currency, levels in thresholds.items()}
+    reaching = Q()
+    for currency, amount in lowest.items():
+        reaching |= Q(currency=currency, money_at_stake__gte=amount)
+    raised = 0
+    for case in Case.objects.select_related("queue").filter(
+            reaching, status__in=Case.OPEN_STATES).exclude(severity="critical"):
+        wanted = severity_for_money(case.severity, case.money_at_stake, case.currency,
+                                    thresholds)
+        if wanted != case.severity:
+            _change(case, actor, {"severity": wanted}, action="severity_by_money",
+                    comment=f"{case.money_at_stake} {case.currency} at stake", now=now)
+            raised += 1
+    return raised

@@ -1,9 +1,13 @@
 """Triage: the case list, the case page, and the actions on them (htmx, no page reload)."""
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.csvexport import csv_response
@@ -11,9 +15,9 @@ from ingestion import pipeline
 from ingestion.models import InboxEvent
 from opsview.models import SyncAttempt
 
-from . import services
+from . import corrections, groups, saved_views, services
 from .filters import CaseFilter
-from .models import Case
+from .models import Case, Queue, SavedView, Undo
 
 CSV_COLUMNS = ["id", "type", "status", "severity", "queue", "owner", "title", "money_at_stake",
                "currency", "object_kind", "object_id", "client_id", "project_id",
@@ -25,6 +29,30 @@ def can_triage(user):
     return user.has_perm("exceptions.triage_case")
 
 
+def home_queue(user):
+    """The queue a triager works: one they are a member of, else the one named after their
+    role group (finance_ops → finance-ops); None when neither exists."""
+    member_of = user.queues.order_by("pk").first()
+    if member_of is not None:
+        return member_of
+    slugs = [name.replace("_", "-") for name in user.groups.values_list("name", flat=True)]
+    return Queue.objects.filter(slug__in=slugs).order_by("pk").first()
+
+
+def _work_queue(user):
+    return home_queue(user) if can_triage(user) else None
+
+
+def start(request):
+    """Where each role lands after login: a triager on their work (cases they own, then their
+    queue's unowned ones), everyone else (executives) on the overview."""
+    if not can_triage(request.user):
+        return redirect("home")
+    work = home_queue(request.user)
+    query = {"owner": "me"} if work is None else {"work": work.slug, "sort": "mine"}
+    return redirect(f"{reverse('exceptions:queue')}?{urlencode(query)}")
+
+
 def _filtered(request):
     return CaseFilter(request.GET, queryset=Case.objects.select_related("queue", "owner"),
                       user=request.user)
@@ -32,13 +60,90 @@ def _filtered(request):
 
 def queue(request):
     case_filter = _filtered(request)
-    page = Paginator(case_filter.qs, 50).get_page(request.GET.get("page"))
+    grouped = request.GET.get("view") == "grouped"
+    if grouped:
+        similar = groups.group(case_filter.qs)
+        page = Paginator(similar, 50).get_page(request.GET.get("page"))
+        groups.fill(page.object_list, case_filter.qs)
+        count = sum(g.size for g in similar)
+    else:
+        page = Paginator(case_filter.qs, 50).get_page(request.GET.get("page"))
+        count = page.paginator.count
+    query = request.GET.copy()
+    query.pop("page", None)
     context = {"filter": case_filter, "page": page, "can_triage": can_triage(request.user),
-               "query": request.GET.urlencode(),
-               "resolution_codes": services.RESOLUTION_CODES}
+               "query": query.urlencode(), "grouped": grouped, "count": count,
+               "similar_label": groups.label(request.GET.get("similar") or "") if
+               request.GET.get("similar") else "",
+               "resolution_codes": services.RESOLUTION_CODES, "undo": pending_undo(request),
+               "saved_views": saved_views.for_user(request.user, query.urlencode(),
+                                                   _work_queue(request.user)),
+               "may_share": saved_views.may_share(request.user)}
     if request.htmx and request.htmx.target == "case-rows":
         return render(request, "exceptions/partials/rows.html", context)
     return render(request, "exceptions/queue.html", context)
+
+
+def views_panel(request):
+    """The saved views with their live counts (the side list refreshes itself)."""
+    query = request.GET.get("current", "")
+    return render(request, "exceptions/partials/saved_views.html", {
+        "saved_views": saved_views.for_user(request.user, query, _work_queue(request.user)),
+        "query": query,
+        "may_share": saved_views.may_share(request.user)})
+
+
+def _back_to_list(query):
+    return redirect(f"{reverse('exceptions:queue')}?{saved_views.clean_query(query)}")
+
+
+@require_POST
+def save_view(request):
+    query = request.POST.get("query", "")
+    try:
+        view = saved_views.create(request.user, request.POST.get("name"), query,
+                                  shared=request.POST.get("shared") == "on", request=request)
+    except saved_views.SavedViewError as error:
+        messages.error(request, f"The view was not saved: {error}.")
+        return _back_to_list(query)
+    messages.info(request, f"Saved view “{view.name}”" + (" (shared)." if view.shared else "."))
+    return _back_to_list(view.query)
+
+
+@require_POST
+def change_view(request, pk, change):
+    view = get_object_or_404(SavedView, pk=pk)
+    try:
+        if change == "rename":
+            saved_views.rename(view, request.user, request.POST.get("name"), request=request)
+            messages.info(request, f"Renamed the view to “{view.name}”.")
+        elif change == "delete":
+            saved_views.delete(view, request.user, request=request)
+            messages.info(request, f"Deleted the view “{view.name}”.")
+        else:
+            return _refusal(404, f"no change {change!r} of a saved view")
+    except saved_views.SavedViewError as error:
+        messages.error(request, f"The view was not changed: {error}.")
+    return _back_to_list(request.POST.get("query", ""))
+
+
+SUGGESTIONS = {"client": ("Client", "client_id"), "project": ("Project", "project_id")}
+
+
+def suggest(request, kind):
+    """Names (and ids) of clients or projects matching what was typed, as <option>s for the
+    filter's datalist."""
+    from opsview import models as state
+
+    if kind not in SUGGESTIONS:
+        return _refusal(404, f"no suggestions for {kind!r}")
+    model_name, key = SUGGESTIONS[kind]
+    typed = (request.GET.get(kind) or request.GET.get("q") or "").strip()[:100]
+    found = getattr(state, model_name).objects.filter(is_placeholder=False)
+    if typed:
+        found = found.filter(Q(name__icontains=typed) | Q(**{f"{key}__istartswith": typed}))
+    options = found.order_by("name").values_list("name", key)[:20]
+    return render(request, "exceptions/partials/suggestions.html", {"options": options})
 
 
 def export_csv(request):
@@ -57,12 +162,17 @@ def cases_csv(cases):
 
 def detail(request, pk):
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
+    return _case_page(request, case)
+
+
+def _case_page(request, case, *, status=200, correcting=None, typed="", problem=None):
     return render(request, "exceptions/case.html", {
-        "case": case, "timeline": timeline(case), "can_triage": can_triage(request.user),
+        "case": case, "undo": pending_undo(request), "timeline": timeline(case),
+        "can_triage": can_triage(request.user),
         "resolution_codes": services.RESOLUTION_CODES, "business_object": business_object(case),
-        "dead_letters": _dead_letters(case),
+        "dead_letters": _dead_letters(case, correcting, typed, problem),
         "users": _assignable(case),
-    })
+    }, status=status)
 
 
 def timeline(case):
@@ -95,11 +205,20 @@ def business_object(case):
             if f.name not in hidden]
 
 
-def _dead_letters(case):
+def _dead_letters(case, correcting=None, typed="", problem=None):
+    """The case's dead letters, each with its fields (failing ones marked) and the JSON to
+    correct: what was typed, with the refusal, for the one whose correction was refused."""
     if case.type != "dead_letter":
         return []
-    return list(InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
-                                          status=InboxEvent.Status.DEAD)[:50])
+    letters = []
+    for event in InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
+                                           status=InboxEvent.Status.DEAD).order_by("pk")[:50]:
+        refused = correcting == event.pk
+        shown = typed if refused else corrections.pretty(event.raw)
+        letters.append({"event": event, "rows": corrections.payload_rows(event.raw, event.errors),
+                        "json": shown, "rows_shown": min(max(shown.count("\n") + 2, 8), 40),
+                        "problem": problem if refused else None})
+    return letters
 
 
 def _assignable(case):
@@ -120,6 +239,14 @@ ACTIONS = {"claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reope
 
 
 def _apply(case, action, user, data):
+    """Apply one action; returns the Undo record of a resolve or ignore (None otherwise)."""
+    if action in services.UNDOABLE:
+        undo, refused = services.close_undoably([case], action, user,
+                                                code=data.get("code", "fixed"),
+                                                comment=data.get("comment", ""))
+        if refused:
+            raise services.TransitionError(refused[case.pk])
+        return undo
     if action == "claim":
         services.claim(case, user)
     elif action == "assign":
@@ -133,14 +260,11 @@ def _apply(case, action, user, data):
         services.acknowledge(case, user)
     elif action == "wait":
         services.wait(case, user, data.get("comment", ""))
-    elif action == "resolve":
-        services.resolve(case, user, data.get("code", "fixed"), data.get("comment", ""))
-    elif action == "ignore":
-        services.ignore(case, user, data.get("comment", ""))
     elif action == "reopen":
         services.reopen(case, user, data.get("comment", ""))
     elif action == "comment":
         services.comment(case, user, data.get("comment", ""))
+    return None
 
 
 def _refusal(status, message):
@@ -157,7 +281,7 @@ def act(request, pk, action):
         return _refusal(400, f"unknown action {action!r}")
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
     try:
-        _apply(case, action, request.user, request.POST)
+        undo = _apply(case, action, request.user, request.POST)
     except services.TransitionError as error:
         if request.htmx:
             return _refusal(409, str(error))
@@ -165,8 +289,12 @@ def act(request, pk, action):
         return redirect("exceptions:case", pk=pk)
     if request.htmx and request.POST.get("from") == "list":
         case.refresh_from_db()
+        # The row in its new state, and (out of band) the undo notice of a resolve or ignore.
         return render(request, "exceptions/partials/row.html", {
-            "case": case, "can_triage": True, "resolution_codes": services.RESOLUTION_CODES})
+            "case": case, "can_triage": True, "resolution_codes": services.RESOLUTION_CODES,
+            "undo": undo, "undo_oob": True, "undo_next": _current_url(request)})
+    if undo is not None:
+        request.session[UNDO_SESSION_KEY] = undo.pk
     return redirect("exceptions:case", pk=pk)
 
 
@@ -177,8 +305,17 @@ def bulk(request):
     action = request.POST.get("action", "")
     if action not in ACTIONS - {"comment"}:
         return _refusal(400, f"unknown action {action!r}")
+    cases = Case.objects.select_related("queue", "owner").filter(pk__in=_bulk_ids(request))
     done, failed = 0, []
-    for case in Case.objects.select_related("queue").filter(pk__in=request.POST.getlist("ids")):
+    if action in services.UNDOABLE:
+        undo, refused = services.close_undoably(
+            list(cases), action, request.user, code=request.POST.get("code", "fixed"),
+            comment=request.POST.get("comment", ""))
+        done = len(undo.previous) if undo else 0
+        failed = [f"#{pk}: {error}" for pk, error in refused.items()]
+        if undo is not None:
+            request.session[UNDO_SESSION_KEY] = undo.pk
+    for case in cases if action not in services.UNDOABLE else []:
         try:
             _apply(case, action, request.user, request.POST)
             done += 1
@@ -187,6 +324,91 @@ def bulk(request):
     messages.info(request, f"{action}: {done} case(s) changed" +
                   (f"; {len(failed)} skipped ({'; '.join(failed[:5])})" if failed else ""))
     return redirect(f"{request.path.rsplit('/bulk', 1)[0]}/?{request.POST.get('query', '')}")
+
+
+def _bulk_ids(request):
+    """The selected cases, or every case of one group of similar cases within the filters
+    the page showed (`group` and `query`)."""
+    if request.POST.get("group"):
+        from django.http import QueryDict
+
+        from . import groups
+
+        shown = CaseFilter(QueryDict(request.POST.get("query", "")),
+                           queryset=Case.objects.all(), user=request.user).qs
+        return groups.members(shown, request.POST["group"])
+    return [pk for pk in request.POST.getlist("ids") if pk.isdigit()]
+
+
+UNDO_SESSION_KEY = "exceptions_undo"
+
+
+def _current_url(request):
+    """Where the person was (htmx sends the page's URL), as a local path to come back to."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    candidate = request.POST.get("next") or (request.htmx.current_url if request.htmx else "")
+    if candidate and url_has_allowed_host_and_scheme(candidate, {request.get_host()},
+                                                      require_https=request.is_secure()):
+        return candidate
+    return reverse("exceptions:queue")
+
+
+def pending_undo(request):
+    """The undo offer to show once on the page the person lands on after a resolve or
+    ignore (bulk or the case page), while its window is open."""
+    from django.utils import timezone
+
+    pk = request.session.pop(UNDO_SESSION_KEY, None)
+    if pk is None:
+        return None
+    undo = Undo.objects.filter(pk=pk, actor=request.user, undone_at__isnull=True).first()
+    return undo if undo and undo.expires_at() > timezone.now() else None
+
+
+@require_POST
+def undo(request, pk):
+    """Take back a resolve or ignore: only its actor, within the window, once."""
+    if not can_triage(request.user):
+        raise PermissionDenied("you can see cases but not change them")
+    record = get_object_or_404(Undo, pk=pk)
+    back = _current_url(request)
+    try:
+        restored, left = services.undo(record, request.user)
+    except services.UndoRefused as error:
+        if request.htmx:
+            return _refusal(409, f"Cannot undo: {error}.")
+        messages.error(request, f"Cannot undo: {error}.")
+        return redirect(back)
+    text = f"Undone: {len(restored)} case(s) back to how they were"
+    if left:
+        text += f"; {len(left)} changed since by someone else, left as they are"
+    messages.info(request, text + ".")
+    if request.htmx:  # the notice's button: the whole page shows the cases as they are now
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = back
+        return response
+    return redirect(back)
+
+
+@require_POST
+def correct(request, pk, event_pk):
+    """Replay a dead letter as the triager corrected it (the original kept, audited)."""
+    if not can_triage(request.user):
+        raise PermissionDenied("you can see cases but not change them")
+    case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk,
+                             type="dead_letter")
+    original = get_object_or_404(InboxEvent, pk=event_pk)
+    typed = request.POST.get("payload", "")
+    try:
+        _, summary = corrections.correct_and_replay(
+            case, original, typed, request.user, comment=request.POST.get("comment", "")[:2000],
+            request=request)
+    except corrections.CorrectionError as error:
+        return _case_page(request, case, status=400, correcting=original.pk, typed=typed,
+                          problem=error)
+    messages.info(request, summary)
+    return redirect("exceptions:case", pk=pk)
 
 
 @require_POST

@@ -152,7 +152,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/"
+LOGIN_REDIRECT_URL = "/start/"
 LOGOUT_REDIRECT_URL = "login"
 
 # The covering index of today's WIP spans carries its extra columns for PostgreSQL; SQLite
@@ -230,6 +230,10 @@ CONTENT_SECURITY_POLICY = {
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_IP_FAILURE_LIMIT = envint("LOGIN_IP_FAILURE_LIMIT", 30)
 LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 900)
+
+# --- Triage -------------------------------------------------------------------------------
+# How long a resolve or ignore can be undone by the person who did it.
+TRIAGE_UNDO_SECONDS = envint("TRIAGE_UNDO_SECONDS", 30)
 
 # --- Ingestion ----------------------------------------------------------------------------
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)

@@ -2,10 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from exceptions import views as exception_views
+
 from . import metrics, openapi, security, sso, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Where the login lands: each role on its own work (LOGIN_REDIRECT_URL).
+    path("start/", exception_views.start, name="start"),
     path("readiness/", views.page, {"name": "readiness"}, name="readiness"),
     path("wip/", views.page, {"name": "wip"}, name="wip"),
     path("latency/", views.page, {"name": "latency"}, name="latency"),

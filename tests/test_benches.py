@@ -31,6 +31,7 @@ RUN_BY = {
     "pool_bench.py": "tests/test_benches.py",
     "page_loads.py": "tests/test_page_loads_browser.py",
     "demo_site.py": "bench/page_loads.py",
+    "triage_bench.py": "tests/test_benches.py",
 }
 
 
@@ -85,6 +86,13 @@ def test_kpi_bench_runs():
     finally:
         drop(database)
     assert "2,000 time entries" in out and "/api/v1/kpis/exceptions" in out
+
+
+@needs_postgres
+def test_triage_bench_runs():
+    out = run_bench("bench/triage_bench.py", "--cases", "300", "--runs", "1",
+                    "--database", bench_database("triage"))
+    assert "300 open cases" in out and "/exceptions/?view=grouped" in out
 
 
 @needs_postgres

@@ -11,7 +11,8 @@ def test_a_person_is_sent_to_login_and_lands_where_they_were_going(page, browser
     assert "/accounts/login/" in page.url
     screenshot(page, "login")
     browser_login("finance_ops")
-    assert page.url.rstrip("/") == page.base_url.rstrip("/")
+    # Without a page to go back to, a triager lands on their queue (LOGIN_REDIRECT_URL).
+    assert page.url == page.base_url + "/exceptions/?work=finance-ops&sort=mine"
     assert page.locator(".usermenu").inner_text().startswith("Finance Ops")
 
 

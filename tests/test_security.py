@@ -147,7 +147,7 @@ LOGIN = "login"  # a redirect to the login page
 PAGE_ROUTES = ["", "readiness/", "wip/", "latency/", "integration/", "margin/",
                "close/", "reconciliation/", "billing/", "trends/",
                "items/<str:kind>/<path:item_id>/", "panels/<str:name>/", "exceptions/", "exceptions/export.csv",
-               "exceptions/<int:pk>/", "api/docs/"]
+               "exceptions/<int:pk>/", "api/docs/", "exceptions/views/"]
 API_ROUTES = ["api/v1/kpis/wip", "api/v1/kpis/invoice-readiness",
               "api/v1/kpis/posting-latency", "api/v1/kpis/utilization",
               "api/v1/kpis/integration-health", "api/v1/kpis/margin",
@@ -160,14 +160,21 @@ PUBLIC_ROUTES = ["accounts/login/", "ingest/schemas/", "ingest/schemas/<str:even
 # Routes with their own, separately tested rules: the webhook (signatures, tests/ingestion),
 # logout (POST only, ends the session) and the mutations (below).
 MUTATIONS = ["exceptions/bulk", "exceptions/<int:pk>/replay", "exceptions/<int:pk>/<str:action>",
-             "integrations/cases/<int:pk>/retry", "integrations/cases/retry"]
+             "integrations/cases/<int:pk>/retry", "integrations/cases/retry",
+             # Triage round two (tests/exceptions/: test_triage_round_two.py,
+             # test_saved_views.py, test_payload_correction.py).
+             "exceptions/undo/<int:pk>", "exceptions/views/save",
+             "exceptions/views/<int:pk>/<str:change>", "exceptions/<int:pk>/correct/<int:event_pk>"]
+# Where the login lands (a redirect by role) and the filters' suggestions (a partial per
+# kind): tests/exceptions/test_triage_round_two.py.
+TRIAGE_OWN = ["start/", "exceptions/suggest/<str:kind>"]
 # The write API: its matrix of action × role × token scope is
 # tests/integrations/test_write_api.py::test_the_permission_matrix.
 WRITE_API = ["api/v1/exceptions/<int:id>/actions"]
 # Single sign-on: open (it is how one logs in), a 404 unless configured (tests/test_sso.py).
 SSO = ["oidc/authenticate/", "oidc/callback/"]
 OWN_RULES = ["ingest/<str:source>/events", "accounts/logout/", "admin/", *MUTATIONS, *WRITE_API,
-             *SSO]
+             *SSO, *TRIAGE_OWN]
 
 
 def test_the_matrix_covers_every_route():

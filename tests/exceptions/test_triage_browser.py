@@ -44,11 +44,16 @@ def test_filter_claim_resolve_bulk_and_keyboard(page, browser_login, cases):
     # Claim inline: the row updates without a page reload.
     page.evaluate("window.notReloaded = true")
     row = page.locator(f"#case-{cases[0].pk}")
+    row.locator("summary").click()  # one action menu per row
     row.locator("button", has_text="Claim").click()
     expect(page.locator(f"#case-{cases[0].pk}")).to_contain_text("fiona")
     assert page.evaluate("window.notReloaded") is True
+    # The row shows its new state: claimed, it no longer offers Claim.
+    page.locator(f"#case-{cases[0].pk} summary").click()
+    expect(page.locator(f"#case-{cases[0].pk} .menu")).not_to_contain_text("Claim")
     page.locator(f"#case-{cases[0].pk} button", has_text="Resolve").click()
     expect(page.locator(f"#case-{cases[0].pk}")).to_contain_text("Resolved")
+    expect(page.locator("#undo-notice")).to_contain_text("1 case resolved")
 
     # Keyboard: j moves to the next row, a claims it, ? shows the help.
     page.goto(page.base_url + "/exceptions/?sort=money")
@@ -57,8 +62,10 @@ def test_filter_claim_resolve_bulk_and_keyboard(page, browser_login, cases):
     expect(page.locator(f"#case-{cases[1].pk}")).to_contain_text("fiona")
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
+    assert page.evaluate("document.activeElement.id") == "help"  # the dialog takes focus
     screenshot(page, "triage-help")
     page.keyboard.press("Escape")
+    assert page.evaluate("document.activeElement.id") != "help"
 
     # Bulk: select two cases and acknowledge them together.
     page.check(f"#case-{cases[2].pk} input[name=ids]")
@@ -85,5 +92,5 @@ def test_an_executive_sees_no_actions(page, browser_login, cases):
     browser_login("executive")
     page.goto(page.base_url + "/exceptions/")
     assert page.locator("tr.case-row").count() == 4
-    assert page.locator("tr.case-row button").count() == 0
+    assert page.locator("tr.case-row button, tr.case-row summary").count() == 0
     assert page.locator("#bulk-form").count() == 0

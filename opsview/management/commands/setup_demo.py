@@ -2,6 +2,7 @@ import time
 import urllib.request
 
 from django.contrib.auth.models import Group, User
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 DEMO_USERS = [
@@ -43,6 +44,8 @@ class Command(BaseCommand):
         admin.set_password(PASSWORD)
         admin.save()
         rows.append(("admin", "administrator"))
+        # Severity by money at stake (exceptions' own command: opsview does not import it).
+        call_command("seed_money_thresholds", stdout=self.stdout)
         self._credentials(rows)
 
     def _credentials(self, rows, url=""):
