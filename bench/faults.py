@@ -55,6 +55,7 @@ sys.path.insert(0, ROOT)
 WORK = "/tmp/opsview-faults"
 PG_PORT, REDIS_PORT, WEB_PORT = 5433, 6391, 8791
 QUEUE = "opsview-faults"
+PRIVATE_BROKER = f"redis://127.0.0.1:{REDIS_PORT}/0"
 SECRET_KEY = "faults-" + "k" * 50
 SCENARIOS = ["clean", "kill9", "redis_restart", "pg_restart", "backlog", "duplicate_shuffle"]
 # Fields that measure the run rather than the business (see the module docstring).
@@ -220,7 +221,9 @@ class Sweeper(threading.Thread):
         super().__init__(daemon=True)
         from celery import Celery
 
-        self.app = Celery(broker=f"redis://127.0.0.1:{REDIS_PORT}/0")
+        # Celery prefers the environment's CELERY_BROKER_URL to an app's own broker (CI sets
+        # it to its Redis): main() points it at the private one before any sweeper starts.
+        self.app = Celery(broker=PRIVATE_BROKER)
         self.stopped = threading.Event()
 
     def run(self):
@@ -568,6 +571,7 @@ def main():
     parser.add_argument("--months", type=int, default=3, help="the simulated firm's span")
     parser.add_argument("--out", default=os.path.join(ROOT, "artifacts", "faults.json"))
     args = parser.parse_args()
+    os.environ["CELERY_BROKER_URL"] = PRIVATE_BROKER  # the sweeper's, see Sweeper
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsview.settings")
     import django
 

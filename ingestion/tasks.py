@@ -19,7 +19,14 @@ def process_inbox_events(event_ids):
     outcome = pipeline.process_events(event_ids)
     totals = pipeline.drain_inbox(batch_size=settings.INGEST_PROCESS_BATCH,
                                   max_seconds=settings.INGEST_DRAIN_SECONDS)
+    # Batches whose rules a killed worker or a database restart left unseen: whoever works
+    # next announces them, without waiting for beat's sweeper.
+    pipeline.settle_unseen_batches(older_than=_left_behind_before())
     return {"processed": len(outcome.processed) + totals.get("processed", 0)}
+
+
+def _left_behind_before():
+    return timezone.now() - dt.timedelta(seconds=settings.INGEST_SWEEP_AFTER_SECONDS)
 
 
 def enqueue_processing(event_ids):
@@ -58,7 +65,7 @@ def enqueue_dead_letter_announcement(event_ids):
 def sweep_inbox():
     """Re-enqueue inbox rows still pending after INGEST_SWEEP_AFTER_SECONDS, and let the
     exception rules see the processed batches they have not seen by then."""
-    cutoff = timezone.now() - dt.timedelta(seconds=settings.INGEST_SWEEP_AFTER_SECONDS)
+    cutoff = _left_behind_before()
     ids = pipeline.pending_ids(limit=50_000, older_than=cutoff)
     enqueue_processing(ids)
     settled = pipeline.settle_unseen_batches(older_than=cutoff)

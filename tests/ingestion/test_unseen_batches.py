@@ -107,3 +107,14 @@ def test_the_sweeper_skips_a_batch_its_worker_is_still_announcing(deliver, proce
         worker.execute("SELECT pg_advisory_unlock(%s, %s)", [pipeline.ANNOUNCING, unseen.pk])
     assert pipeline.settle_unseen_batches(older_than=timezone.now()) == 1
     assert open_cases("sync_failed") == 1
+
+
+def test_the_next_processing_task_announces_a_batch_left_unseen(deliver, process, rules_down):
+    deliver.send(project(), person(), entry("approved", ago(hours=2)), sync(False, ago(hours=2)))
+    process()
+    rules_down.undo()
+    age_unseen()
+    deliver.send(entry("approved", ago(hours=1), eid="T2"))
+    tasks.process_inbox_events.run([])  # a later batch's task, no beat needed
+    assert open_cases("sync_failed") == 1
+    assert not ProcessedBatch.objects.exists()
