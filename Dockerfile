@@ -11,4 +11,4 @@ RUN pip install --no-cache-dir .
 COPY . .
 RUN SECRET_KEY=build python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["gunicorn", "opsview.wsgi", "-b", "0.0.0.0:8000", "-w", "4"]
+CMD ["gunicorn", "config.wsgi", "-b", "0.0.0.0:8000", "-w", "4"]

@@ -29,7 +29,7 @@ demo: $(BIN)/python
 	$(BIN)/python manage.py process_inbox
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	@if [ -n "$$CELERY_BROKER_URL" ]; then \
-	  $(BIN)/celery -A opsview worker -l warning & $(BIN)/celery -A opsview beat -l warning & \
+	  $(BIN)/celery -A config worker -l warning & $(BIN)/celery -A config beat -l warning & \
 	fi; \
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) & server=$$!; \
 	$(BIN)/python manage.py setup_demo --credentials \

@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PASSWORD = "opsview-demo"  # opsview/management/commands/setup_demo.py
+PASSWORD = "opsview-demo"  # simulator/management/commands/setup_demo.py
 CHROMIUM = os.environ.get("OPSVIEW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",

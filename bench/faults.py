@@ -176,7 +176,7 @@ class Stack:
 
     def start_web(self):
         self.web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "opsview.wsgi", "-w", "2", "-b",
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "2", "-b",
              f"127.0.0.1:{WEB_PORT}", "--timeout", "60", "--graceful-timeout", "5",
              "--log-level", "warning"], cwd=ROOT, env=self.env,
             stderr=open(os.path.join(WORK, f"web-{self.db}.log"), "w"))
@@ -190,7 +190,7 @@ class Stack:
 
     def start_worker(self, n):
         self.workers[n] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "opsview", "worker", "-Q", QUEUE,
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE,
              "-n", f"faults{n}@%h", "--pool", "solo", "--without-heartbeat",
              "--without-mingle", "--without-gossip", "-l", "warning"], cwd=ROOT, env=self.env,
             stdout=subprocess.DEVNULL,
@@ -236,7 +236,7 @@ class Sweeper(threading.Thread):
 
 # --- Events and delivery ---------------------------------------------------------------------
 def firm_events(end, months):
-    from opsview.simulator.firm import FirmSimulator
+    from simulator.firm import FirmSimulator
 
     return list(FirmSimulator("small", seed=11, end=end, months=months).events())
 
@@ -572,7 +572,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "artifacts", "faults.json"))
     args = parser.parse_args()
     os.environ["CELERY_BROKER_URL"] = PRIVATE_BROKER  # the sweeper's, see Sweeper
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsview.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

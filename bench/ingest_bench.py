@@ -135,7 +135,7 @@ def start_web(workers, port):
     """gunicorn serving the webhook, once it answers the handshake with 200."""
     env = bench_env()
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "opsview.wsgi", "-w", str(workers), "-b",
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(workers), "-b",
          f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and web.poll() is None:
@@ -182,7 +182,7 @@ def processing(total, concurrency):
     pool = ["--pool", "solo"] if concurrency == 1 else ["--pool", "prefork", "-c",
                                                           str(concurrency)]
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "opsview", "worker", "-Q", QUEUE,
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE,
          *pool, "--without-heartbeat", "--without-mingle", "--without-gossip",
          "-l", "warning"], cwd=ROOT, env=env)
     try:
@@ -226,7 +226,7 @@ def main():
     os.environ.update(bench_env())
     import django
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsview.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
 
     log(f"building {args.events} events")

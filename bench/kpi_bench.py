@@ -276,7 +276,7 @@ def main():
         else:
             c.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
             c.execute(f"CREATE DATABASE {database}")
-    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="opsview.settings",
+    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings",
                       LOG_LEVEL="ERROR", ALLOWED_HOSTS="testserver", SECRET_KEY="kpi-bench",
                       SECURE_SSL_REDIRECT="0")  # the test client speaks plain HTTP
     import django

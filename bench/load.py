@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingestion.events import BATCHED, dumps
 from ingestion.signing import signed_headers
-from opsview.simulator import SIZES, FirmSimulator
+from simulator import SIZES, FirmSimulator
 
 UTC = dt.UTC
 QUEUE = "opsview-load"
@@ -164,7 +164,7 @@ class Stack:
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_web(self, port, workers, threads):
-        self.start("web", ["gunicorn", "opsview.wsgi", "-w", str(workers), "-k", "gthread",
+        self.start("web", ["gunicorn", "config.wsgi", "-w", str(workers), "-k", "gthread",
                            "--threads", str(threads), "-b", f"127.0.0.1:{port}",
                            "--timeout", "120", "--log-level", "warning"])
         url = f"http://127.0.0.1:{port}/ingest/{SOURCE}/events"
@@ -181,12 +181,12 @@ class Stack:
     def start_workers(self, count, pool, concurrency):
         for i in range(count):
             self.start(f"worker-{i}", [
-                "celery", "-A", "opsview", "worker", "-Q", QUEUE, "-n", f"load{i}@%h",
+                "celery", "-A", "config", "worker", "-Q", QUEUE, "-n", f"load{i}@%h",
                 "--pool", pool, *(["-c", str(concurrency)] if pool != "solo" else []),
                 "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"])
 
     def start_beat(self):
-        self.start("beat", ["celery", "-A", "opsview", "beat", "-l", "warning",
+        self.start("beat", ["celery", "-A", "config", "beat", "-l", "warning",
                             "-s", str(self.log_dir / "celerybeat-schedule"),
                             "--pidfile", str(self.log_dir / "celerybeat.pid")])
 

@@ -76,7 +76,7 @@ def main():
     parser.add_argument("--database", default="opsview_pool_probe")
     args = parser.parse_args()
     role = f"{args.database}_role"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsview.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("SECRET_KEY", "pool-bench-signing-only")
     import django
 
@@ -104,7 +104,7 @@ def main():
         secret = manage("create_source", SLUG, "--rate-limit", "0").splitlines()[-1]
         port = free_port()
         web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "opsview.wsgi", "-w", str(args.workers),
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(args.workers),
              "--threads", str(args.threads), "-b", f"127.0.0.1:{port}", "--log-level",
              "error"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/ingest/{SLUG}/events"

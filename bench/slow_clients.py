@@ -109,7 +109,7 @@ class Stack:
         self.secret = self.manage("create_source", SLUG, "--rate-limit", "0").splitlines()[-1]
         web_port = free_port()
         self.processes.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "opsview.wsgi", "-w", str(self.workers),
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(self.workers),
              "-b", f"127.0.0.1:{web_port}", "--log-level", "error"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for(f"http://127.0.0.1:{web_port}/ingest/{SLUG}/events", self.processes[0])
@@ -207,7 +207,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="a delivery slower than this has failed")
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsview.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("SECRET_KEY", "slow-clients-signing-only")
     import django
 

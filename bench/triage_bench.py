@@ -41,7 +41,7 @@ def main():
         c.execute(f"DROP DATABASE IF EXISTS {args.database} WITH (FORCE)")
         c.execute(f"CREATE DATABASE {args.database}")
     os.environ.update(DATABASE_URL=SERVER + args.database,
-                      DJANGO_SETTINGS_MODULE="opsview.settings", LOG_LEVEL="ERROR",
+                      DJANGO_SETTINGS_MODULE="config.settings", LOG_LEVEL="ERROR",
                       SECRET_KEY="triage-bench", ALLOWED_HOSTS="testserver",
                       SECURE_SSL_REDIRECT="0", SECURE_COOKIES="0")
     import django

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from ingestion.bulk import update_rows
+from core.bulk import update_rows
 from ingestion.models import InboxEvent, Source
 from opsview import models as state
 from opsview import selectors
@@ -221,7 +221,7 @@ BLOCKING = {"approved_time_unposted": "project", "approved_expense_unposted": "p
 def due_by_cutoffs(case_type, findings):
     """Give each finding the earliest period whose billing it blocks, and that period's
     cut-off (its legal entity's close calendar): the case is due by it at the latest."""
-    from opsview.close import cutoff
+    from opsview.calendar import cutoff
     from opsview.periods import month_bounds
 
     ids = {f.object_id for f in findings}

@@ -18,11 +18,12 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from core.bulk import insert_returning
+from core.problems import Problem
+
 from . import jsontext, metrics
-from .bulk import insert_returning
 from .contracts import Envelope, error_messages
 from .models import DuplicateDelivery, InboxEvent
-from .problems import Problem
 
 log = logging.getLogger(__name__)
 STRUCTURED = "application/cloudevents+json"

@@ -24,11 +24,13 @@ from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
 
+from core.bulk import insert_new, update_rows
+from ingestion import announce
+from ingestion.announce import BatchChanges, SyncSeen
 from opsview import derived
 from opsview import models as state
 
 from . import metrics
-from .bulk import insert_new, update_rows
 from .contracts import CONTRACTS, Envelope, error_messages, validate_data
 from .intake import ALTERED, future_time_errors
 from .models import InboxEvent, ProcessedBatch
@@ -78,43 +80,6 @@ class BatchOutcome:
             staged={kind: set(pks) for kind, pks in self.staged.items() if pks},
             sync_attempts=[SyncSeen(a.flow, a.object_type, a.object_id, a.succeeded)
                            for a in self.sync_attempts])
-
-
-@dataclass(frozen=True)
-class SyncSeen:
-    flow: str
-    object_type: str
-    object_id: str
-    succeeded: bool
-
-
-@dataclass
-class BatchChanges:
-    """What the event-driven exception rules need to know of a processed batch; kept as JSON
-    (ProcessedBatch) until they have run."""
-
-    events: bool = False
-    dead: bool = False
-    dead_letters_changed: bool = False
-    touched: dict = field(default_factory=dict)  # model label -> pks
-    staged: dict = field(default_factory=dict)  # kind -> pks
-    sync_attempts: list = field(default_factory=list)  # [SyncSeen]
-
-    def as_json(self):
-        return {"events": self.events, "dead": self.dead,
-                "dead_letters_changed": self.dead_letters_changed,
-                "touched": {k: sorted(v) for k, v in self.touched.items()},
-                "staged": {k: sorted(v) for k, v in self.staged.items()},
-                "sync_attempts": [[a.flow, a.object_type, a.object_id, a.succeeded]
-                                  for a in self.sync_attempts]}
-
-    @classmethod
-    def from_json(cls, data):
-        return cls(events=data["events"], dead=data["dead"],
-                   dead_letters_changed=data["dead_letters_changed"],
-                   touched={k: set(v) for k, v in data["touched"].items()},
-                   staged={k: set(v) for k, v in data["staged"].items()},
-                   sync_attempts=[SyncSeen(*a) for a in data["sync_attempts"]])
 
 
 # --- Reference resolution ------------------------------------------------------------------
@@ -644,15 +609,9 @@ def _record_statuses(rows, outcome):
 
 
 def _rules_see(changes):
-    """Let the exception rules see what changed; their failure never undoes processing.
-    True when every rule ran."""
-    from exceptions.rules import on_batch_processed
-
-    try:
-        return on_batch_processed(changes)
-    except Exception:
-        log.exception("event-driven exception rules failed for a batch")
-        return False
+    """Announce a committed batch to the layers above (the exception rules); their failure
+    never undoes processing. True when every subscriber saw it whole."""
+    return announce.batch_processed(changes)
 
 
 # Advisory-lock namespace of the ProcessedBatch rows a worker is announcing right now.

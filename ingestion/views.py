@@ -7,14 +7,14 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from opsview.errors import DATABASE_UNAVAILABLE, database_unavailable
+from core.errors import DATABASE_UNAVAILABLE, database_unavailable
+from core.problems import Problem, problem_response, unauthorized
+from core.throttle import over_limit
 
 from . import contracts
 from .intake import parse_events, store_events
 from .models import Source
-from .problems import Problem, problem_response, unauthorized
 from .signing import VerificationError, signature_headers, verify
-from .throttle import over_limit
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The outbound case webhook: every case change, signed, for a ticketing system to mirror."""
-from exceptions.api import serialize
+from exceptions.schemas import serialize
 from ingestion.events import dumps, make_event
 
 from .deliveries import new_message_id

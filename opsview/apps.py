@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -24,10 +23,3 @@ def warn_without_history(verbosity=1, **kwargs):
     elif WipSpan.objects.exists() and not WipCell.objects.exists():
         print("OpsView: the WIP cells are new; run `manage.py rebuild_state --derived` to "
               "derive them from the lifecycle history.")
-
-
-class OpsViewAdminConfig(admin_apps.AdminConfig):
-    """django.contrib.admin with OpsView's branded site."""
-
-    default = False
-    default_site = "opsview.admin_site.OpsViewAdminSite"

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from django.db import connection
 
-from ingestion.bulk import update_rows
+from core.bulk import update_rows
 
 from . import models as state
 from .timeline import (

@@ -5,10 +5,10 @@ import os
 import pytest
 from django.contrib.auth.models import Group, User
 
+from config.celery import app as celery_app
 from ingestion import pipeline
 from ingestion.events import make_event, signed_request
 from ingestion.models import Source
-from opsview.celery import app as celery_app
 
 ROLES = ["finance_ops", "delivery_ops", "integration", "executive"]
 PASSWORD = "opsview-test-pass-1"

@@ -10,6 +10,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from exceptions import rules
@@ -19,12 +20,11 @@ from ingestion.intake import store_events
 from ingestion.management.commands.rebuild_state import STATE_TABLES
 from ingestion.models import DuplicateDelivery, InboxEvent, Source
 from ingestion.pipeline import drain_inbox
-from django.db.models import F
-
-from opsview import derived, kpis, selectors
+from opsview import derived, selectors
 from opsview import models as state
-from opsview.simulator import FirmSimulator
 from opsview.timeline import end_of
+from reporting import kpis
+from simulator import FirmSimulator
 
 SEEDS = [42, 7, 1234]
 
@@ -284,7 +284,8 @@ def months_back(today, count=3):
 
 @pytest.mark.django_db
 def test_reconciliation_counts_are_opsviews_own_and_its_gaps_add_up(firm):
-    from opsview import close, selectors
+    from opsview import selectors
+    from reporting import close
 
     for period, first, last in months_back(firm["today"]):
         result = close.reconciliation(period=period, first_day=first, last_day=last)
@@ -309,7 +310,7 @@ def test_reconciliation_counts_are_opsviews_own_and_its_gaps_add_up(firm):
 
 @pytest.mark.django_db
 def test_the_planted_month_end_gaps_show_on_the_reconciliation(firm):
-    from opsview import close
+    from reporting import close
 
     simulator = FirmSimulator("small", seed=firm["seed"])
     list(simulator.events())
@@ -325,7 +326,7 @@ def test_the_planted_month_end_gaps_show_on_the_reconciliation(firm):
 
 @pytest.mark.django_db
 def test_period_close_splits_the_period_as_readiness_does(firm):
-    from opsview import close
+    from reporting import close
 
     for period, first, last in months_back(firm["today"]):
         closed = close.period_close(period=period, first_day=first, last_day=last,
@@ -348,7 +349,7 @@ def test_period_close_splits_the_period_as_readiness_does(firm):
 
 @pytest.mark.django_db
 def test_the_last_trend_point_is_the_kpi_asked_for_that_date(firm):
-    from opsview import trends
+    from reporting import trends
 
     today = firm["today"]
     start = today - dt.timedelta(days=120)
@@ -374,7 +375,7 @@ def test_the_last_trend_point_is_the_kpi_asked_for_that_date(firm):
 def test_every_wip_trend_point_is_the_wip_asked_for_its_date(firm):
     """A trend reads the fixed-fee books once for all its points: each point must still be
     the WIP total asked for that date alone."""
-    from opsview import trends
+    from reporting import trends
 
     today = firm["today"]
     for interval in ("month", "week"):
@@ -388,7 +389,7 @@ def test_every_wip_trend_point_is_the_wip_asked_for_its_date(firm):
 
 @pytest.mark.django_db
 def test_a_reporting_total_is_the_sum_of_the_converted_amounts(firm):
-    from opsview import fx
+    from reporting import fx
 
     today = firm["today"]
     for target in ("EUR", "USD", "GBP"):

@@ -22,7 +22,7 @@ def rows_of(response):
 @pytest.fixture
 def hostile_panel(monkeypatch):
     """A panel whose table holds every kind of cell."""
-    from opsview import views
+    from reporting import views
 
     table = {"columns": ["Cell"],
              "rows": [[value] for value in DANGEROUS + KEPT]

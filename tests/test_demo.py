@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from exceptions.models import Case, CaseType
-from opsview import kpis
+from reporting import kpis
 from tests.conftest import screenshot
 
 END = "2026-11-20"

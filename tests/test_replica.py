@@ -230,7 +230,7 @@ urlpatterns = [
     # Under dashboards' names, so the router treats them as such.
     path("wip/", write_then_read, name="wip"),
     path("trends/", replica_drops_mid_request, name="trends"),
-    path("", include("opsview.urls")),
+    path("", include("config.urls")),
 ]
 
 

@@ -48,13 +48,13 @@ def test_check_deploy_is_clean_with_production_settings():
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize("entry", [["manage.py", "check"], ["-c", "import opsview.wsgi"]],
+@pytest.mark.parametrize("entry", [["manage.py", "check"], ["-c", "import config.wsgi"]],
                          ids=["manage.py", "wsgi"])
 @pytest.mark.parametrize("key", [None, "opsview-insecure-demo-key-set-SECRET_KEY-in-production",
                                  "change-me-in-production"], ids=["no-key", "demo-key", "compose-key"])
 def test_production_refuses_to_start_without_its_own_secret_key(entry, key):
     env = {"DEBUG": "0", "ALLOWED_HOSTS": "opsview.example.com",
-           "DJANGO_SETTINGS_MODULE": "opsview.settings"}
+           "DJANGO_SETTINGS_MODULE": "config.settings"}
     if key:
         env["SECRET_KEY"] = key
     result = django_subprocess(entry, env)
@@ -82,7 +82,7 @@ def test_production_settings_harden_cookies_and_transport():
             "'CSRF_COOKIE_SECURE', 'SESSION_COOKIE_HTTPONLY', 'CSRF_COOKIE_HTTPONLY', "
             "'SECURE_HSTS_SECONDS', 'SECURE_SSL_REDIRECT', 'SECURE_HSTS_INCLUDE_SUBDOMAINS']}))")
     result = django_subprocess(["-c", code],
-                               {**PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "opsview.settings"})
+                               {**PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "config.settings"})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True,

@@ -43,7 +43,7 @@ def sso(provider, settings):
     settings.OIDC_VERIFY_KID = False  # this provider has one key and names none in its tokens
     settings.OIDC_ROLE_MAP = {"fin-ops": "finance_ops", "opsview-admins": "admin"}
     settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend",
-                                        "opsview.sso.RoleMappingBackend"]
+                                        "config.sso.RoleMappingBackend"]
     return provider
 
 

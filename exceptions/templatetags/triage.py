@@ -1,7 +1,7 @@
 """Display filters of the triage pages: human labels for codes, money with its currency."""
 from django import template
 
-from opsview.templatetags.opsview import money
+from core.money import money
 
 from .. import labels
 

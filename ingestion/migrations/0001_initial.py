@@ -2,8 +2,9 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import ingestion.models
 from django.db import migrations, models
+
+import ingestion.models
 
 
 class Migration(migrations.Migration):

@@ -82,8 +82,8 @@ def test_the_signing_secret_verifies_what_create_source_printed(db):
 
 
 def test_rebuild_state_gives_back_the_same_state_and_figures(deliver, process):
-    from opsview import kpis
     from opsview.models import StageEvent, WipSpan
+    from reporting import kpis
     from tests.opsview.firm import firm_events
 
     events = firm_events()
@@ -103,8 +103,8 @@ def test_rebuild_state_gives_back_the_same_state_and_figures(deliver, process):
 
 
 def test_rebuild_state_derived_rebuilds_spans_and_cells_from_the_history(deliver, process):
-    from opsview import kpis
     from opsview.models import WipCell, WipSpan
+    from reporting import kpis
     from tests.opsview.firm import firm_events
 
     events = firm_events()

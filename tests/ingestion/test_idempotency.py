@@ -147,7 +147,7 @@ def test_a_row_stored_without_a_digest_is_compared_by_its_raw_json(deliver):
 def test_integration_health_counts_conflicts_received_in_the_window(deliver):
     import datetime as dt
 
-    from opsview import kpis
+    from reporting import kpis
 
     deliver.send(client_event("Acme"))
     deliver.send(client_event("Acme"), client_event("Changed"))

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from ingestion import pipeline
 from ingestion.events import make_event
 from ingestion.intake import store_events
-from opsview import kpis
 from opsview import models as state
+from reporting import kpis
 
 T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.timezone.utc)
 DAY = 24 * 60  # minutes

@@ -32,7 +32,7 @@ def test_recent_pending_rows_are_left_to_the_task_already_queued(deliver, event,
 
 def test_enqueue_failure_keeps_rows_pending_for_the_sweeper(deliver, event, settings,
                                                             monkeypatch):
-    from opsview.celery import app
+    from config.celery import app
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")

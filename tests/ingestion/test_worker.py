@@ -11,11 +11,11 @@ import pytest
 import requests
 from django.db import connection
 
+from config.celery import app as celery_app
 from ingestion import tasks
 from ingestion.events import make_event, signed_request
 from ingestion.intake import store_events
 from ingestion.models import InboxEvent
-from opsview.celery import app as celery_app
 from opsview.models import TimeEntry
 
 pytestmark = [
@@ -46,7 +46,7 @@ class Worker:
                                f"{db['PORT'] or 5432}/{db['NAME']}")
         env["PYTHONPATH"] = ROOT
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "opsview", "worker", "-Q", self.queue,
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queue,
              "--pool", "solo", "--without-heartbeat", "--without-mingle", "--without-gossip",
              "-l", "warning"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -91,7 +91,7 @@ def test_counters_add_up_across_processes(tmp_path):
     """Web and worker processes each count; with PROMETHEUS_MULTIPROC_DIR one scrape sees
     the sum (what docs/operations.md sets up)."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-           "DJANGO_SETTINGS_MODULE": "opsview.settings"}
+           "DJANGO_SETTINGS_MODULE": "config.settings"}
     count = ("import django; django.setup(); from ingestion import metrics; "
              "metrics.RECEIVED.labels('accepted').inc({n})")
     for n in (3, 4):

@@ -1,7 +1,7 @@
 """The API reference at /api/docs/: rendered here from the OpenAPI document."""
 import re
 
-from opsview.openapi import document
+from reporting.openapi import document
 
 
 def test_the_reference_lists_every_operation_and_schema(client, logged_in):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from opsview import charts
+from reporting import charts
 
 HOSTILE = '<a href="https://evil.example/">Evil</a> <b>Bold</b> & Co'
 ESCAPED = "&lt;a href=\"https://evil.example/\"&gt;Evil&lt;/a&gt; &lt;b&gt;Bold&lt;/b&gt; &amp; Co"

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.db import InterfaceError, OperationalError
 
-from opsview import kpis, views
+from reporting import kpis, views
 
 
 def _database_gone(*args, **kwargs):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsview import kpis
+from reporting import kpis
 
 from .firm import at, reconciliation, sync
 

@@ -8,7 +8,7 @@ import pytest
 
 from exceptions import rules, services
 from exceptions.models import Case
-from opsview import billing, close, fx, kpis, trends
+from reporting import billing, close, fx, kpis, trends
 
 from .firm import at, make_event
 

@@ -3,7 +3,7 @@ from html import escape
 
 import pytest
 
-from opsview.views import PAGES, PANELS
+from reporting.views import PAGES, PANELS
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))

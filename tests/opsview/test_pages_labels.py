@@ -7,7 +7,7 @@ import re
 import pytest
 
 from opsview import labels
-from opsview.templatetags.opsview import millis, money_in
+from reporting.templatetags.opsview import millis, money_in
 
 RAW_CODES = ["missing_po", "rate_mismatch", "fixed_upstream", "approved_time_unposted",
              "missing_billing_setup", "invoice_blocked"]
@@ -77,7 +77,7 @@ def test_a_drawn_chart_offers_its_numbers_as_a_table(client, logged_in, firm):
 @pytest.fixture
 def many_entries(monkeypatch):
     """120 WIP entries (the KPI itself is tested in test_kpis.py)."""
-    from opsview import kpis
+    from reporting import kpis
 
     rows = [{"kind": "time_entry", "id": f"T{i:03}", "date": "2026-03-02", "age_days": 29,
              "client": "Acme", "project": "P1", "person": "Ann", "hours": "1.00",

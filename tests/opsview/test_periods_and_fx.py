@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from opsview.fx import Rate, choose, convert
 from opsview.periods import cutoff_day, intervals, month_bounds
+from reporting.fx import Rate, choose, convert
 
 D = dt.date
 

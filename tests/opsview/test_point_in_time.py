@@ -6,7 +6,7 @@ import pytest
 
 from exceptions.models import Case
 from exceptions.rules import evaluate_time_rules
-from opsview import kpis
+from reporting import kpis
 
 from .firm import at, entry, invoice
 

@@ -3,10 +3,10 @@ should not be, raises exactly one unknown_reference, and loses nothing valid bes
 import datetime as dt
 
 from exceptions.models import Case
-from ingestion.events import make_event
 from exceptions.rules import evaluate_time_rules
-from opsview import kpis
+from ingestion.events import make_event
 from opsview.models import TimeEntry
+from reporting import kpis
 
 from .firm import at, entry, person, project
 

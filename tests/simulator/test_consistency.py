@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ingestion.contracts import CONTRACTS, validate_data
-from opsview.simulator import FirmSimulator
+from simulator import FirmSimulator
 
 END = dt.datetime(2026, 11, 20, 18, tzinfo=dt.timezone.utc)
 SEEDS = [42, 7, 1234]

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from ingestion.contracts import CONTRACTS, Envelope, validate_data
 from ingestion.models import InboxEvent
-from opsview import kpis
 from opsview.models import Client, Invoice, Project, TimeEntry
-from opsview.simulator import FirmSimulator, Size
+from reporting import kpis
+from simulator import FirmSimulator, Size
 
 END = dt.datetime(2026, 11, 20, 18, tzinfo=dt.timezone.utc)
 TINY = Size(clients=6, people=16, months=3)

@@ -8,10 +8,8 @@ from collections import defaultdict
 from django.db.models import Count, F, Q
 
 from exceptions.models import Case
-
-from . import models as state
-from .kpis import _clean, _day_bounds, money, percentile_cont, percentile_from_counts, ratio
-from .selectors import (
+from opsview import models as state
+from opsview.selectors import (
     APPROVED_OR_LATER,
     EXPENSE_VALUE,
     T_AND_M,
@@ -21,7 +19,15 @@ from .selectors import (
     counted_time,
     total,
 )
-from .timeline import firm_zone, local_date
+from opsview.timeline import firm_zone, local_date
+from reporting.kpis import (
+    _clean,
+    _day_bounds,
+    money,
+    percentile_cont,
+    percentile_from_counts,
+    ratio,
+)
 
 FRACTIONS = {"p50": 0.5, "p90": 0.9}
 

@@ -16,11 +16,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, connections
 from django.db.models import (
-    BooleanField,
     Case,
     CharField,
     Count,
-    ExpressionWrapper,
     F,
     Max,
     Min,
@@ -29,15 +27,14 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ingestion.models import DuplicateDelivery, InboxEvent
-
-from . import models as state
-from . import selectors
-from .rhythm import expected_silence
-from .selectors import (
+from opsview import models as state
+from opsview import selectors
+from opsview.rhythm import expected_silence
+from opsview.selectors import (
     AMOUNT,
     BILLABLE_EXPENSE,
     BILLABLE_MILESTONE,
@@ -49,18 +46,18 @@ from .selectors import (
     MILESTONE_VALUE,
     TIME_VALUE,
     ZERO,
+    cells_as_of,
     counted_expenses,
     counted_invoices,
     counted_milestones,
     counted_time,
     project_filters,
-    cells_as_of,
     spans_as_of,
     total,
     unposted_expenses,
     unposted_time,
 )
-from .timeline import day_start, end_of, firm_zone
+from opsview.timeline import day_start, end_of, firm_zone
 
 CENT = Decimal("0.01")
 AGING_BUCKETS = ["0-30", "31-60", "61-90", "90+"]

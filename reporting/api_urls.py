@@ -1,7 +1,7 @@
 """Read API routes under /api/v1/."""
 from django.urls import include, path
 
-from . import api
+from reporting import api
 
 urlpatterns = [
     path("kpis/wip", api.wip_kpi, name="kpi-wip"),
@@ -15,5 +15,5 @@ urlpatterns = [
     path("kpis/reconciliation", api.reconciliation_kpi, name="kpi-reconciliation"),
     path("kpis/period-close", api.period_close_kpi, name="kpi-period-close"),
     path("kpis/trends", api.trends_kpi, name="kpi-trends"),
-    path("", include("exceptions.api_urls")),
+    path("", include("reporting.case_api_urls")),
 ]

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from django.db.models import Q
 
-from . import models as state
+from opsview import models as state
 
 CENT = Decimal("0.01")
 

@@ -12,7 +12,7 @@ from ingestion.events import signed_request
 from ingestion.intake import store_events
 from ingestion.models import Source
 from ingestion.pipeline import drain_inbox
-from opsview.simulator import SIZES, FirmSimulator
+from simulator import SIZES, FirmSimulator
 
 
 class Progress:

@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from config import login, sso
 from exceptions import views as exception_views
-
-from . import metrics, openapi, security, sso, views
+from reporting import metrics, openapi, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,7 +21,7 @@ urlpatterns = [
     path("trends/", views.page, {"name": "trends"}, name="trends"),
     path("items/<str:kind>/<path:item_id>/", views.item, name="item"),
     path("panels/<str:name>/", views.panel, name="panel"),
-    path("accounts/login/", security.LoginView.as_view(), name="login"),
+    path("accounts/login/", login.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("oidc/authenticate/", sso.authenticate, name="oidc_authentication_init"),
     path("oidc/callback/", sso.callback, name="oidc_authentication_callback"),
@@ -29,10 +29,10 @@ urlpatterns = [
     path("ingest/", include("ingestion.urls")),
     path("api/schema/", openapi.schema_view, name="openapi"),
     path("api/docs/", openapi.docs_view, name="api-docs"),
-    path("api/v1/", include("opsview.api_urls")),
+    path("api/v1/", include("reporting.api_urls")),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("exceptions/", include("exceptions.urls")),
     path("integrations/", include("integrations.urls")),
 ]
 
-handler500 = "opsview.errors.server_error"
+handler500 = "core.errors.server_error"

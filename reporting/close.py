@@ -21,10 +21,9 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from . import kpis
-from . import models as state
-from .periods import cutoff_day
-from .selectors import (
+from opsview import models as state
+from opsview.calendar import close_calendar, cutoff
+from opsview.selectors import (
     APPROVED_OR_LATER,
     BILLABLE_EXPENSE,
     BILLABLE_TIME,
@@ -37,7 +36,8 @@ from .selectors import (
     project_filters,
     total,
 )
-from .timeline import day_start, end_of, firm_zone
+from opsview.timeline import day_start, firm_zone
+from reporting import kpis
 
 IDS_SHOWN = 100
 GAPS = ["approved_not_posted", "posted_not_billed", "billed_not_posted", "reversed_but_billed"]
@@ -192,26 +192,7 @@ def reported(first_day, last_day):
     return rows
 
 
-# --- The cut-off -----------------------------------------------------------------------------
-def close_calendar(legal_entity=""):
-    """(N, holidays) of a legal entity: its own N (else the firm's, else 3), and the firm's
-    holidays with its own."""
-    calendars = {c.legal_entity: c for c in state.CloseCalendar.objects.filter(
-        legal_entity__in={"", legal_entity or ""}).prefetch_related("holidays")}
-    own, firm = calendars.get(legal_entity or ""), calendars.get("")
-    working_day = (own or firm).cutoff_working_day if (own or firm) else 3
-    holidays = frozenset(h.date for c in calendars.values() for h in c.holidays.all())
-    return working_day, holidays
-
-
-def cutoff(last_day, legal_entity=""):
-    """(cut-off date, cutoff_at): the Nth working day after the period and the first
-    instant after it (00:00 of the next day, firm time zone)."""
-    working_day, holidays = close_calendar(legal_entity)
-    day = cutoff_day(last_day, working_day, holidays)
-    return day, end_of(day)
-
-
+# --- The cut-off ---------------------------------------------------------------------------
 def _cutoff_figures(last_day, legal_entity, now):
     day, moment = cutoff(last_day, legal_entity)
     return {"cutoff_date": day.isoformat(), "cutoff_at": moment.isoformat(),

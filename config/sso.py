@@ -9,7 +9,7 @@ from django.http import Http404
 from mozilla_django_oidc import views as oidc
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from . import audit
+from opsview import audit
 
 ROLE_GROUPS = {"finance_ops", "delivery_ops", "integration", "executive"}
 ADMIN = "admin"

@@ -16,12 +16,12 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from core.csvexport import csv_stream
-from ingestion.problems import Problem
-
-from . import billing, charts, close, fx, kpis, labels, selectors, trends
-from . import models as state
-from .api import currency_param, kpi_filters, period_param
-from .periods import month_bounds, period_of, previous_month
+from core.problems import Problem
+from opsview import labels, selectors
+from opsview import models as state
+from opsview.periods import month_bounds, period_of, previous_month
+from reporting import billing, charts, close, fx, kpis, trends
+from reporting.api import currency_param, kpi_filters, period_param
 
 log = logging.getLogger(__name__)
 

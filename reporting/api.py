@@ -15,10 +15,9 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from ingestion.problems import Problem, problem_response
-
-from . import billing, close, fx, kpis, trends
-from .models import ApiToken
+from core.problems import Problem, problem_response
+from opsview.models import ApiToken
+from reporting import billing, close, fx, kpis, trends
 
 
 def api_endpoint(view):

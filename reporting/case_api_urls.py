@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from reporting import case_api as api
 
 urlpatterns = [
     path("exceptions", api.case_list, name="api-exceptions"),

@@ -6,10 +6,10 @@ import datetime as dt
 
 from django.db.models import Exists, OuterRef, Q, Subquery
 
-from . import kpis
-from . import models as state
-from .periods import MONTH, WEEK, intervals, month_bounds, period_of
-from .timeline import end_of
+from opsview import models as state
+from opsview.periods import MONTH, WEEK, intervals, month_bounds, period_of
+from opsview.timeline import end_of
+from reporting import kpis
 
 # metric: (kind, key) — kind "as_of" reads the figure at the interval's end, "window" over
 # the interval, "period" the month's own figure as things stand now.

@@ -44,7 +44,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "opsview.apps.OpsViewAdminConfig",  # django.contrib.admin, branded
+    "config.apps.OpsViewAdminConfig",  # django.contrib.admin, branded
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -58,13 +58,15 @@ INSTALLED_APPS = [
     "opsview",
     "ingestion",
     "exceptions",
+    "reporting",
     "integrations",
+    "simulator",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "opsview.errors.ProblemDocumentsMiddleware",
-    "opsview.security.ContentSecurityPolicyMiddleware",
+    "core.errors.ProblemDocumentsMiddleware",
+    "core.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -78,8 +80,8 @@ MIDDLEWARE = [
     "core.dbrouting.ReplicaRoutingMiddleware",
 ]
 
-ROOT_URLCONF = "opsview.urls"
-WSGI_APPLICATION = "opsview.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -91,7 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "opsview.navigation.nav_items",
+                "reporting.navigation.nav_items",
             ],
         },
     },
@@ -177,7 +179,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed names and gzip/Brotli copies at collectstatic; WhiteNoise serves hashed files
     # with a one-year immutable Cache-Control.
-    "staticfiles": {"BACKEND": "opsview.staticfiles.HashedStaticFiles"},
+    "staticfiles": {"BACKEND": "core.staticfiles.HashedStaticFiles"},
 }
 WHITENOISE_USE_FINDERS = True
 
@@ -302,7 +304,7 @@ OIDC_ROLE_MAP = dict(item.split("=", 1) for item in envlist("OIDC_ROLE_MAP", "")
 OIDC_REQUIRE_ROLE = envbool("OIDC_REQUIRE_ROLE", True)
 LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"] + (
-    ["opsview.sso.RoleMappingBackend"] if OIDC_ENABLED else [])
+    ["config.sso.RoleMappingBackend"] if OIDC_ENABLED else [])
 
 # --- Celery -------------------------------------------------------------------------------
 # Without a broker, tasks run in-process (eager) and the in-memory transport is never used.

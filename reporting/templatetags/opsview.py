@@ -4,28 +4,15 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
-from opsview import charts, labels
+from core.money import money, money_in
+from opsview import labels
+from reporting import charts
 
 register = template.Library()
 
 
-@register.filter
-def money(value, places=0):
-    """'1234567.50' → '1,234,568' (or with `places` decimals); '—' when missing."""
-    if value in (None, ""):
-        return "—"
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return value
-    return f"{number:,.{int(places)}f}"
-
-
-@register.filter
-def money_in(value, currency):
-    """'771000.00', 'EUR' → '771,000 EUR': an amount never shown without its currency."""
-    formatted = money(value)
-    return formatted if formatted == "—" or not currency else f"{formatted}\u00a0{currency}"
+register.filter("money", money)
+register.filter("money_in", money_in)
 
 
 @register.filter
@@ -102,7 +89,7 @@ def days(value):
 @register.filter
 def countdown(seconds):
     """'2 d 4 h left' or 'passed 3 d 2 h ago'."""
-    from opsview.views import _countdown
+    from reporting.views import _countdown
 
     return _countdown(int(seconds))
 

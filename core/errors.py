@@ -14,7 +14,7 @@ from django.http import HttpResponse
 from django.templatetags.static import static
 from django.views import defaults
 
-from ingestion.problems import Problem, problem_response
+from core.problems import Problem, problem_response
 
 log = logging.getLogger(__name__)
 

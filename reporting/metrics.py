@@ -21,9 +21,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from exceptions.models import Case
 from ingestion import metrics as pipeline_metrics
 from ingestion.models import InboxEvent
-
-from . import kpis, selectors
-from .api import api_endpoint
+from opsview import selectors
+from reporting import kpis
+from reporting.api import api_endpoint
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CACHE_KEY = "opsview:metrics:business"

@@ -1,8 +1,4 @@
-"""Response hardening and login throttling.
-
-The Content-Security-Policy lets a page run only the scripts the app serves itself (htmx,
-plotly.js, the app's own files): no inline script, no eval, no third-party origin.
-"""
+"""Log-in, throttled: failures counted per username and per address in the shared cache."""
 import logging
 import math
 
@@ -11,31 +7,10 @@ from django.contrib.auth import views as auth_views
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from ingestion.throttle import FixedWindow
-
-from . import audit
+from core.throttle import FixedWindow
+from opsview import audit
 
 log = logging.getLogger(__name__)
-
-
-def content_security_policy():
-    return "; ".join(f"{name} {value}" for name, value in settings.CONTENT_SECURITY_POLICY.items())
-
-
-class ContentSecurityPolicyMiddleware:
-    """Sets Content-Security-Policy on every response that does not set its own."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.header = content_security_policy()
-
-    def __call__(self, request):
-        response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", self.header)
-        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        response.headers.setdefault("Permissions-Policy",
-                                    "camera=(), microphone=(), geolocation=(), payment=()")
-        return response
 
 
 class FailureCounter(FixedWindow):
@@ -63,7 +38,7 @@ class LoginView(auth_views.LoginView):
     attempts get 429 with Retry-After until the window ends, right password or not."""
 
     def get_context_data(self, **kwargs):
-        # Single sign-on, when configured, beside the password form (opsview/sso.py).
+        # Single sign-on, when configured, beside the password form (config/sso.py).
         return super().get_context_data(sso_enabled=settings.OIDC_ENABLED,
                                          sso_failed="sso" in self.request.GET, **kwargs)
 

@@ -12,14 +12,13 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from exceptions.api import TEXT_LIMITS
 from exceptions.filters import AGE_BUCKETS, SORTS
 from exceptions.models import Case, CaseType, Severity
 from exceptions.services import RESOLUTION_CODES
 from exceptions.views import ACTIONS
 from ingestion import contracts
-
-from .trends import METRICS as TREND_METRICS
+from reporting.case_api import TEXT_LIMITS
+from reporting.trends import METRICS as TREND_METRICS
 
 PROBLEM = "application/problem+json"
 REF = "#/components/schemas/"
