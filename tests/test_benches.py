@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -32,6 +33,7 @@ RUN_BY = {
     "page_loads.py": "tests/test_page_loads_browser.py",
     "demo_site.py": "bench/page_loads.py",
     "triage_bench.py": "tests/test_benches.py",
+    "api_snapshot.py": "tests/test_benches.py",
 }
 
 
@@ -141,3 +143,27 @@ def test_a_connection_pool_serves_the_load_persistent_connections_refuse():
     persistent = json.loads(run_bench("bench/pool_bench.py", "--mode", "persistent",
                                       "--seconds", "5", "--database", database, expect=1))
     assert persistent["accepted"] < persistent["sent"], persistent
+
+
+def test_api_snapshot_records_the_same_answers_twice_and_names_a_changed_one(tmp_path):
+    """Two recordings of the hand-worked firm agree; a recording with one number altered
+    does not, and `compare` names the endpoint whose answer changed."""
+    first, second, altered = (tmp_path / f"{name}.json" for name in ("1", "2", "altered"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
+    # Both at once: each builds the firm in a database of its own.
+    recorders = [subprocess.Popen([sys.executable, "bench/api_snapshot.py", "record", str(out),
+                                   "--firms", "hand"], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for out in (first, second)]
+    for recorder in recorders:
+        output, _ = recorder.communicate(timeout=300)
+        assert recorder.returncode == 0, output[-4000:]
+    assert "answers identical" in run_bench("bench/api_snapshot.py", "compare", str(first),
+                                            str(second))
+    recording = json.loads(first.read_text())
+    wip = recording["answers"]["hand /api/v1/kpis/wip"]["body"]
+    wip["currencies"]["USD"]["total"] = str(Decimal(wip["currencies"]["USD"]["total"]) + 1)
+    altered.write_text(json.dumps(recording))
+    out = run_bench("bench/api_snapshot.py", "compare", str(first), str(altered), expect=1)
+    assert "hand /api/v1/kpis/wip: differs" in out
+    assert "$.body.currencies.USD.total" in out
