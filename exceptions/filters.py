@@ -7,6 +7,7 @@ from django.db.models import F, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from .models import Case, CaseType, Queue, Severity
+from .sla import SlaState
 
 AGE_BUCKETS = {"<4h": (0, 4), "4-24h": (4, 24), "1-3d": (24, 72), "3-7d": (72, 168),
                ">7d": (168, None)}
@@ -32,7 +33,8 @@ class CaseFilter(django_filters.FilterSet):
     severity = django_filters.ChoiceFilter(choices=Severity.choices, empty_label="Any")
     owner = django_filters.CharFilter(method="by_owner", label="Owner")
     sla = django_filters.ChoiceFilter(field_name="sla_state", label="SLA", choices=[
-        ("on_track", "On track"), ("at_risk", "At risk"), ("breached", "Breached")],
+        (SlaState.ON_TRACK, "On track"), (SlaState.AT_RISK, "At risk"),
+        (SlaState.BREACHED, "Breached")],
         empty_label="Any")
     breached = django_filters.BooleanFilter(method="by_breached")
     age = django_filters.ChoiceFilter(choices=[(k, k) for k in AGE_BUCKETS], method="by_age",
@@ -103,8 +105,8 @@ class CaseFilter(django_filters.FilterSet):
             name__icontains=value).values("project_id")))
 
     def by_breached(self, queryset, name, value):
-        return queryset.filter(sla_state="breached") if value else queryset.exclude(
-            sla_state="breached")
+        return queryset.filter(sla_state=SlaState.BREACHED) if value else queryset.exclude(
+            sla_state=SlaState.BREACHED)
 
     def by_age(self, queryset, name, value):
         low, high = AGE_BUCKETS[value]

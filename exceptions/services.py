@@ -5,12 +5,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import sla
-from .models import SEVERITY_ORDER, Case, CaseEntry, MoneyThreshold, SlaPolicy, Undo
+from .models import (SEVERITY_ORDER, Case, CaseEntry, CaseType, MoneyThreshold, ResolutionCode,
+                     Severity, SlaPolicy, Undo)
 from .signals import announce
 
 DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
                    "low": (480, 2400)}
-RESOLUTION_CODES = ["fixed", "fixed_upstream", "duplicate", "not_a_problem", "distinct"]
+# The codes a person resolves with (`cleared` is the rule's own).
+RESOLUTION_CODES = [code.value for code in ResolutionCode if code != ResolutionCode.CLEARED]
 
 
 class TransitionError(ValueError):
@@ -74,11 +76,11 @@ def refresh_sla(case, now=None, calendar=None, policies=None):
     elapsed = sla.business_seconds(began_at, now, calendar) - paused
     states = [sla.sla_state(elapsed, resolution)]
     if by_cutoff and now >= case.cutoff_at:
-        states.append("breached")
+        states.append(sla.SlaState.BREACHED)
     if case.acknowledged_at is None:
         states.append(sla.sla_state(
             sla.business_seconds(case.opened_at, now, calendar) - paused, response))
-    case.sla_state = max(states, key=["on_track", "at_risk", "breached"].index)
+    case.sla_state = sla.SlaState.worst(states)
     return case
 
 
@@ -159,7 +161,7 @@ def resolve(case, actor, code, comment="", now=None):
     now = now or timezone.now()
     _leave_waiting(case, now)
     case.resolved_at = now
-    if code == "distinct" and case.type == "duplicate_client":
+    if code == ResolutionCode.DISTINCT and case.type == CaseType.DUPLICATE_CLIENT:
         from opsview.models import Client
 
         Client.objects.filter(client_id__in=case.detail.get("client_ids", [])).update(
@@ -186,7 +188,7 @@ def reopen(case, actor, comment="", now=None):
     case.waiting_business_seconds, case.escalated_at = 0, None
     case.reopened_count += 1
     return _change(case, actor, {"status": Case.Status.OPEN, "resolution_code": "",
-                                 "sla_state": "on_track"}, action="reopened", comment=comment,
+                                 "sla_state": sla.SlaState.ON_TRACK}, action="reopened", comment=comment,
                    now=now)
 
 
@@ -212,7 +214,7 @@ def escalate(case, now):
     _, _, policy = targets(case)
     original_queue = case.queue
     changes = {}
-    if (policy is None or policy.escalate_raise_severity) and case.severity != "critical":
+    if (policy is None or policy.escalate_raise_severity) and case.severity != Severity.CRITICAL:
         changes["severity"] = SEVERITY_ORDER[SEVERITY_ORDER.index(case.severity) + 1]
     if policy is not None and policy.escalate_move_queue and case.queue.escalation_queue:
         changes["queue"] = case.queue.escalation_queue
@@ -234,7 +236,7 @@ def _before(case):
             "resolution_code": case.resolution_code}
 
 
-def close_undoably(cases, action, actor, *, code="fixed", comment="", now=None):
+def close_undoably(cases, action, actor, *, code=ResolutionCode.FIXED, comment="", now=None):
     """Resolve or ignore each case and remember how they were, so `actor` may undo it within
     the window. Returns (the Undo or None when nothing changed, the refusals by case)."""
     done_as, change = UNDOABLE[action]
@@ -326,7 +328,7 @@ def apply_money_thresholds(actor="rule:money", now=None):
         reaching |= Q(currency=currency, money_at_stake__gte=amount)
     raised = 0
     for case in Case.objects.select_related("queue").filter(
-            reaching, status__in=Case.OPEN_STATES).exclude(severity="critical"):
+            reaching, status__in=Case.OPEN_STATES).exclude(severity=Severity.CRITICAL):
         wanted = severity_for_money(case.severity, case.money_at_stake, case.currency,
                                     thresholds)
         if wanted != case.severity:
