@@ -33,7 +33,7 @@ def exceptions_kpi(*, filters: dict | None = None, now: dt.datetime | None = Non
     now = now or timezone.now()
     cases = open_cases(filters)
 
-    def counts(field):
+    def counts(field: str) -> dict[str, int]:
         return {row[field] or "unassigned": row["n"] for row in
                 cases.values(field).annotate(n=Count("pk")).order_by(field)}
 

@@ -1,6 +1,7 @@
 """Exception cases: what is late or broken, who owns it, and by when it must be handled."""
 import datetime
 import hashlib
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -249,12 +250,12 @@ class CaseEntry(models.Model):
         ordering = ["at", "pk"]
         verbose_name_plural = "case entries"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise PermissionDenied("audit entries cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise PermissionDenied("audit entries cannot be deleted")
 
 
@@ -298,7 +299,7 @@ class MoneyThreshold(models.Model):
     def __str__(self):
         return f"{self.severity} from {self.amount} {self.currency}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.currency = self.currency.upper()
         super().save(*args, **kwargs)
 
