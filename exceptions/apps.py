@@ -5,7 +5,7 @@ class ExceptionsConfig(AppConfig):
     name = "exceptions"
     verbose_name = "Exception cases"
 
-    def ready(self):
+    def ready(self) -> None:
         from ingestion import announce
 
         from .rules import on_batch_processed

@@ -7,7 +7,9 @@ transaction: the correction becomes a new inbox row (the original keeps its payl
 errors and its key; its status becomes `discarded`, superseded), a PayloadCorrection links
 the two, the case's timeline and the security audit record it. The new row is then processed
 by the normal pipeline, and the dead-letter rule re-evaluated."""
+import datetime as dt
 import json
+from typing import Any
 
 from django.db import transaction
 from pydantic import ValidationError
@@ -19,7 +21,7 @@ from ingestion.models import InboxEvent
 from opsview import audit
 
 from . import services
-from .models import PayloadCorrection
+from .models import Case, CaseType, PayloadCorrection
 
 MAX_BYTES = 1_000_000
 
@@ -32,7 +34,7 @@ class CorrectionError(ValueError):
         self.errors = list(errors)
 
 
-def field_of(error):
+def field_of(error: object) -> str:
     """'data.amount: Input should be…' → 'data.amount'; 'envelope: time: …' → 'time'."""
     text = str(error)
     if text.startswith("envelope: "):
@@ -40,7 +42,7 @@ def field_of(error):
     return text.split(": ", 1)[0].strip() if ": " in text else "(root)"
 
 
-def payload_rows(raw, errors):
+def payload_rows(raw: Any, errors: list | None) -> list[dict]:
     """The event's fields as (path, value as JSON, failing messages), depth first, and the
     failing fields it lacks (a required field missing) after them."""
     failing = {}
@@ -48,7 +50,7 @@ def payload_rows(raw, errors):
         failing.setdefault(field_of(error), []).append(str(error))
     rows, seen = [], set()
 
-    def walk(value, path):
+    def walk(value: Any, path: str) -> None:
         if isinstance(value, dict) and value:
             for key, item in value.items():
                 walk(item, f"{path}.{key}" if path else str(key))
@@ -74,7 +76,7 @@ def payload_rows(raw, errors):
     return rows
 
 
-def pretty(raw):
+def pretty(raw: Any) -> str:
     return json.dumps(raw, indent=2, ensure_ascii=False)
 
 
@@ -123,7 +125,9 @@ def _free_id(original, envelope, raw):
     return f"{envelope.id}~fix{n}"[:255]
 
 
-def correct_and_replay(case, original, text, actor, *, comment="", request=None, now=None):
+def correct_and_replay(case: Case, original: InboxEvent, text: str, actor: Any, *,
+                       comment: str = "", request: Any = None,
+                       now: dt.datetime | None = None) -> tuple[PayloadCorrection, dict]:
     """Store the corrected event and process it. Returns (the correction, the replay
     summary). Raises CorrectionError, changing nothing, when it cannot be replayed."""
     from django.utils import timezone
@@ -160,7 +164,7 @@ def correct_and_replay(case, original, text, actor, *, comment="", request=None,
     pipeline.process_events([corrected.pk])
     from .rules import dead_letter, reconcile
 
-    reconcile("dead_letter", dead_letter, count=False)
+    reconcile(CaseType.DEAD_LETTER, dead_letter, count=False)
     corrected.refresh_from_db()
     summary = (f"Corrected event #{corrected.pk} {corrected.status}"
                + (f": {'; '.join(corrected.errors[:3])}" if corrected.errors else "") + ".")

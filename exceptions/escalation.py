@@ -1,5 +1,6 @@
 """The SLA sweep: refresh every open case's SLA state; announce the cases newly at risk or
 breached, and escalate the newly breached."""
+import datetime as dt
 import logging
 
 from django.utils import timezone
@@ -7,11 +8,13 @@ from django.utils import timezone
 from . import services
 from .models import Case
 from .signals import announce
+from .sla import SlaState
 
 log = logging.getLogger(__name__)
 
 
-def sla_sweep(now=None):
+def sla_sweep(now: dt.datetime | None = None) -> dict[str, int]:
+    """Refresh every open case's SLA; announce and escalate what changed."""
     now = now or timezone.now()
     policies = services._policies()
     calendars, changed, escalated = {}, [], 0
@@ -28,10 +31,10 @@ def sla_sweep(now=None):
             changed.append(case)
     Case.objects.bulk_update(changed, ["sla_state", "response_due_at", "resolution_due_at"],
                              batch_size=500)
-    for state in ("at_risk", "breached"):
+    for state in (SlaState.AT_RISK, SlaState.BREACHED):
         announce([case for case in changed if case.sla_state == state], state)
     for case in changed:
-        if case.sla_state == "breached" and case.escalated_at is None:
+        if case.sla_state == SlaState.BREACHED and case.escalated_at is None:
             try:
                 services.escalate(case, now)
                 escalated += 1

@@ -1,12 +1,14 @@
 """The case list's filters, shared by the triage page, its CSV export and the read API."""
 import datetime as dt
+from typing import Any
 
 import django_filters
 from django.db.models import Case as SqlCase
-from django.db.models import F, IntegerField, Q, Value, When
+from django.db.models import F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .models import Case, CaseType, Queue, Severity
+from .sla import SlaState
 
 AGE_BUCKETS = {"<4h": (0, 4), "4-24h": (4, 24), "1-3d": (24, 72), "3-7d": (72, 168),
                ">7d": (168, None)}
@@ -32,7 +34,8 @@ class CaseFilter(django_filters.FilterSet):
     severity = django_filters.ChoiceFilter(choices=Severity.choices, empty_label="Any")
     owner = django_filters.CharFilter(method="by_owner", label="Owner")
     sla = django_filters.ChoiceFilter(field_name="sla_state", label="SLA", choices=[
-        ("on_track", "On track"), ("at_risk", "At risk"), ("breached", "Breached")],
+        (SlaState.ON_TRACK, "On track"), (SlaState.AT_RISK, "At risk"),
+        (SlaState.BREACHED, "Breached")],
         empty_label="Any")
     breached = django_filters.BooleanFilter(method="by_breached")
     age = django_filters.ChoiceFilter(choices=[(k, k) for k in AGE_BUCKETS], method="by_age",
@@ -56,22 +59,22 @@ class CaseFilter(django_filters.FilterSet):
         super().__init__(data, *args, **kwargs)
 
     @property
-    def qs(self):
+    def qs(self) -> QuerySet:
         queryset = super().qs
         if not self.form.cleaned_data.get("sort"):
             queryset = queryset.order_by(*SORTS["due"], "pk")
         return queryset
 
-    def search(self, queryset, name, value):
+    def search(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         return queryset.filter(Q(title__icontains=value) | Q(object_id__icontains=value)
                                | Q(fingerprint__icontains=value))
 
-    def by_status(self, queryset, name, value):
+    def by_status(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         if value == "active":
             return queryset.filter(status__in=Case.OPEN_STATES)
         return queryset.filter(status=value)
 
-    def by_owner(self, queryset, name, value):
+    def by_owner(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         if value == "me":
             return queryset.filter(owner=self.user) if self.user else queryset.none()
         if value == "unassigned":
@@ -80,39 +83,39 @@ class CaseFilter(django_filters.FilterSet):
             return queryset.filter(owner__isnull=False)
         return queryset.filter(owner__username=value)
 
-    def by_work(self, queryset, name, value):
+    def by_work(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         """A triager's work: the cases they own (any queue), then `value` queue's unowned."""
         mine = Q(owner=self.user) if self.user and self.user.is_authenticated else Q(pk=None)
         return queryset.filter(mine | Q(queue__slug=value, owner__isnull=True))
 
-    def by_similar(self, queryset, name, value):
+    def by_similar(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         from . import groups
 
         return groups.members(queryset, value)
 
-    def by_client(self, queryset, name, value):
+    def by_client(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         from opsview.models import Client
 
         return queryset.filter(Q(client_id=value) | Q(client_id__in=Client.objects.filter(
             name__icontains=value).values("client_id")))
 
-    def by_project(self, queryset, name, value):
+    def by_project(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         from opsview.models import Project
 
         return queryset.filter(Q(project_id=value) | Q(project_id__in=Project.objects.filter(
             name__icontains=value).values("project_id")))
 
-    def by_breached(self, queryset, name, value):
-        return queryset.filter(sla_state="breached") if value else queryset.exclude(
-            sla_state="breached")
+    def by_breached(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
+        return queryset.filter(sla_state=SlaState.BREACHED) if value else queryset.exclude(
+            sla_state=SlaState.BREACHED)
 
-    def by_age(self, queryset, name, value):
+    def by_age(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         low, high = AGE_BUCKETS[value]
         now = timezone.now()
         queryset = queryset.filter(began_at__lte=now - dt.timedelta(hours=low))
         return queryset.filter(began_at__gt=now - dt.timedelta(hours=high)) if high else queryset
 
-    def by_sort(self, queryset, name, value):
+    def by_sort(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         if value == "mine":
             user_pk = self.user.pk if self.user and self.user.is_authenticated else None
             rank = SqlCase(When(owner_id=user_pk, then=Value(0)),

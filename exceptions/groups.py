@@ -2,56 +2,34 @@
 as one expandable row with bulk actions, not thirty rows.
 
 A group key is text (it travels in query strings and forms): the case type, then what makes
-cases of that type alike. Each type's grouping is declared once in GROUPINGS: the key parts
-from a case's values, how to select a key's members, and the group's label."""
+cases of that type alike. A type's grouping is declared with its rule (`grouping=` in
+`exceptions.rules`): the key parts from a case's values, how to select a key's members, and
+the group's label; a type without one groups by type alone."""
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KT
 
 from .labels import human
-from .models import SEVERITY_ORDER
+from .models import SEVERITY_ORDER, Case
+from .rules.registry import REGISTRY, SEPARATOR, Grouping
+from .sla import SlaState
 
-SEPARATOR = "|"
+__all__ = ["SEPARATOR", "Grouping", "Group", "group", "fill", "key_of", "label", "members"]
 
-
-@dataclass(frozen=True)
-class Grouping:
-    parts: callable  # the values row → the parts after the type
-    members: callable  # the parts → a Q selecting the cases of the group
-    label: callable  # the parts → words
-    arity: int = 2  # how many parts follow the type
-
-
-def _dead_letter_parts(row):
-    # A dead letter's fingerprint is "<source>|<event type>|<error fields>": group by the
-    # source and the error, across event types.
-    source, _, signature = (row["fingerprint"].split(SEPARATOR) + ["", "", ""])[:3]
-    return [source, signature]
-
-
-GROUPINGS = {
-    "sync_failed": Grouping(
-        parts=lambda row: [row["flow"] or "", row["error_code"] or ""],
-        members=lambda parts: Q(detail__flow=parts[0], detail__error_code=parts[1]),
-        label=lambda parts: f"flow {parts[0] or '—'} · error {parts[1] or '—'}"),
-    "dead_letter": Grouping(
-        parts=_dead_letter_parts,
-        members=lambda parts: Q(object_id=parts[0],
-                                fingerprint__endswith=SEPARATOR + parts[1]),
-        label=lambda parts: f"source {parts[0]} · failing {parts[1].replace(',', ', ')}"),
-}
 # Any other type: its cases are alike by type alone.
 BY_TYPE = Grouping(parts=lambda row: [], members=lambda parts: Q(), label=lambda parts: "",
                    arity=0)
 
 
-def _grouping(case_type):
-    return GROUPINGS.get(case_type, BY_TYPE)
+def _grouping(case_type: str) -> Grouping:
+    declared = REGISTRY.get(case_type)
+    return (declared and declared.grouping) or BY_TYPE
 
 
-def key_of(row):
+def key_of(row: dict) -> str:
+    """The group key of a case's values row."""
     return SEPARATOR.join([row["type"], *_grouping(row["type"]).parts(row)])
 
 
@@ -60,13 +38,14 @@ def _split(key):
     return case_type, parts
 
 
-def label(key):
+def label(key: str) -> str:
+    """The words of a group key."""
     case_type, parts = _split(key)
     detail = _grouping(case_type).label(parts)
     return f"{human(case_type)} · {detail}" if detail else human(case_type)
 
 
-def members(queryset, key):
+def members(queryset: QuerySet, key: str) -> QuerySet:
     """The cases of `queryset` in the group `key` (none for a malformed key)."""
     case_type, parts = _split(key)
     grouping = _grouping(case_type)
@@ -85,11 +64,11 @@ class Group:
     breached: int = 0  # members past their SLA (waiting ones are paused, not counted)
 
     @property
-    def size(self):
+    def size(self) -> int:
         return len(self.pks)
 
 
-def group(queryset):
+def group(queryset: QuerySet) -> list["Group"]:
     """The groups of an ordered queryset of cases, in the order of their first member."""
     rows = queryset.annotate(flow=KT("detail__flow"), error_code=KT("detail__error_code")).values(
         "pk", "type", "fingerprint", "flow", "error_code", "severity", "sla_state", "status")
@@ -101,12 +80,12 @@ def group(queryset):
         similar = found[key]
         similar.pks.append(row["pk"])
         similar.severity = max(similar.severity, row["severity"], key=SEVERITY_ORDER.index)
-        similar.breached += row["sla_state"] == "breached" and row["status"] in (
-            "open", "acknowledged")
+        similar.breached += row["sla_state"] == SlaState.BREACHED and row["status"] in (
+            Case.Status.OPEN, Case.Status.ACKNOWLEDGED)
     return list(found.values())
 
 
-def fill(groups, queryset, shown=20):
+def fill(groups: list[Group], queryset: QuerySet, shown: int = 20) -> list[Group]:
     """Load the first `shown` members of each group (one query for all of them)."""
     wanted = {pk for g in groups for pk in g.pks[:shown]}
     cases = {case.pk: case for case in queryset.filter(pk__in=wanted)}

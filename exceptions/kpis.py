@@ -1,17 +1,22 @@
 """The exceptions KPI of SPEC section 4, used by the dashboards and /api/v1/kpis/exceptions."""
-from django.db.models import Avg, Count, F
+import datetime as dt
+from typing import Any
+
+from django.db.models import Avg, Count, F, QuerySet
 from django.utils import timezone
 
-from .models import Case
+from .models import Case, CaseType
+from .sla import SlaState
 
 AGING = [("<4h", 0, 4), ("4-24h", 4, 24), ("1-3d", 24, 72), ("3-7d", 72, 168), (">7d", 168, None)]
 
 
-def open_cases(filters=None):
+def open_cases(filters: dict | None = None) -> QuerySet:
+    """The open cases about the KPI filters' client, practice and legal entity."""
     return filter_cases(Case.objects.filter(status__in=Case.OPEN_STATES), filters)
 
 
-def filter_cases(cases, filters=None):
+def filter_cases(cases: QuerySet, filters: dict | None = None) -> QuerySet:
     """Cases about the KPI filters' client, practice and legal entity."""
     filters = filters or {}
     if filters.get("client"):
@@ -23,13 +28,12 @@ def filter_cases(cases, filters=None):
     return cases
 
 
-def exceptions_kpi(*, filters=None, now=None):
-    import datetime as dt
-
+def exceptions_kpi(*, filters: dict | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Open cases by type, queue, severity, owner and age; SLA counts; MTTA and MTTR."""
     now = now or timezone.now()
     cases = open_cases(filters)
 
-    def counts(field):
+    def counts(field: str) -> dict[str, int]:
         return {row[field] or "unassigned": row["n"] for row in
                 cases.values(field).annotate(n=Count("pk")).order_by(field)}
 
@@ -45,8 +49,8 @@ def exceptions_kpi(*, filters=None, now=None):
             .aggregate(v=Avg(F("resolved_at") - F("began_at")))["v"])
     return {
         "open": cases.count(),
-        "breached": cases.filter(sla_state="breached").count(),
-        "at_risk": cases.filter(sla_state="at_risk").count(),
+        "breached": cases.filter(sla_state=SlaState.BREACHED).count(),
+        "at_risk": cases.filter(sla_state=SlaState.AT_RISK).count(),
         "by_type": counts("type"), "by_queue": {row["queue__slug"]: row["n"] for row in
                                                 cases.values("queue__slug").annotate(
                                                     n=Count("pk")).order_by()},
@@ -60,7 +64,8 @@ def exceptions_kpi(*, filters=None, now=None):
     }
 
 
-def open_sync_failures_by_flow():
+def open_sync_failures_by_flow() -> dict[str, int]:
+    """{flow: its open sync_failed cases}."""
     return {row["detail__flow"]: row["n"] for row in
-            Case.objects.filter(type="sync_failed", status__in=Case.OPEN_STATES)
+            Case.objects.filter(type=CaseType.SYNC_FAILED, status__in=Case.OPEN_STATES)
             .values("detail__flow").annotate(n=Count("pk")).order_by()}

@@ -2,15 +2,10 @@
 blocked reasons, SLA states. A code without its own label reads as a sentence ("at_risk" →
 "At risk")."""
 
+from .rules.registry import REGISTRY
+
+# Case types are labelled where their rules are declared (exceptions.rules).
 LABELS = {
-    # Case types
-    "sync_failed": "Sync failed", "dead_letter": "Dead letter",
-    "unknown_reference": "Unknown reference", "stale_feed": "Stale feed",
-    "reconciliation_gap": "Reconciliation gap",
-    "approved_time_unposted": "Approved time not posted",
-    "approved_expense_unposted": "Approved expense not posted",
-    "invoice_blocked": "Invoice blocked", "milestone_not_invoiced": "Milestone not invoiced",
-    "missing_billing_setup": "Missing billing set-up", "duplicate_client": "Duplicate client",
     # Resolution codes
     "fixed": "Fixed", "fixed_upstream": "Fixed upstream", "duplicate": "Duplicate",
     "not_a_problem": "Not a problem", "distinct": "Distinct (not duplicates)",
@@ -26,6 +21,11 @@ LABELS = {
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 
-def human(code):
+def human(code: object) -> str:
+    """The label of a code: a case type's declared one, this table's, else the code as a
+    sentence."""
     code = str(code or "")
+    declared = REGISTRY.get(code)
+    if declared is not None:
+        return declared.label
     return LABELS.get(code) or code.replace("_", " ").capitalize()

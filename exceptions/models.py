@@ -1,11 +1,14 @@
 """Exception cases: what is late or broken, who owns it, and by when it must be handled."""
 import datetime
 import hashlib
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.utils import timezone
+
+from .sla import Calendar, SlaState
 
 
 class CaseType(models.TextChoices):
@@ -32,6 +35,19 @@ class Severity(models.TextChoices):
 SEVERITY_ORDER = ["low", "medium", "high", "critical"]
 
 
+class ResolutionCode(models.TextChoices):
+    """Why a case was closed. A person picks any but `CLEARED`, the rule's own (the
+    condition went away)."""
+
+    FIXED = "fixed"
+    FIXED_UPSTREAM = "fixed_upstream"
+    DUPLICATE = "duplicate"
+    NOT_A_PROBLEM = "not_a_problem"
+    DISTINCT = "distinct"
+    CLEARED = "cleared"
+
+
+
 class Queue(models.Model):
     """A work queue with its business-hours calendar."""
 
@@ -48,12 +64,11 @@ class Queue(models.Model):
     notify_emails = models.TextField(blank=True, help_text="one address a line")
     notify_webhook_url = models.URLField(blank=True, help_text="Slack-compatible incoming webhook")
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def calendar(self):
-        from .sla import Calendar
-
+    def calendar(self) -> Calendar:
+        """The queue's business hours, for SLA arithmetic."""
         return Calendar(
             time_zone=self.time_zone,
             working_days=frozenset(int(d) for d in self.working_days.split(",") if d.strip()),
@@ -123,7 +138,8 @@ class RoutingRule(models.Model):
     class Meta:
         ordering = ["priority", "pk"]
 
-    def matches(self, case):
+    def matches(self, case: "Case") -> bool:
+        """Whether every field this rule sets equals the case's."""
         return all(not wanted or getattr(case, field) == wanted for field, wanted in (
             ("type", self.case_type), ("client_id", self.client_id),
             ("practice", self.practice), ("legal_entity", self.legal_entity),
@@ -180,7 +196,7 @@ class Case(models.Model):
     # (SPEC section 3): the earliest period it blocks, and that period's cut-off.
     blocks_period = models.CharField(max_length=7, blank=True)
     cutoff_at = models.DateTimeField(null=True, blank=True)
-    sla_state = models.CharField(max_length=10, default="on_track")  # on_track|at_risk|breached
+    sla_state = models.CharField(max_length=10, default=SlaState.ON_TRACK.value)  # an SlaState
     escalated_at = models.DateTimeField(null=True, blank=True)
     reopened_count = models.PositiveIntegerField(default=0)
 
@@ -199,16 +215,16 @@ class Case(models.Model):
         return self.title
 
     @property
-    def is_open(self):
+    def is_open(self) -> bool:
         return self.status in self.OPEN_STATES
 
     @property
-    def age(self):
+    def age(self) -> datetime.timedelta:
         """How long the business problem has lasted (until now, or until it was closed)."""
         return (self.resolved_at or timezone.now()) - self.began_at
 
 
-def fingerprint_key(text):
+def fingerprint_key(text: str) -> str:
     """A fingerprint that fits its column: one built from long contract values (a 255-char
     flow, object type and id) keeps its start and a digest of the whole, so it stays unique."""
     if len(text) <= FINGERPRINT_LENGTH:
@@ -234,12 +250,12 @@ class CaseEntry(models.Model):
         ordering = ["at", "pk"]
         verbose_name_plural = "case entries"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise PermissionDenied("audit entries cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise PermissionDenied("audit entries cannot be deleted")
 
 
@@ -256,10 +272,11 @@ class Undo(models.Model):
     undone_at = models.DateTimeField(null=True, blank=True)
 
     @property
-    def window(self):
+    def window(self) -> int:
         return settings.TRIAGE_UNDO_SECONDS
 
-    def expires_at(self):
+    def expires_at(self) -> datetime.datetime:
+        """When the undo window closes."""
         return self.at + datetime.timedelta(seconds=self.window)
 
     def __str__(self):
@@ -282,7 +299,7 @@ class MoneyThreshold(models.Model):
     def __str__(self):
         return f"{self.severity} from {self.amount} {self.currency}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.currency = self.currency.upper()
         super().save(*args, **kwargs)
 

@@ -4,7 +4,9 @@ from .rules import route
 from .services import _change
 
 
-def reroute_open_cases(actor="rule:routing"):
+def reroute_open_cases(actor: str = "rule:routing") -> int:
+    """Move each open case to the queue (and unowned ones to the owner) the active routing
+    rules now give it; each move audited. Returns how many moved."""
     rules = list(RoutingRule.objects.filter(active=True).select_related("queue", "owner"))
     moved = 0
     for case in Case.objects.select_related("queue", "owner").filter(

@@ -1,6 +1,8 @@
 """Saved views: named filter sets of the case list, personal or shared. Creating, renaming
 and deleting go through here, permission-checked and audited; `for_user` lists the views a
 person sees, each with its live count."""
+from typing import Any
+
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.http import QueryDict
@@ -22,7 +24,7 @@ class SavedViewError(ValueError):
     """A name or query a saved view cannot take."""
 
 
-def clean_query(query):
+def clean_query(query: str) -> str:
     data = QueryDict(query or "", mutable=True)
     for name in list(data):
         if name not in KEPT or not any(data.getlist(name)):
@@ -39,7 +41,8 @@ def _clean_name(name):
     return name
 
 
-def may_share(user):
+def may_share(user: Any) -> bool:
+    """Whether the user may share a view with everyone."""
     return user.has_perm("exceptions.triage_case") or user.is_staff
 
 
@@ -48,7 +51,8 @@ def _may_change(view, user):
         raise PermissionDenied("only the person who saved this view can change it")
 
 
-def create(user, name, query, *, shared=False, request=None):
+def create(user: Any, name: str, query: str, *, shared: bool = False,
+           request: Any = None) -> SavedView:
     if shared and not may_share(user):
         raise PermissionDenied("only people who triage cases can share a view")
     name = _clean_name(name)
@@ -63,7 +67,7 @@ def create(user, name, query, *, shared=False, request=None):
     return view
 
 
-def rename(view, user, name, *, request=None):
+def rename(view: SavedView, user: Any, name: str, *, request: Any = None) -> SavedView:
     _may_change(view, user)
     old, view.name = view.name, _clean_name(name)
     try:
@@ -76,18 +80,19 @@ def rename(view, user, name, *, request=None):
     return view
 
 
-def delete(view, user, *, request=None):
+def delete(view: SavedView, user: Any, *, request: Any = None) -> None:
     _may_change(view, user)
     audit.record("saved_view.deleted", f"saved_view:{view.pk}", request=request, actor=user,
                  name=view.name, shared=view.shared, query=view.query)
     view.delete()
 
 
-def count(query, user):
+def count(query: str, user: Any) -> int:
+    """How many cases the view's query lists for the user now."""
     return CaseFilter(QueryDict(query), queryset=Case.objects.all(), user=user).qs.count()
 
 
-def for_user(user, current_query="", work_queue=None):
+def for_user(user: Any, current_query: str = "", work_queue: Any = None) -> list:
     """The built-in views (a triager's work first, where they land), then the person's own
     and everyone's shared views, each with its live count and whether it is the list being
     shown."""

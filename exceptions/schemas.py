@@ -1,7 +1,9 @@
 """A case as the read API and the outbound case webhook show it."""
+from typing import Any
 
 
-def serialize(case):
+def serialize(case: Any) -> dict[str, Any]:
+    """The case as JSON-ready values."""
     return {
         "id": case.pk, "type": case.type, "fingerprint": case.fingerprint, "title": case.title,
         "status": case.status, "severity": case.severity, "queue": case.queue.slug,

@@ -1,16 +1,27 @@
 """Every change to a case goes through these functions, and each writes its audit entry."""
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from . import sla
-from .models import SEVERITY_ORDER, Case, CaseEntry, MoneyThreshold, SlaPolicy, Undo
+from .models import (SEVERITY_ORDER, Case, CaseEntry, CaseType, MoneyThreshold, ResolutionCode,
+                     Severity, SlaPolicy, Undo)
 from .signals import announce
+
+# Who changes a case: a user, or a label such as "rule:sync_failed".
+Actor = AbstractBaseUser | str
 
 DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
                    "low": (480, 2400)}
-RESOLUTION_CODES = ["fixed", "fixed_upstream", "duplicate", "not_a_problem", "distinct"]
+# The codes a person resolves with (`cleared` is the rule's own).
+RESOLUTION_CODES = [code.value for code in ResolutionCode if code != ResolutionCode.CLEARED]
 
 
 class TransitionError(ValueError):
@@ -21,7 +32,8 @@ class UndoRefused(TransitionError):
     """An undo that is not (or no longer) allowed: someone else's, too late, or done."""
 
 
-def entry(case, actor, action, *, field="", from_value="", to_value="", comment="", at=None):
+def entry(case: Case, actor: Actor, action: str, *, field: str = "", from_value: Any = "",
+          to_value: Any = "", comment: str = "", at: dt.datetime | None = None) -> CaseEntry:
     """An unsaved audit entry; `actor` is a user or a label such as 'rule:sync_failed'."""
     user = actor if hasattr(actor, "pk") else None
     label = (user.get_full_name() or user.username) if user else str(actor)
@@ -30,7 +42,7 @@ def entry(case, actor, action, *, field="", from_value="", to_value="", comment=
                      to_value=str(to_value or "")[:255], comment=comment)
 
 
-def targets(case, policies=None):
+def targets(case: Case, policies: dict | None = None) -> tuple[int, int, SlaPolicy | None]:
     """(response, resolution) targets in business seconds for the case's type and severity."""
     policies = policies if policies is not None else _policies()
     policy = policies.get((case.type, case.severity)) or policies.get(("", case.severity))
@@ -40,18 +52,20 @@ def targets(case, policies=None):
     return response * 60, resolution * 60, None
 
 
-def _policies():
+def _policies() -> dict[tuple[str, str], SlaPolicy]:
     return {(p.case_type, p.severity): p for p in SlaPolicy.objects.all()}
 
 
-def paused_seconds(case, now, calendar):
+def paused_seconds(case: Case, now: dt.datetime, calendar: sla.Calendar) -> int:
+    """Business seconds the case's clock stood still, waiting on someone outside."""
     paused = case.waiting_business_seconds
     if case.status == Case.Status.WAITING and case.waiting_since:
         paused += sla.business_seconds(case.waiting_since, now, calendar)
     return paused
 
 
-def refresh_sla(case, now=None, calendar=None, policies=None):
+def refresh_sla(case: Case, now: dt.datetime | None = None, calendar: sla.Calendar | None = None,
+                policies: dict | None = None) -> Case:
     """Recompute due times and the SLA state. The response target counts from `opened_at`
     (until acknowledged), the resolution target from `began_at` (SPEC section 3): a problem
     that began before OpsView saw it may be breached the moment its case opens. A case that
@@ -74,11 +88,11 @@ def refresh_sla(case, now=None, calendar=None, policies=None):
     elapsed = sla.business_seconds(began_at, now, calendar) - paused
     states = [sla.sla_state(elapsed, resolution)]
     if by_cutoff and now >= case.cutoff_at:
-        states.append("breached")
+        states.append(sla.SlaState.BREACHED)
     if case.acknowledged_at is None:
         states.append(sla.sla_state(
             sla.business_seconds(case.opened_at, now, calendar) - paused, response))
-    case.sla_state = max(states, key=["on_track", "at_risk", "breached"].index)
+    case.sla_state = sla.SlaState.worst(states)
     return case
 
 
@@ -118,7 +132,8 @@ def _require_open(case):
         raise TransitionError(f"the case is {case.status}; reopen it first")
 
 
-def assign(case, owner, actor, now=None):
+def assign(case: Case, owner: AbstractBaseUser | None, actor: Actor,
+           now: dt.datetime | None = None) -> Case:
     """Give the case to `owner` (or nobody): only someone who may triage can own a case."""
     _require_open(case)
     if owner is not None and not (owner.is_active and owner.has_perm("exceptions.triage_case")):
@@ -126,11 +141,13 @@ def assign(case, owner, actor, now=None):
     return _change(case, actor, {"owner": owner}, action="assigned", now=now)
 
 
-def claim(case, actor, now=None):
+def claim(case: Case, actor: AbstractBaseUser, now: dt.datetime | None = None) -> Case:
+    """Take the case: its owner is who acts."""
     return assign(case, actor, actor, now)
 
 
-def acknowledge(case, actor, now=None):
+def acknowledge(case: Case, actor: Actor, now: dt.datetime | None = None) -> Case:
+    """Someone is on it: the response target is met (a waiting case resumes)."""
     _require_open(case)
     now = now or timezone.now()
     _leave_waiting(case, now)
@@ -140,7 +157,7 @@ def acknowledge(case, actor, now=None):
     return _change(case, actor, fields, action="acknowledged", now=now)
 
 
-def wait(case, actor, comment="", now=None):
+def wait(case: Case, actor: Actor, comment: str = "", now: dt.datetime | None = None) -> Case:
     """Waiting on someone outside: the SLA clock stops until the case is acknowledged again."""
     _require_open(case)
     now = now or timezone.now()
@@ -152,14 +169,17 @@ def wait(case, actor, comment="", now=None):
                    comment=comment, now=now)
 
 
-def resolve(case, actor, code, comment="", now=None):
+def resolve(case: Case, actor: Actor, code: str, comment: str = "",
+            now: dt.datetime | None = None) -> Case:
+    """Close the case with a resolution code; `distinct` on duplicate clients marks them
+    distinct, so the rule no longer groups them."""
     _require_open(case)
     if code not in RESOLUTION_CODES:
         raise TransitionError(f"resolution code must be one of {', '.join(RESOLUTION_CODES)}")
     now = now or timezone.now()
     _leave_waiting(case, now)
     case.resolved_at = now
-    if code == "distinct" and case.type == "duplicate_client":
+    if code == ResolutionCode.DISTINCT and case.type == CaseType.DUPLICATE_CLIENT:
         from opsview.models import Client
 
         Client.objects.filter(client_id__in=case.detail.get("client_ids", [])).update(
@@ -168,7 +188,8 @@ def resolve(case, actor, code, comment="", now=None):
                    action="resolved", comment=comment, now=now)
 
 
-def ignore(case, actor, comment="", now=None):
+def ignore(case: Case, actor: Actor, comment: str = "", now: dt.datetime | None = None) -> Case:
+    """Close the case as not worth handling."""
     _require_open(case)
     now = now or timezone.now()
     _leave_waiting(case, now)
@@ -177,7 +198,8 @@ def ignore(case, actor, comment="", now=None):
                    comment=comment, now=now)
 
 
-def reopen(case, actor, comment="", now=None):
+def reopen(case: Case, actor: Actor, comment: str = "", now: dt.datetime | None = None) -> Case:
+    """Open a closed case again; its clocks start over."""
     if case.is_open:
         raise TransitionError("the case is already open")
     now = now or timezone.now()
@@ -186,11 +208,12 @@ def reopen(case, actor, comment="", now=None):
     case.waiting_business_seconds, case.escalated_at = 0, None
     case.reopened_count += 1
     return _change(case, actor, {"status": Case.Status.OPEN, "resolution_code": "",
-                                 "sla_state": "on_track"}, action="reopened", comment=comment,
+                                 "sla_state": sla.SlaState.ON_TRACK}, action="reopened", comment=comment,
                    now=now)
 
 
-def comment(case, actor, text, now=None):
+def comment(case: Case, actor: Actor, text: str, now: dt.datetime | None = None) -> Case:
+    """Add a comment (an audit entry of its own) and announce it."""
     if not text.strip():
         raise TransitionError("a comment needs some text")
     entry(case, actor, "comment", comment=text.strip()[:5000], at=now).save()
@@ -198,21 +221,22 @@ def comment(case, actor, text, now=None):
     return case
 
 
-def note(case, actor, action, text, now=None):
+def note(case: Case, actor: Actor, action: str, text: str,
+         now: dt.datetime | None = None) -> Case:
     """An entry that records something done for the case outside it (a retry request sent,
     a receiver's answer): the case's fields do not change."""
     entry(case, actor, action, comment=text[:5000], at=now).save()
     return case
 
 
-def escalate(case, now):
+def escalate(case: Case, now: dt.datetime) -> Case:
     """Past its target: raise the severity and move to the escalation queue, as the policy
     says, and announce it; when the policy notifies, the queues before and after the move
     hear of it (their recipients, and the alert subscriptions on escalations)."""
     _, _, policy = targets(case)
     original_queue = case.queue
     changes = {}
-    if (policy is None or policy.escalate_raise_severity) and case.severity != "critical":
+    if (policy is None or policy.escalate_raise_severity) and case.severity != Severity.CRITICAL:
         changes["severity"] = SEVERITY_ORDER[SEVERITY_ORDER.index(case.severity) + 1]
     if policy is not None and policy.escalate_move_queue and case.queue.escalation_queue:
         changes["queue"] = case.queue.escalation_queue
@@ -234,7 +258,9 @@ def _before(case):
             "resolution_code": case.resolution_code}
 
 
-def close_undoably(cases, action, actor, *, code="fixed", comment="", now=None):
+def close_undoably(cases: Iterable[Case], action: str, actor: AbstractBaseUser, *,
+                   code: str = ResolutionCode.FIXED, comment: str = "",
+                   now: dt.datetime | None = None) -> tuple[Undo | None, dict[int, str]]:
     """Resolve or ignore each case and remember how they were, so `actor` may undo it within
     the window. Returns (the Undo or None when nothing changed, the refusals by case)."""
     done_as, change = UNDOABLE[action]
@@ -256,7 +282,8 @@ def close_undoably(cases, action, actor, *, code="fixed", comment="", now=None):
     return Undo.objects.create(actor=actor, action=done_as, at=now, previous=previous), refused
 
 
-def undo(undo_record, actor, now=None):
+def undo(undo_record: Undo, actor: AbstractBaseUser,
+         now: dt.datetime | None = None) -> tuple[list[Case], list[Case]]:
     """Put the cases back as they were before the resolve or ignore, audited as `undone`.
     Only its actor, only within the window, only once; a case changed since is left alone.
     Returns (cases restored, cases left alone)."""
@@ -295,7 +322,7 @@ def undo(undo_record, actor, now=None):
 
 
 # --- Severity by money at stake --------------------------------------------------------------
-def money_thresholds():
+def money_thresholds() -> dict[str, list[tuple[Decimal, str]]]:
     """{currency: [(amount, severity), …]} as the admin configured them."""
     found = {}
     for threshold in MoneyThreshold.objects.all():
@@ -303,7 +330,8 @@ def money_thresholds():
     return found
 
 
-def severity_for_money(severity, money, currency, thresholds):
+def severity_for_money(severity: str, money: Decimal | None, currency: str,
+                       thresholds: dict[str, list[tuple[Decimal, str]]]) -> str:
     """`severity`, raised to the highest threshold `money` reaches in its own currency (never
     lowered: a rule's high stays high however little is at stake)."""
     if money is None:
@@ -313,7 +341,7 @@ def severity_for_money(severity, money, currency, thresholds):
     return max([severity, *reached], key=SEVERITY_ORDER.index)
 
 
-def apply_money_thresholds(actor="rule:money", now=None):
+def apply_money_thresholds(actor: Actor = "rule:money", now: dt.datetime | None = None) -> int:
     """Raise the severity of open cases whose money at stake reaches a threshold of their
     currency, each change audited. Returns how many were raised."""
     thresholds = money_thresholds()
@@ -326,7 +354,7 @@ def apply_money_thresholds(actor="rule:money", now=None):
         reaching |= Q(currency=currency, money_at_stake__gte=amount)
     raised = 0
     for case in Case.objects.select_related("queue").filter(
-            reaching, status__in=Case.OPEN_STATES).exclude(severity="critical"):
+            reaching, status__in=Case.OPEN_STATES).exclude(severity=Severity.CRITICAL):
         wanted = severity_for_money(case.severity, case.money_at_stake, case.currency,
                                     thresholds)
         if wanted != case.severity:

@@ -2,6 +2,8 @@
 (alerts, the case webhook). Exceptions knows nothing of its listeners; a listener failing
 is logged and changes nothing here."""
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -14,13 +16,13 @@ log = logging.getLogger(__name__)
 case_changed = Signal()
 
 
-def announce(cases, action, *, notify_queues=()):
+def announce(cases: Iterable[Any], action: str, *, notify_queues: Iterable[Any] = ()) -> None:
     """Send `case_changed` once the current transaction commits (at once outside one)."""
     cases = list(cases)
     if not cases:
         return
 
-    def send():
+    def send() -> None:
         for receiver, result in case_changed.send_robust(
                 sender=None, cases=cases, action=action, notify_queues=list(notify_queues)):
             if isinstance(result, Exception):

@@ -1,11 +1,12 @@
 """Triage: the case list, the case page, and the actions on them (htmx, no page reload)."""
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
-from django.http import HttpResponse
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -17,7 +18,7 @@ from opsview.models import SyncAttempt
 
 from . import corrections, groups, saved_views, services
 from .filters import CaseFilter
-from .models import Case, Queue, SavedView, Undo
+from .models import Case, CaseType, Queue, ResolutionCode, SavedView, Undo
 
 CSV_COLUMNS = ["id", "type", "status", "severity", "queue", "owner", "title", "money_at_stake",
                "currency", "object_kind", "object_id", "client_id", "project_id",
@@ -25,11 +26,12 @@ CSV_COLUMNS = ["id", "type", "status", "severity", "queue", "owner", "title", "m
                "last_seen_at", "times_seen"]
 
 
-def can_triage(user):
+def can_triage(user: Any) -> bool:
+    """Whether the user may change cases (see them all may)."""
     return user.has_perm("exceptions.triage_case")
 
 
-def home_queue(user):
+def home_queue(user: Any) -> Queue | None:
     """The queue a triager works: one they are a member of, else the one named after their
     role group (finance_ops → finance-ops); None when neither exists."""
     member_of = user.queues.order_by("pk").first()
@@ -43,7 +45,7 @@ def _work_queue(user):
     return home_queue(user) if can_triage(user) else None
 
 
-def start(request):
+def start(request: HttpRequest) -> HttpResponse:
     """Where each role lands after login: a triager on their work (cases they own, then their
     queue's unowned ones), everyone else (executives) on the overview."""
     if not can_triage(request.user):
@@ -58,7 +60,7 @@ def _filtered(request):
                       user=request.user)
 
 
-def queue(request):
+def queue(request: HttpRequest) -> HttpResponse:
     case_filter = _filtered(request)
     grouped = request.GET.get("view") == "grouped"
     if grouped:
@@ -84,7 +86,7 @@ def queue(request):
     return render(request, "exceptions/queue.html", context)
 
 
-def views_panel(request):
+def views_panel(request: HttpRequest) -> HttpResponse:
     """The saved views with their live counts (the side list refreshes itself)."""
     query = request.GET.get("current", "")
     return render(request, "exceptions/partials/saved_views.html", {
@@ -98,7 +100,7 @@ def _back_to_list(query):
 
 
 @require_POST
-def save_view(request):
+def save_view(request: HttpRequest) -> HttpResponse:
     query = request.POST.get("query", "")
     try:
         view = saved_views.create(request.user, request.POST.get("name"), query,
@@ -111,7 +113,7 @@ def save_view(request):
 
 
 @require_POST
-def change_view(request, pk, change):
+def change_view(request: HttpRequest, pk: int, change: str) -> HttpResponse:
     view = get_object_or_404(SavedView, pk=pk)
     try:
         if change == "rename":
@@ -130,7 +132,7 @@ def change_view(request, pk, change):
 SUGGESTIONS = {"client": ("Client", "client_id"), "project": ("Project", "project_id")}
 
 
-def suggest(request, kind):
+def suggest(request: HttpRequest, kind: str) -> HttpResponse:
     """Names (and ids) of clients or projects matching what was typed, as <option>s for the
     filter's datalist."""
     from opsview import models as state
@@ -146,11 +148,12 @@ def suggest(request, kind):
     return render(request, "exceptions/partials/suggestions.html", {"options": options})
 
 
-def export_csv(request):
+def export_csv(request: HttpRequest) -> HttpResponse:
     return cases_csv(_filtered(request).qs)
 
 
-def cases_csv(cases):
+def cases_csv(cases: QuerySet) -> HttpResponse:
+    """The cases (at most 50,000) as a CSV download."""
     return csv_response("exceptions.csv", CSV_COLUMNS, (
         [case.pk, case.type, case.status, case.severity, case.queue.slug,
          case.owner.username if case.owner else "", case.title, case.money_at_stake,
@@ -160,7 +163,8 @@ def cases_csv(cases):
         for case in cases[:50_000]))
 
 
-def detail(request, pk):
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The case page."""
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
     return _case_page(request, case)
 
@@ -175,7 +179,7 @@ def _case_page(request, case, *, status=200, correcting=None, typed="", problem=
     }, status=status)
 
 
-def timeline(case):
+def timeline(case: Case) -> list[dict]:
     """Audit entries, the inbound events and the sync attempts of the case's object."""
     items = [{"at": e.at, "kind": "audit", "entry": e} for e in case.entries.all()]
     events = InboxEvent.objects.filter(correlation_id=case.object_id).order_by("-time")[:50]
@@ -185,7 +189,8 @@ def timeline(case):
     return sorted(items, key=lambda item: item["at"], reverse=True)
 
 
-def business_object(case):
+def business_object(case: Case) -> dict | None:
+    """The business record the case is about, for the case page (None: not known)."""
     from opsview import models as state
 
     lookups = {"project": (state.Project, "project_id"), "invoice": (state.Invoice, "invoice_id"),
@@ -208,7 +213,7 @@ def business_object(case):
 def _dead_letters(case, correcting=None, typed="", problem=None):
     """The case's dead letters, each with its fields (failing ones marked) and the JSON to
     correct: what was typed, with the refusal, for the one whose correction was refused."""
-    if case.type != "dead_letter":
+    if case.type != CaseType.DEAD_LETTER:
         return []
     letters = []
     for event in InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
@@ -242,7 +247,7 @@ def _apply(case, action, user, data):
     """Apply one action; returns the Undo record of a resolve or ignore (None otherwise)."""
     if action in services.UNDOABLE:
         undo, refused = services.close_undoably([case], action, user,
-                                                code=data.get("code", "fixed"),
+                                                code=data.get("code", ResolutionCode.FIXED),
                                                 comment=data.get("comment", ""))
         if refused:
             raise services.TransitionError(refused[case.pk])
@@ -274,7 +279,7 @@ def _refusal(status, message):
 
 
 @require_POST
-def act(request, pk, action):
+def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     if action not in ACTIONS:
@@ -299,7 +304,7 @@ def act(request, pk, action):
 
 
 @require_POST
-def bulk(request):
+def bulk(request: HttpRequest) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     action = request.POST.get("action", "")
@@ -309,7 +314,7 @@ def bulk(request):
     done, failed = 0, []
     if action in services.UNDOABLE:
         undo, refused = services.close_undoably(
-            list(cases), action, request.user, code=request.POST.get("code", "fixed"),
+            list(cases), action, request.user, code=request.POST.get("code", ResolutionCode.FIXED),
             comment=request.POST.get("comment", ""))
         done = len(undo.previous) if undo else 0
         failed = [f"#{pk}: {error}" for pk, error in refused.items()]
@@ -354,7 +359,7 @@ def _current_url(request):
     return reverse("exceptions:queue")
 
 
-def pending_undo(request):
+def pending_undo(request: HttpRequest) -> Undo | None:
     """The undo offer to show once on the page the person lands on after a resolve or
     ignore (bulk or the case page), while its window is open."""
     from django.utils import timezone
@@ -367,7 +372,7 @@ def pending_undo(request):
 
 
 @require_POST
-def undo(request, pk):
+def undo(request: HttpRequest, pk: int) -> HttpResponse:
     """Take back a resolve or ignore: only its actor, within the window, once."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
@@ -392,12 +397,12 @@ def undo(request, pk):
 
 
 @require_POST
-def correct(request, pk, event_pk):
+def correct(request: HttpRequest, pk: int, event_pk: int) -> HttpResponse:
     """Replay a dead letter as the triager corrected it (the original kept, audited)."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk,
-                             type="dead_letter")
+                             type=CaseType.DEAD_LETTER)
     original = get_object_or_404(InboxEvent, pk=event_pk)
     typed = request.POST.get("payload", "")
     try:
@@ -412,10 +417,11 @@ def correct(request, pk, event_pk):
 
 
 @require_POST
-def replay(request, pk):
+def replay(request: HttpRequest, pk: int) -> HttpResponse:
+    """Replay the case's dead letters as they are, then re-run the dead-letter rule."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
-    case = get_object_or_404(Case, pk=pk, type="dead_letter")
+    case = get_object_or_404(Case, pk=pk, type=CaseType.DEAD_LETTER)
     ids = list(InboxEvent.objects.filter(pk__in=case.detail.get("inbox_ids", []),
                                          status=InboxEvent.Status.DEAD)
                .values_list("pk", flat=True))
@@ -427,6 +433,6 @@ def replay(request, pk):
     services.comment(case, request.user, pipeline.replay_summary(result))
     from .rules import dead_letter, reconcile
 
-    reconcile("dead_letter", dead_letter, count=False)
+    reconcile(CaseType.DEAD_LETTER, dead_letter, count=False)
     messages.info(request, pipeline.replay_summary(result))
     return redirect("exceptions:case", pk=pk)
