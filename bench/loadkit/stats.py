@@ -1,0 +1,29 @@
+"""The small statistics of the load report: percentiles, a least-squares slope per minute,
+rounding that keeps None."""
+import math
+
+
+def percentile(values, q):
+    """Linear interpolation between closest ranks: PostgreSQL's percentile_cont."""
+    values = sorted(values)
+    if not values:
+        return None
+    position = (len(values) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def slope_per_minute(points):
+    """Least-squares slope of (seconds, value) points, per minute."""
+    if len(points) < 2:
+        return None
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if not spread:
+        return None
+    return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
+
+
+def rounded(value, digits=1):
+    return None if value is None else round(value, digits)
