@@ -37,6 +37,8 @@ class LoginView(auth_views.LoginView):
     LOGIN_IP_FAILURE_LIMIT from one address, within LOGIN_FAILURE_WINDOW seconds, further
     attempts get 429 with Retry-After until the window ends, right password or not."""
 
+    template_name = "registration/login.html"
+
     def get_context_data(self, **kwargs):
         # Single sign-on, when configured, beside the password form (config/sso.py).
         return super().get_context_data(sso_enabled=settings.OIDC_ENABLED,
