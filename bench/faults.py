@@ -25,7 +25,8 @@ After each: wait until the inbox has nothing pending; run the time-based rules a
 sweep once at a pinned moment (bench/faults_probe.py); then compare with the clean run:
   - every KPI endpoint's JSON (fixed parameters), except the fields that measure the run
     rather than the business: integration-health `duplicates` and `conflicts` (repeat
-    deliveries, which the scenarios cause on purpose), utilization `freshness_seconds` (age of the newest event,
+    deliveries, which the scenarios cause on purpose), utilization `freshness_seconds`
+    (age of the newest event,
     measured now) and exceptions `mttr_seconds`/`mtta_seconds` (how long cases stayed open
     during processing, which depends on arrival order);
   - a digest of every business table (rows by external keys);
@@ -34,6 +35,7 @@ sweep once at a pinned moment (bench/faults_probe.py); then compare with the cle
 Writes artifacts/faults.json; exits 1 if any scenario differs from the clean run.
 """
 import argparse
+import contextlib
 import datetime as dt
 import glob
 import json
@@ -110,10 +112,8 @@ class Postgres:
         self.pg_ctl("-m", "immediate", "stop")
 
     def stop(self):
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.pg_ctl("-m", "fast", "stop")
-        except subprocess.CalledProcessError:
-            pass
 
     def execute(self, sql, db="postgres"):
         with psycopg.connect(self.url + db, autocommit=True) as conn:
@@ -179,7 +179,8 @@ class Stack:
             [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "2", "-b",
              f"127.0.0.1:{WEB_PORT}", "--timeout", "60", "--graceful-timeout", "5",
              "--log-level", "warning"], cwd=ROOT, env=self.env,
-            stderr=open(os.path.join(WORK, f"web-{self.db}.log"), "w"))
+            # The log outlives this call: the server writes to it until it is stopped.
+            stderr=open(os.path.join(WORK, f"web-{self.db}.log"), "w"))  # noqa: SIM115
         for _ in range(100):
             try:
                 requests.get(f"http://127.0.0.1:{WEB_PORT}/ingest/schemas/", timeout=10)
@@ -194,7 +195,7 @@ class Stack:
              "-n", f"faults{n}@%h", "--pool", "solo", "--without-heartbeat",
              "--without-mingle", "--without-gossip", "-l", "warning"], cwd=ROOT, env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(WORK, f"worker{n}-{self.db}.log"), "a"))
+            stderr=open(os.path.join(WORK, f"worker{n}-{self.db}.log"), "a"))  # noqa: SIM115
 
     def kill9(self, n):
         self.workers[n].send_signal(signal.SIGKILL)
@@ -435,7 +436,7 @@ def differences(expected, actual, path=""):
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(
             actual):
         found = []
-        for i, (a, b) in enumerate(zip(expected, actual)):
+        for i, (a, b) in enumerate(zip(expected, actual, strict=False)):
             found += differences(a, b, f"{path}[{i}]")
         return found
     return [] if expected == actual else [f"{path}: {str(expected)[:80]} != {str(actual)[:80]}"]
@@ -579,7 +580,7 @@ def main():
 
     os.makedirs(WORK, exist_ok=True)
     pg, redis = Postgres(), Redis()
-    end = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     delivered = firm_events(end, args.months)
     start_day = min(e["time"] for e in delivered)[:10]
     urls = kpi_urls(dt.date.fromisoformat(start_day), end.date())

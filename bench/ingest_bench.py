@@ -44,7 +44,7 @@ def make_events(count, seed=7):
     from ingestion.events import make_event
 
     rng = random.Random(seed)
-    start = dt.datetime(2026, 10, 1, 8, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 10, 1, 8, tzinfo=dt.UTC)
     events = []
     for i in range(count):
         when = start + dt.timedelta(seconds=i * 7)
@@ -62,7 +62,8 @@ def make_events(count, seed=7):
                 "project_id": f"p-{i % 400}", "client_id": f"c-{i % 60}", "name": f"Project {i}",
                 "practice": "Data", "legal_entity": "US", "currency": "USD",
                 "billing_method": "time_and_materials", "status": "active",
-                "rate_card_id": "rc-1"}, time=when, event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
+                "rate_card_id": "rc-1"}, time=when,
+            event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
         elif kind < 0.85:
             events.append(make_event("person.upserted", {
                 "person_id": f"u-{i % 2000}", "name": f"Person {i}", "practice": "Data",
@@ -110,7 +111,7 @@ def bench_env(**extra):
 
 def floor(events, batch):
     """Bare executemany of the same rows, 100 per transaction, into a copy of the inbox."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with psycopg.connect(PG + DB) as conn:
         conn.execute("CREATE TABLE bench_floor (LIKE ingestion_inboxevent INCLUDING ALL)")
         source_id = conn.execute("SELECT id FROM ingestion_source").fetchone()[0]

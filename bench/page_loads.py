@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from demo_site import CHROMIUM, CHROMIUM_ARGS, first_case_url, log_in, served_demo  # noqa: E402
+from demo_site import CHROMIUM, CHROMIUM_ARGS, first_case_url, log_in, served_demo
 
 PAGES = [  # (name, path, user)
     ("overview", "/", "cfo"), ("readiness", "/readiness/", "finance"), ("wip", "/wip/", "cfo"),

@@ -56,7 +56,7 @@ def main():
     from opsview import models as state
 
     rng = random.Random(1)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     log(f"loading {clients} clients, {projects} projects, {people} people")
     state.Client.objects.bulk_create(
         [state.Client(client_id=f"C{i}", name=f"Client {i // 2 if i % 50 == 0 else i} Ltd",

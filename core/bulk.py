@@ -77,7 +77,7 @@ def _update_rows_unnest(model, rows, field_names):
     qn = connection.ops.quote_name
     arrays, casts, is_json = _unnest_columns(fields, rows)
     assignments = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" + ("::jsonb" if j else "")
-                            for f, j in zip(fields[1:], is_json[1:]))
+                            for f, j in zip(fields[1:], is_json[1:], strict=True))
     sql = (f"UPDATE {qn(meta.db_table)} SET {assignments} "
            f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(f.column) for f in fields)}) "
            f"WHERE {qn(meta.db_table)}.{qn(meta.pk.column)} = v.{qn(meta.pk.column)}")
@@ -103,7 +103,7 @@ def insert_new(model, instances, key_field):
     arrays, casts, is_json = _unnest_columns(fields, instances)
     key = meta.get_field(key_field).column
     values = ", ".join(f"v.{qn(f.column)}" + ("::jsonb" if j else "")
-                       for f, j in zip(fields, is_json))
+                       for f, j in zip(fields, is_json, strict=True))
     sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
            f"SELECT {values} "
            f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(f.column) for f in fields)}) "

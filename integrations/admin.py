@@ -43,7 +43,8 @@ class SubscriptionForm(forms.ModelForm):
 
     class Meta:
         model = AlertSubscription
-        fields = "__all__"
+        fields = ["name", "url", "queue", "case_type", "min_severity", "on_opened", "on_at_risk",
+                  "on_breached", "on_escalated", "daily_digest", "enabled"]
 
     def clean_url(self):
         url = self.cleaned_data["url"]

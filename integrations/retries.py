@@ -80,8 +80,8 @@ def _source_for(case, target):
         source = event.source if event else None
     if source is not None and source.accepts_retries:
         return source
-    able = [s for s in Source.objects.filter(enabled=True).exclude(callback_url="")
-            .exclude(callback_secret="")]
+    able = list(Source.objects.filter(enabled=True).exclude(callback_url="")
+                .exclude(callback_secret=""))
     return able[0] if len(able) == 1 else None
 
 

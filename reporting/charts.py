@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 PALETTE = {"ready": "#1a7f4b", "unposted": "#d97706", "missing_billing_setup": "#c0352b",
-           "invoiced": "#64748b", "in_billing": "#a78bfa", "earned": "#2f5bea", "labor": "#94a3b8", "billed": "#0ea5e9",
+           "invoiced": "#64748b", "in_billing": "#a78bfa", "earned": "#2f5bea", "labor": "#94a3b8",
+           "billed": "#0ea5e9",
            "recognized": "#7c3aed", "ok": "#1a7f4b", "failed": "#c0352b"}
 # One colour per currency on every chart, so USD is USD wherever a reader looks.
 CURRENCY_COLORS = {"USD": "#2f5bea", "EUR": "#1a7f4b", "GBP": "#d97706"}
@@ -111,7 +112,8 @@ def readiness(result):
               lambda c: c["in_billing_value"]),
              ("invoiced", "Already invoiced", lambda c: c["invoiced_value"])]
     figure = go.Figure([
-        go.Bar(name=label, y=currencies, x=[_num(pick(result["currencies"][c])) for c in currencies],
+        go.Bar(name=label, y=currencies,
+               x=[_num(pick(result["currencies"][c])) for c in currencies],
                orientation="h", marker_color=PALETTE[key], hovertemplate=MONEY_HOVER)
         for key, label, pick in parts
     ])
@@ -205,7 +207,8 @@ def sparkline(values, width=120, height=30, pad=3):
     low, high = min(v for _, v in known), max(v for _, v in known)
     span = (high - low) or 1
     step = (width - 2 * pad) / max(1, len(values) - 1)
-    return " ".join(f"{pad + i * step:.1f},{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
+    return " ".join(f"{pad + i * step:.1f},"
+                    f"{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
                     for i, v in known)
 
 
@@ -289,7 +292,8 @@ def table_of(spec):
         categories += [c for c in trace.get(category) or [] if c not in categories]
     columns = [axis.get("text", "") if isinstance(axis, dict) else "",
                *[trace.get("name", "") for trace in traces]]
-    by_trace = [dict(zip(trace.get(category) or [], trace.get(value) or [])) for trace in traces]
+    by_trace = [dict(zip(trace.get(category) or [], trace.get(value) or [], strict=False))
+                for trace in traces]
     rows = [[c, *[_cell(values.get(c)) for values in by_trace]] for c in categories]
     caption = spec["layout"].get(f"{value}axis", {}).get("title", {})
     return {"caption": caption.get("text", "") if isinstance(caption, dict) else "",

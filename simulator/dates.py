@@ -1,7 +1,7 @@
 """The calendar the simulated firm keeps: months, working days, RFC 3339 stamps."""
 import datetime as dt
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def next_month(first):

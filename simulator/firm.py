@@ -163,8 +163,8 @@ class FirmSimulator:
             if part in ("no_rate_card", "no_po"):
                 self.plant("missing_billing_setup", project["project_id"])
             # Rate cards price time and materials; other methods may have one.
-            if (method == "time_and_materials" and part != "no_rate_card"
-                    or method in ("fixed_fee", "milestone") and rng.random() < 0.5):
+            if ((method == "time_and_materials" and part != "no_rate_card")
+                    or (method in ("fixed_fee", "milestone") and rng.random() < 0.5)):
                 project["rate_card_id"] = f"RC-{entity}-{rng.randint(1, 9)}"
             if project["po_required"] and part != "no_po":
                 project["po_number"] = f"PO-{rng.randint(10000, 99999)}"

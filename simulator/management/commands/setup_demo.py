@@ -51,7 +51,7 @@ class Command(BaseCommand):
     def _credentials(self, rows, url=""):
         if url:
             self.stdout.write(f"\nOpsView demo: {url}")
-        self.stdout.write("Demo users (password for all: %s):" % PASSWORD)
+        self.stdout.write(f"Demo users (password for all: {PASSWORD}):")
         for username, role in rows:
             self.stdout.write(f"  {username:<12} {role}")
 

@@ -64,7 +64,7 @@ class Command(BaseCommand):
         end = _day(options["end"], "--end")
         start = _day(options["start"], "--start")
         if end:
-            end = dt.datetime.combine(end, dt.time(18), dt.timezone.utc)
+            end = dt.datetime.combine(end, dt.time(18), dt.UTC)
         if options["batch"] < 1 or options["batch"] > 1000:
             raise CommandError("--batch must be between 1 and 1000")
         simulator = FirmSimulator(options["size"], seed=options["seed"], end=end, start=start,
@@ -129,7 +129,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + options["duration"]
         try:
             while time.monotonic() < deadline:
-                now = dt.datetime.now(dt.timezone.utc)
+                now = dt.datetime.now(dt.UTC)
                 result = send(simulator.live_events(now))
                 if options["process"] and not options["url"]:
                     drain_inbox()
