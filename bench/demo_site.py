@@ -50,7 +50,7 @@ def served_demo(port, months=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def log_in(page, base, username):
+def log_in(page, base, username) -> None:
     page.goto(base + "/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)

@@ -64,7 +64,7 @@ SCENARIOS = ["clean", "kill9", "redis_restart", "pg_restart", "backlog", "duplic
 RUN_FIELDS = {"duplicates", "conflicts", "freshness_seconds", "mttr_seconds", "mtta_seconds"}
 
 
-def log(message):
+def log(message) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
@@ -89,7 +89,7 @@ class Postgres:
     def pg_ctl(self, *args):
         return run(as_postgres([f"{self.bin}/pg_ctl", "-D", self.data, *args]))
 
-    def init(self):
+    def init(self) -> None:
         if os.path.exists(self.data):
             self.stop()  # a cluster left running by an interrupted run
             shutil.rmtree(self.data)
@@ -101,17 +101,17 @@ class Postgres:
                          "--auth=trust", "-E", "UTF8", "--no-sync"]))
         self.start()
 
-    def start(self):
+    def start(self) -> None:
         # fsync off: the operating system does not crash here, PostgreSQL does. Commits stay
         # synchronous, so what was acknowledged survives an immediate shutdown through WAL.
         self.pg_ctl("-w", "-l", os.path.join(WORK, "pg.log"), "-o",
                     f"-p {PG_PORT} -k {WORK} -c listen_addresses=127.0.0.1 -c fsync=off "
                     "-c max_connections=200", "start")
 
-    def crash(self):
+    def crash(self) -> None:
         self.pg_ctl("-m", "immediate", "stop")
 
-    def stop(self):
+    def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.pg_ctl("-m", "fast", "stop")
 
@@ -125,7 +125,7 @@ class Redis:
     def __init__(self):
         self.process = None
 
-    def start(self):
+    def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", WORK], stdout=subprocess.DEVNULL)
@@ -136,7 +136,7 @@ class Redis:
             time.sleep(0.1)
         sys.exit("private Redis did not start")
 
-    def stop(self):
+    def stop(self) -> None:
         """Shut down without saving: every queued message is gone."""
         if self.process and self.process.poll() is None:
             self.process.kill()
@@ -174,7 +174,7 @@ class Stack:
         self.web = None
         self.workers = [None, None]
 
-    def start_web(self):
+    def start_web(self) -> None:
         self.web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "2", "-b",
              f"127.0.0.1:{WEB_PORT}", "--timeout", "60", "--graceful-timeout", "5",
@@ -189,7 +189,7 @@ class Stack:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not start")
 
-    def start_worker(self, n):
+    def start_worker(self, n) -> None:
         self.workers[n] = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE,
              "-n", f"faults{n}@%h", "--pool", "solo", "--without-heartbeat",
@@ -197,11 +197,11 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(WORK, f"worker{n}-{self.db}.log"), "a"))  # noqa: SIM115
 
-    def kill9(self, n):
+    def kill9(self, n) -> None:
         self.workers[n].send_signal(signal.SIGKILL)
         self.workers[n].wait()
 
-    def stop(self):
+    def stop(self) -> None:
         """The inbox is drained by now: a worker still in its drain loop need not finish it."""
         for process in [self.web, *self.workers]:
             if process and process.poll() is None:
@@ -227,7 +227,7 @@ class Sweeper(threading.Thread):
         self.app = Celery(broker=PRIVATE_BROKER)
         self.stopped = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         while not self.stopped.wait(10):
             try:
                 self.app.send_task("ingestion.tasks.sweep_inbox", queue=QUEUE)
@@ -338,12 +338,12 @@ class Sender:
         while (item := self._take()) is not None:
             self._deliver(session, item[0], item[1])
 
-    def start(self):
+    def start(self) -> None:
         self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(2)]
         for thread in self.threads:
             thread.start()
 
-    def join(self):
+    def join(self) -> None:
         for thread in self.threads:
             thread.join()
 
@@ -443,7 +443,7 @@ def differences(expected, actual, path=""):
 
 
 # --- Scenarios -------------------------------------------------------------------------------
-def inject(scenario, stack, pg, redis, sender, notes, token, outage_reads):
+def inject(scenario, stack, pg, redis, sender, notes, token, outage_reads) -> None:
     """Runs beside the sender: waits for the moment, breaks something, repairs it."""
 
     def when(fraction):
@@ -564,7 +564,7 @@ def prepare_template(pg):
     return secret, token
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", action="append", choices=SCENARIOS[1:],
                         help="run only these (the clean reference always runs)")
@@ -623,7 +623,7 @@ def main():
     sys.exit(1 if failed else 0)
 
 
-def print_table(results):
+def print_table(results) -> None:
     print(f"\n{'scenario':<18} {'sent':>6} {'retries':>7} {'5xx':>5} {'pending':>10} "
           f"{'drain s':>7}  result")
     for r in results:

@@ -57,7 +57,7 @@ def case_key(case):
     return case.fingerprint
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--evaluate-at", required=True)
     args = parser.parse_args()

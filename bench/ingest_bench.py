@@ -35,7 +35,7 @@ BROKER = "redis://127.0.0.1:6379/3"
 QUEUE = "bench-ingest"
 
 
-def log(message):
+def log(message) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -208,7 +208,7 @@ def processing(total, concurrency):
     return left_at_start / elapsed, statuses
 
 
-def main():
+def main() -> None:
     global DB, BROKER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)

@@ -28,7 +28,7 @@ DB = "opsview_bench_kpi"
 URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
 
 
-def log(message):
+def log(message) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -228,7 +228,7 @@ ENDPOINTS = [
 ]
 
 
-def derive_spans(chunk=20000):
+def derive_spans(chunk=20000) -> None:
     """Each item's WIP spans, computed by the product's own code, chunk by chunk, in the
     order of the items' last events — the order a live worker writes them in, so the spans
     lie on disk as they would in service (a year of rows in one shuffle would not)."""
@@ -253,7 +253,7 @@ def derive_spans(chunk=20000):
             sys.stderr.flush()
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=2_500_000)
     parser.add_argument("--events", type=int, default=15_000_000)

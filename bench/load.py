@@ -41,7 +41,7 @@ from loadkit.stack import Stack, manage, purge_queue, recreate_database, seed, s
 from simulator import SIZES
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=600, help="seconds of feed")
     parser.add_argument("--rate", type=int, default=2000, help="events per second")

@@ -86,7 +86,7 @@ def measure(base, pages, rounds):
     return results
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pages", default="", help="comma-separated names (default: all)")

@@ -36,7 +36,7 @@ def admin():
     return psycopg.connect(f"postgresql://postgres@{SERVER}/postgres", autocommit=True)
 
 
-def create_database(name, role, limit):
+def create_database(name, role, limit) -> None:
     with admin() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"DROP ROLE IF EXISTS {role}")
@@ -44,7 +44,7 @@ def create_database(name, role, limit):
         conn.execute(f"CREATE DATABASE {name} OWNER {role}")
 
 
-def drop_database(name, role):
+def drop_database(name, role) -> None:
     with admin() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"DROP ROLE IF EXISTS {role}")
@@ -57,7 +57,7 @@ class ConnectionSampler(threading.Thread):
         super().__init__(daemon=True)
         self.role, self.peak, self.stop = role, 0, threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         with admin() as conn:
             while not self.stop.wait(0.05):
                 count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
@@ -65,7 +65,7 @@ class ConnectionSampler(threading.Thread):
                 self.peak = max(self.peak, count)
 
 
-def main():
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["persistent", "pool"], default="pool")
     parser.add_argument("--connection-limit", type=int, default=6)

@@ -24,11 +24,11 @@ DB = "opsview_bench_rules"
 SERVER = "postgresql://postgres@127.0.0.1:5432/"
 
 
-def log(message):
+def log(message) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every count by this (1: the sizes above)")

@@ -35,7 +35,7 @@ TEMPLATE = os.path.join(ROOT, "deploy", "nginx", "opsview.conf.template")
 SLUG = "slow-probe"
 
 
-def log(message):
+def log(message) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -45,7 +45,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_for(url, process, seconds=60):
+def wait_for(url, process, seconds=60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -59,7 +59,7 @@ def wait_for(url, process, seconds=60):
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
-def nginx_conf(workdir, listen, upstream):
+def nginx_conf(workdir, listen, upstream) -> str:
     """A whole nginx.conf around the repository's server block, everything under `workdir`."""
     with open(TEMPLATE) as template:
         server = (template.read().replace("${OPSVIEW_WEB}", upstream)
@@ -126,7 +126,7 @@ class Stack:
             wait_for(f"http://127.0.0.1:{self.port}/ingest/{SLUG}/events", self.processes[1])
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -150,7 +150,7 @@ class SlowClient(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.interval, self.stop, self.cut_off = port, interval, stop, 0
 
-    def run(self):
+    def run(self) -> None:
         while not self.stop.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
@@ -195,7 +195,7 @@ def summary(outcomes):
     }
 
 
-def main():
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--front", choices=["gunicorn", "nginx"], default="nginx")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")

@@ -31,7 +31,7 @@ PAGES = [("list, due first", "/exceptions/"),
          ("saved views panel", "/exceptions/views/")]
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)

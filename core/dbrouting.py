@@ -72,12 +72,12 @@ class ReplicaRouter:
         # replica would draw its related objects from there after the request wrote.
         return "default"
 
-    def db_for_write(self, model, **hints):
+    def db_for_write(self, model, **hints) -> str:
         if not _on_primary_always(model) and _wrote.get() is not None:
             _wrote.set(True)
         return "default"  # even for an object read from the replica
 
-    def allow_relation(self, obj1, obj2, **hints):
+    def allow_relation(self, obj1, obj2, **hints) -> bool:
         return True  # one database, two copies of it
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
@@ -147,7 +147,7 @@ class ReplicaRoutingMiddleware:
             response[LAG_HEADER] = str(request.replica_lag)
         return response
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
+    def process_view(self, request, view_func, view_args, view_kwargs) -> None:
         if not replica_configured() or not _routed(request) or PIN_COOKIE in request.COOKIES:
             return None
         lag = _replica_answers()

@@ -15,7 +15,7 @@ SCHEMES = ("http", "https")
 ANSWER_BYTES = 4096
 
 
-def validate_url(url):
+def validate_url(url) -> None:
     """Raise ValidationError unless `url` is an absolute http(s) URL with a host."""
     parts = urlsplit(url or "")
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:

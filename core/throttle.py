@@ -45,7 +45,7 @@ class FixedWindow:
             log.warning("%s for %s not checked, cache unavailable: %s", self.prefix, key, exc)
             return 0
 
-    def reset(self, key):
+    def reset(self, key) -> None:
         try:
             cache.delete(self._key(key))
         except Exception as exc:  # noqa: BLE001

@@ -15,19 +15,19 @@ class AuditedAdmin(admin.ModelAdmin):
 
     audit_name = ""
 
-    def target(self, obj):
+    def target(self, obj) -> str:
         return f"{self.audit_name}:{obj.pk}"
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         audit.record(f"{self.audit_name}.{'changed' if change else 'created'}", self.target(obj),
                      request=request, fields=sorted(form.changed_data))
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request, obj) -> None:
         audit.record(f"{self.audit_name}.deleted", self.target(obj), request=request)
         super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request, queryset) -> None:
         for obj in queryset:
             self.delete_model(request, obj)
 
@@ -98,8 +98,8 @@ class DeliveryAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -15,7 +15,7 @@ HEADLINES = {"opened": "opened", "at_risk": "at risk of breaching their SLA",
              "breached": "past their SLA", "escalated": "escalated"}
 
 
-def case_url(case):
+def case_url(case) -> str:
     return f"{settings.OPSVIEW_BASE_URL}/exceptions/{case.pk}/"
 
 
@@ -86,7 +86,7 @@ def queue_urls(queue):
     return urls
 
 
-def smtp_url(recipients):
+def smtp_url(recipients) -> str:
     """Apprise's mailto URL for the SMTP server Django is configured with."""
     auth = ""
     if settings.EMAIL_HOST_USER:

@@ -19,7 +19,7 @@ from .models import Delivery
 log = logging.getLogger(__name__)
 
 
-def new_message_id():
+def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 

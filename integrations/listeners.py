@@ -8,7 +8,7 @@ from .webhooks import webhook_deliveries
 ALERTED = set(TRIGGERS) - {"digest"}
 
 
-def on_case_changed(sender, *, cases, action, notify_queues=(), **kwargs):
+def on_case_changed(sender, *, cases, action, notify_queues=(), **kwargs) -> None:
     deliveries = webhook_deliveries(cases, action)
     # An escalation whose policy does not notify names no queues and alerts nobody.
     if action in ALERTED and (action != "escalated" or notify_queues):

@@ -14,7 +14,7 @@ from ingestion.models import HTTP_ONLY, Source, new_webhook_secret
 TRIGGERS = ["opened", "at_risk", "breached", "escalated", "digest"]
 
 
-def validate_alert_url(url):
+def validate_alert_url(url) -> None:
     """An Apprise URL whose service is in ALERT_SCHEMES: what an admin may point alerts at."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in settings.ALERT_SCHEMES:

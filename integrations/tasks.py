@@ -32,7 +32,7 @@ def deliver(delivery_id):
     return wait
 
 
-def enqueue(delivery_id, countdown=None):
+def enqueue(delivery_id, countdown=None) -> None:
     """Queue a delivery after commit; a broker outage only delays it (the sweeper)."""
 
     def send():
@@ -47,7 +47,7 @@ def enqueue(delivery_id, countdown=None):
 
 
 @shared_task(name="integrations.tasks.sweep_deliveries")
-def sweep_deliveries():
+def sweep_deliveries() -> None:
     """Re-enqueue deliveries overdue by more than a minute: their message was lost."""
     late = timezone.now() - dt.timedelta(seconds=60)
     for delivery in deliveries.due(late):

@@ -52,7 +52,7 @@ class Billing:
         self.voided = None
 
     # --- plans, made with the master data ----------------------------------------------------
-    def plan_fixed_fee(self, project, schedule):
+    def plan_fixed_fee(self, project, schedule) -> None:
         """A contract over 4–12 months from the span's first month: fee, life and schedule."""
         rng = self.firm.rng
         life = list(itertools.islice(months(self.firm.start.date(), dt.date.max),
@@ -68,7 +68,7 @@ class Billing:
                                                            "Phase 2 acceptance",
                                                            "Final acceptance"])
 
-    def plan_milestones(self, project):
+    def plan_milestones(self, project) -> None:
         """Three to five milestones over 3–9 months; the contract is their sum."""
         rng = self.firm.rng
         life = list(itertools.islice(months(self.firm.start.date(), dt.date.max),
@@ -88,10 +88,10 @@ class Billing:
                 for k, amount in enumerate(amounts)]
 
     # --- the ledger and the monthly runs -------------------------------------------------------
-    def add(self, project, item):
+    def add(self, project, item) -> None:
         self.pending[project["project_id"]].append(item)
 
-    def schedule_runs(self):
+    def schedule_runs(self) -> None:
         """A run per billing project and month, on a working day 5–7 days after the month:
         late enough that every week of the month is built when the run is."""
         firm, sequence = self.firm, itertools.count()

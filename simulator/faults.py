@@ -85,7 +85,7 @@ class Faults:
                 "amount": "1200.00", "currency": "usd", "blocked_reason": "missing_po"}, late),
         ]
 
-    def share_an_id(self, master, expenses):
+    def share_an_id(self, master, expenses) -> None:
         """The expense relay numbers its events on its own: one of its ids is one the PSA
         relay already used. Different CloudEvents sources, so both events count."""
         middle = self.firm.start + (self.firm.end - self.firm.start) / 2

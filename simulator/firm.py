@@ -122,7 +122,7 @@ class FirmSimulator:
         return self.event("sync.failed" if error else "sync.succeeded", data, when,
                           correlation=object_id)
 
-    def plant(self, name, *ids):
+    def plant(self, name, *ids) -> None:
         """Records where a planted problem or fault shows, for the docs and the tests."""
         self.planted[name].extend(ids)
 

@@ -17,5 +17,5 @@ KPIS = ["wip", "invoice-readiness", "posting-latency", "utilization", "integrati
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def log(message):
+def log(message) -> None:
     print(message, file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ class Poller:
         self.samples = []  # (seconds since start, url, kind, ms, status)
         self.lock = threading.Lock()
 
-    def log_in(self):
+    def log_in(self) -> None:
         login = f"{self.base}/accounts/login/"
         page = self.browser.get(login, timeout=30)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
@@ -44,7 +44,7 @@ class Poller:
             self.poll_once(stop)
             stop.wait(max(0.0, self.interval - (time.monotonic() - round_started)))
 
-    def poll_once(self, stop):
+    def poll_once(self, stop) -> None:
         for page in PAGES:
             if stop.is_set():
                 return

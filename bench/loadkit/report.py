@@ -142,7 +142,7 @@ def verdict(args, report):
     }
 
 
-def print_report(report, out):
+def print_report(report, out) -> None:
     c = report["config"]
     print(f"\nsustained load: {c['rate']} events/s target, {c['duration']} s, batches of "
           f"{c['batch']}, {c['workers']} workers ({c['pool']}), {c['web_workers']} gunicorn "

@@ -106,7 +106,7 @@ class Sampler:
         while not stop.wait(SAMPLE_SECONDS - (time.monotonic() - self.started) % SAMPLE_SECONDS):
             self.take()
 
-    def take(self):
+    def take(self) -> None:
         t = time.monotonic() - self.started
         # The partial index on pending rows keeps this cheap however large the inbox grows;
         # max(id) counts rows received without scanning them.

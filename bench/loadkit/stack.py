@@ -39,7 +39,7 @@ def manage(env, *command, extra_env=None):
     return result.stdout
 
 
-def recreate_database(database_url):
+def recreate_database(database_url) -> None:
     name = urllib.parse.urlsplit(database_url).path.strip("/")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise SystemExit(f"refusing to drop a database named {name!r}")
@@ -49,7 +49,7 @@ def recreate_database(database_url):
         conn.execute(f"CREATE DATABASE {name}")
 
 
-def purge_queue(broker_url):
+def purge_queue(broker_url) -> None:
     """Drop our queue's messages (tasks the seeding enqueued, or a crashed run's)."""
     client = redis.Redis.from_url(broker_url)
     for key in client.scan_iter(match=f"{QUEUE}*"):
@@ -76,13 +76,13 @@ class Stack:
         self.env, self.log_dir = env, log_dir
         self.processes = {}  # name -> Popen
 
-    def start(self, name, command):
+    def start(self, name, command) -> None:
         with open(self.log_dir / f"{name}.log", "w") as output:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", *command], cwd=ROOT, env=self.env, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_web(self, port, workers, threads):
+    def start_web(self, port, workers, threads) -> None:
         self.start("web", ["gunicorn", "config.wsgi", "-w", str(workers), "-k", "gthread",
                            "--threads", str(threads), "-b", f"127.0.0.1:{port}",
                            "--timeout", "120", "--log-level", "warning"])
@@ -97,14 +97,14 @@ class Stack:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not start")
 
-    def start_workers(self, count, pool, concurrency):
+    def start_workers(self, count, pool, concurrency) -> None:
         for i in range(count):
             self.start(f"worker-{i}", [
                 "celery", "-A", "config", "worker", "-Q", QUEUE, "-n", f"load{i}@%h",
                 "--pool", pool, *(["-c", str(concurrency)] if pool != "solo" else []),
                 "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"])
 
-    def start_beat(self):
+    def start_beat(self) -> None:
         self.start("beat", ["celery", "-A", "config", "beat", "-l", "warning",
                             "-s", str(self.log_dir / "celerybeat-schedule"),
                             "--pidfile", str(self.log_dir / "celerybeat.pid")])
@@ -112,13 +112,13 @@ class Stack:
     def workers(self):
         return {name: p.pid for name, p in self.processes.items() if name.startswith("worker")}
 
-    def check_alive(self):
+    def check_alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see "
                                    f"{self.log_dir / name}.log")
 
-    def stop(self):
+    def stop(self) -> None:
         """SIGTERM to each main process (a warm shutdown: Celery lets its pool child finish
         the task in hand, gunicorn its workers the request in hand), then SIGKILL to each
         process group, so nothing is left behind."""

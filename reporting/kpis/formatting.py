@@ -62,7 +62,7 @@ def weekdays(start, end):
     return count
 
 
-def age_bucket(days):
+def age_bucket(days) -> str:
     if days <= 30:
         return "0-30"
     if days <= 60:

@@ -16,21 +16,21 @@ register.filter("money_in", money_in)
 
 
 @register.filter
-def pct(value):
+def pct(value) -> str:
     if value is None or value == "":
         return "—"
     return f"{float(value) * 100:.1f} %"
 
 
 @register.filter
-def hours(seconds):
+def hours(seconds) -> str:
     if seconds is None:
         return "—"
     return f"{seconds / 3600:,.1f} h"
 
 
 @register.filter
-def millis(value):
+def millis(value) -> str:
     """A latency in milliseconds as people read it: '850 ms', '1.8 s', '2.5 min'."""
     if value in (None, ""):
         return "—"
@@ -82,7 +82,7 @@ def add_money(value, other):
 
 
 @register.filter
-def days(value):
+def days(value) -> str:
     return "—" if value is None else f"{value:g} d"
 
 
@@ -95,7 +95,7 @@ def countdown(seconds):
 
 
 @register.filter
-def change(line, unit):
+def change(line, unit) -> str:
     """A trend line's last change, signed, in the card's unit: money and counts as numbers,
     a ratio in percentage points, DSO in days."""
     delta = (line or {}).get("change")
@@ -112,7 +112,7 @@ def change(line, unit):
 
 
 @register.filter
-def trend_class(line, good_when):
+def trend_class(line, good_when) -> str:
     """good, bad or flat: whether the last change is the direction that is good news."""
     delta = (line or {}).get("change")
     if not delta:

@@ -17,7 +17,7 @@ PASSWORD = "opsview-demo"
 class Command(BaseCommand):
     help = "Create one demo user per role and an admin (idempotent); prints the credentials."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--credentials", action="store_true",
                             help="only print the credentials (`make demo` ends with them)")
         parser.add_argument("--wait-for", metavar="URL", default="",
@@ -56,7 +56,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {username:<12} {role}")
 
     @staticmethod
-    def _wait_for(url, seconds=60):
+    def _wait_for(url, seconds=60) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:

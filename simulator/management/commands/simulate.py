@@ -21,7 +21,7 @@ class Progress:
     def __init__(self, total, label):
         self.total, self.label, self.done, self.started = total, label, 0, time.monotonic()
 
-    def advance(self, n):
+    def advance(self, n) -> None:
         self.done += n
         self.total = max(self.total, self.done)  # the total is an estimate
         width = 30
@@ -31,7 +31,7 @@ class Progress:
                          f"{self.done}/{self.total} ({rate:,.0f}/s)")
         sys.stderr.flush()
 
-    def close(self):
+    def close(self) -> None:
         sys.stderr.write("\n")
 
 
@@ -39,7 +39,7 @@ class Command(BaseCommand):
     help = ("Simulate a professional-services firm's integration traffic, faults included, "
             "into the inbox (directly, or as signed HTTP to a running server).")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--size", choices=sorted(SIZES), default="small")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: now)")
@@ -60,7 +60,7 @@ class Command(BaseCommand):
                             help="seconds the live feed runs")
         parser.add_argument("--interval", type=float, default=5.0)
 
-    def handle(self, *args, **options):
+    def handle(self, *args, **options) -> None:
         end = _day(options["end"], "--end")
         start = _day(options["start"], "--start")
         if end:
