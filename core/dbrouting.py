@@ -39,7 +39,7 @@ PRIMARY_MODELS = {"opsview.apitoken", "opsview.auditevent"}
 # Per request (each thread or task has its own context): may reads use the replica, and did
 # the request write since.
 _reads_on_replica = contextvars.ContextVar("reads_on_replica", default=False)
-_wrote = contextvars.ContextVar("wrote", default=None)
+_wrote: contextvars.ContextVar[bool | None] = contextvars.ContextVar("wrote", default=None)
 # Per process: until when the replica is considered away (time.monotonic()).
 _replica_away_until = 0.0
 

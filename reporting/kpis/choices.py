@@ -1,10 +1,12 @@
 """The values the pages' filters offer."""
 
 
+from typing import Any
+
 from opsview import models as state
 
 
-def filter_choices():
+def filter_choices() -> dict[str, list[Any]]:
     """The values the filters offer: legal entities, practices and clients that exist."""
     projects = state.Project.objects.filter(is_placeholder=False)
     return {

@@ -2,24 +2,33 @@
 two-place decimal strings, ratios, percentiles, weekdays and age buckets."""
 import datetime as dt
 import math
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from typing import Any
+
+# The filters a KPI takes (legal_entity, practice, client, ...): name -> value.
+Filters = dict[str, str]
+# A KPI's answer: JSON-ready, as the API sends it.
+Json = dict[str, Any]
 
 CENT = Decimal("0.01")
 AGING_BUCKETS = ["0-30", "31-60", "61-90", "90+"]
 
 
-def money(value):
+def money(value: Decimal | int | float | str | None) -> str:
     """A decimal string with two places: '1250.00'."""
     return str(Decimal(value or 0).quantize(CENT))
 
 
-def ratio(numerator, denominator):
+def ratio(numerator: Decimal | int | float,
+          denominator: Decimal | int | float | None) -> float | None:
+    """numerator / denominator to four places; None on an empty denominator."""
     if not denominator:
         return None
     return round(float(Decimal(numerator) / Decimal(denominator)), 4)
 
 
-def percentile_cont(values, fraction):
+def percentile_cont(values: Iterable[float], fraction: float) -> float | None:
     """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
     ordered = sorted(values)
     if not ordered:
@@ -29,7 +38,7 @@ def percentile_cont(values, fraction):
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def percentile_from_counts(counts, fraction):
+def percentile_from_counts(counts: Mapping[float, int], fraction: float) -> float | None:
     """percentile_cont of a multiset given as {value: how many times}: the answer of
     percentile_cont over the values repeated, in time proportional to the distinct ones."""
     items = sorted((value, n) for value, n in counts.items() if n > 0)
@@ -49,7 +58,7 @@ def percentile_from_counts(counts, fraction):
     return found[lower] + (found[upper] - found[lower]) * (position - lower)
 
 
-def weekdays(start, end):
+def weekdays(start: dt.date, end: dt.date) -> int:
     """Monday-to-Friday days between two dates, both included."""
     if end < start:
         return 0
@@ -62,7 +71,8 @@ def weekdays(start, end):
     return count
 
 
-def age_bucket(days) -> str:
+def age_bucket(days: int) -> str:
+    """The aging bucket ('0-30', '31-60', '61-90', '90+') of an age in days."""
     if days <= 30:
         return "0-30"
     if days <= 60:
@@ -72,9 +82,9 @@ def age_bucket(days) -> str:
     return "90+"
 
 
-def _iso(value):
+def _iso(value: dt.date | dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _clean(filters):
+def _clean(filters: Filters | None) -> Filters:
     return {k: v for k, v in (filters or {}).items() if v}

@@ -1,9 +1,10 @@
 """Integration health: flows, inbox, duplicates, reconciliation gaps, and the daily
 series of sync attempts the page draws."""
+import datetime as dt
 from collections import defaultdict
 
 from django.db import connection, connections
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -12,10 +13,11 @@ from opsview import models as state
 from opsview import selectors
 from opsview.rhythm import expected_silence
 from opsview.timeline import firm_zone
-from reporting.kpis.formatting import _iso, percentile_cont, ratio
+from reporting.kpis.formatting import Json, _iso, percentile_cont, ratio
 
 
-def integration_health(*, start, end, now=None):
+def integration_health(*, start: dt.datetime, end: dt.datetime,
+                       now: dt.datetime | None = None) -> Json:
     """Flows, inbox, duplicates and reconciliation gaps for event times in [start, end)."""
     now = now or timezone.now()
     attempts = state.SyncAttempt.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
@@ -74,13 +76,13 @@ def integration_health(*, start, end, now=None):
     }
 
 
-def _systems(flow):
+def _systems(flow: str) -> tuple[str, str]:
     row = (state.SyncAttempt.objects.filter(flow=flow).order_by("-occurred_at")
            .values("source_system", "target_system").first())
     return (row["source_system"], row["target_system"]) if row else ("", "")
 
 
-def _p95_latency_by_flow(attempts):
+def _p95_latency_by_flow(attempts: QuerySet) -> dict[str, float]:
     attempts = attempts.filter(latency_ms__isnull=False)
     if connection.vendor == "postgresql":
         sql, params = attempts.values("pk").query.sql_with_params()
@@ -93,18 +95,18 @@ def _p95_latency_by_flow(attempts):
     latencies = defaultdict(list)
     for flow, latency in attempts.values_list("flow", "latency_ms"):
         latencies[flow].append(latency)
-    return {flow: round(float(percentile_cont(values, 0.95)), 1)
+    return {flow: round(float(percentile_cont(values, 0.95) or 0), 1)  # values never empty
             for flow, values in latencies.items()}
 
 
-def open_sync_failures_by_flow():
+def open_sync_failures_by_flow() -> dict[str, int]:
     """Open sync_failed cases per flow."""
     from exceptions.kpis import open_sync_failures_by_flow as from_cases
 
     return from_cases()
 
 
-def flow_series(*, start, end):
+def flow_series(*, start: dt.datetime, end: dt.datetime) -> list[Json]:
     """Sync attempts per flow and day, succeeded and failed, for event times in [start, end)."""
     rows = (state.SyncAttempt.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
             .annotate(day=TruncDate("occurred_at")).values("day", "flow")

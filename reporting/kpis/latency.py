@@ -4,7 +4,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import connection, connections
-from django.db.models import Count, F, Min
+from django.db.models import Count, Expression, F, Min, QuerySet
 
 from opsview.selectors import (
     BILLABLE_EXPENSE,
@@ -17,11 +17,12 @@ from opsview.selectors import (
     unposted_expenses,
     unposted_time,
 )
-from reporting.kpis.formatting import _clean, _iso, money, percentile_cont, ratio
+from reporting.kpis.formatting import Filters, Json, _clean, _iso, money, percentile_cont, ratio
 from reporting.kpis.periods import _day_bounds
 
 
-def posting_latency(*, start, end, filters=None, sla_seconds=None):
+def posting_latency(*, start: dt.date, end: dt.date, filters: Filters | None = None,
+                    sla_seconds: int | None = None) -> Json:
     """How long approved time (and, apart, billable expenses) took to reach ERP, and what
     is approved and still not posted."""
     filters = filters or {}
@@ -48,7 +49,8 @@ def posting_latency(*, start, end, filters=None, sla_seconds=None):
     }
 
 
-def _backlog(items, currency, value, hours=False):
+def _backlog(items: QuerySet, currency: str, value: Expression,
+             hours: bool = False) -> Json:
     """Count, (hours,) oldest approval and value per currency of approved, unposted items,
     in one grouped query."""
     sums = {"n": Count("pk"), "oldest": Min("approved_at"), "value": total(value)}
@@ -64,13 +66,13 @@ def _backlog(items, currency, value, hours=False):
                            if r["ccy"]}}
 
 
-def _posted_between(items, window):
+def _posted_between(items: QuerySet, window: tuple[dt.datetime, dt.datetime]) -> QuerySet:
     """Items posted within the window (instants), with an approval time."""
     return items.filter(posted_at__gte=window[0], posted_at__lt=window[1],
                         approved_at__isnull=False)
 
 
-def _latency_percentiles(posted, sla_seconds):
+def _latency_percentiles(posted: QuerySet, sla_seconds: int) -> tuple[Json, int]:
     """Count, p50/p90/p95 of posted_at − approved_at, and how many were within the SLA."""
     fractions = {"p50_seconds": 0.5, "p90_seconds": 0.9, "p95_seconds": 0.95}
     if connection.vendor == "postgresql":
@@ -93,7 +95,8 @@ def _latency_percentiles(posted, sla_seconds):
                                for name, v in zip(fractions, values, strict=True)}}, within
 
 
-def posting_latency_trend(*, end, weeks=12, filters=None):
+def posting_latency_trend(*, end: dt.date, weeks: int = 12,
+                          filters: Filters | None = None) -> list[Json]:
     """Weekly posting-latency percentiles for the `weeks` weeks ending on `end`."""
     sla_seconds = settings.POSTING_SLA_HOURS * 3600
     result = []

@@ -1,9 +1,10 @@
 """Margin: earned revenue by billing method against labor cost, with billed and
 recognized revenue beside them."""
+import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import F
+from django.db.models import Aggregate, F, QuerySet
 
 from opsview import models as state
 from opsview.selectors import (
@@ -21,7 +22,7 @@ from opsview.selectors import (
     project_filters,
     total,
 )
-from reporting.kpis.formatting import _clean, money, ratio
+from reporting.kpis.formatting import Filters, Json, _clean, money, ratio
 from reporting.kpis.periods import periods_ending_in
 
 MARGIN_GROUPS = {
@@ -34,7 +35,8 @@ INVOICE_GROUPS = {"project": ("project__project_id", "project__name"),
                   "client": ("client__client_id", "client__name")}
 
 
-def margin(*, start, end, group_by="project", filters=None):
+def margin(*, start: dt.date, end: dt.date, group_by: str = "project",
+           filters: Filters | None = None) -> Json:
     """Earned revenue (by billing method) against labor cost, with billed and recognized
     revenue beside them, per group and currency."""
     filters = filters or {}
@@ -49,10 +51,12 @@ def margin(*, start, end, group_by="project", filters=None):
     revenue = state.RevenueRecognition.objects.filter(
         project_filters(filters), project__is_placeholder=False, period__in=periods)
 
-    rows = defaultdict(lambda: defaultdict(lambda: ZERO))
+    rows: defaultdict[tuple[str, str], defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(lambda: ZERO))
     names = {}
 
-    def collect(queryset, key_field, label_field, currency_field, **aggregate):
+    def collect(queryset: QuerySet, key_field: str, label_field: str, currency_field: str,
+                **aggregate: Aggregate) -> None:
         for row in (queryset.values(key=F(key_field), label=F(label_field),
                                     ccy=F(currency_field))
                     .annotate(**aggregate).order_by()):
@@ -70,7 +74,7 @@ def margin(*, start, end, group_by="project", filters=None):
     collect(revenue, key, label, "currency", recognized=total(F("amount")))
     collect(revenue.filter(project__billing_method=state.Project.BillingMethod.FIXED_FEE),
             key, label, "currency", earned=total(F("amount")))
-    result = []
+    result: list[Json] = []
     for (key_value, currency), f in rows.items():
         profit = f["earned"] - f["labor_cost"]
         result.append({

@@ -1,9 +1,11 @@
 """Invoice readiness: what of a period's billable value is billed, in billing, ready,
 or held up (unposted, billing set-up missing), and the invoices blocked now."""
+import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from decimal import Decimal
 
-from django.db.models import Count, F, Q, Sum, Value
+from django.db.models import Aggregate, Count, Expression, F, Q, QuerySet, Sum, Value
 
 from opsview import models as state
 from opsview.selectors import (
@@ -23,13 +25,13 @@ from opsview.selectors import (
     counted_time,
     total,
 )
-from reporting.kpis.formatting import _clean, money, ratio
+from reporting.kpis.formatting import Filters, Json, _clean, money, ratio
 from reporting.kpis.periods import GROUPS, _by_currency
 
 UNBILLED_NOW = Q(invoice__isnull=True) | Q(invoice__status__in=["", "voided"])
 
 
-def _readiness(value, postable):
+def _readiness(value: Expression, postable: bool) -> dict[str, Aggregate]:
     """Conditional sums splitting a population into billed, in billing, ready and the first
     failing reason (unposted, then missing billing set-up). `postable`: whether the items
     are posted to ERP (time and expenses) or not (milestones). The names avoid model
@@ -49,7 +51,8 @@ def _readiness(value, postable):
 SETUP_COMPLETE = state.billing_setup_complete_q("project__")
 
 
-def readiness_population(first_day, last_day, filters=None):
+def readiness_population(first_day: dt.date, last_day: dt.date, filters: Filters | None = None,
+                         ) -> list[tuple[QuerySet, str, Expression, bool]]:
     """(queryset, currency, value, postable) of each kind of item billable in a period:
     time-and-materials time, billable expenses and milestones of milestone projects,
     approved (milestones: completed) or later, dated in the period."""
@@ -65,7 +68,7 @@ def readiness_population(first_day, last_day, filters=None):
     ]
 
 
-def _readiness_figures(f):
+def _readiness_figures(f: Mapping[str, Decimal]) -> Json:
     not_ready = f["unposted"] + f["missing_billing_setup"]
     return {
         "billable_value": money(f["billable"]),
@@ -79,11 +82,13 @@ def _readiness_figures(f):
     }
 
 
-def invoice_readiness(*, period, first_day, last_day, filters=None):
+def invoice_readiness(*, period: str, first_day: dt.date, last_day: dt.date,
+                      filters: Filters | None = None) -> Json:
     """What of a period's billable value is billed, in billing, ready to bill, and what
     stands in the way of the rest — as things stand now."""
     filters = filters or {}
-    currencies = defaultdict(lambda: defaultdict(lambda: ZERO))
+    currencies: defaultdict[str, defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(lambda: ZERO))
     for queryset, currency, value, postable in readiness_population(first_day, last_day,
                                                                     filters):
         for ccy, row in _by_currency(queryset, currency, **_readiness(value, postable)).items():
@@ -94,7 +99,7 @@ def invoice_readiness(*, period, first_day, last_day, filters=None):
             "blocked_invoices": blocked_invoices(filters)}
 
 
-def blocked_invoices(filters=None):
+def blocked_invoices(filters: Filters | None = None) -> Json:
     """Invoices blocked right now: count, by reason, and amount per currency."""
     blocked = counted_invoices(filters).filter(status="blocked")
     by_reason = {(row["blocked_reason"] or "other"): row["n"] for row in
@@ -105,10 +110,12 @@ def blocked_invoices(filters=None):
     return {"count": sum(by_reason.values()), "by_reason": by_reason, "currencies": amounts}
 
 
-def readiness_breakdown(*, first_day, last_day, group_by="project", filters=None):
+def readiness_breakdown(*, first_day: dt.date, last_day: dt.date, group_by: str = "project",
+                        filters: Filters | None = None) -> list[Json]:
     """Invoice readiness per project or client, per currency, largest not-ready first."""
     key, label = GROUPS[group_by]
-    totals = defaultdict(lambda: defaultdict(lambda: ZERO))
+    totals: defaultdict[tuple[str, str], defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(lambda: ZERO))
     names = {}
     for queryset, currency, value, postable in readiness_population(first_day, last_day,
                                                                     filters):

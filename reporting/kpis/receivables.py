@@ -4,11 +4,11 @@ import datetime as dt
 from django.db.models import F, Q
 
 from opsview.selectors import counted_invoices, total
-from reporting.kpis.formatting import _clean, money
+from reporting.kpis.formatting import Filters, Json, _clean, money
 from reporting.kpis.periods import _by_currency
 
 
-def receivables(*, as_of, filters=None):
+def receivables(*, as_of: dt.date, filters: Filters | None = None) -> Json:
     """Open AR and DSO as of the end of a date: invoices issued by then, not paid and not
     voided by then."""
     not_voided = Q(voided_date__isnull=True) | Q(voided_date__gt=as_of)

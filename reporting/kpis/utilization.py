@@ -1,6 +1,8 @@
 """Utilization: billable hours against active people's capacity."""
+import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import F, Max, Q
 from django.utils import timezone
@@ -8,10 +10,11 @@ from django.utils import timezone
 from ingestion.models import InboxEvent
 from opsview import models as state
 from opsview.selectors import ZERO, counted_time, total
-from reporting.kpis.formatting import _clean, money, ratio, weekdays
+from reporting.kpis.formatting import Filters, Json, _clean, money, ratio, weekdays
 
 
-def utilization(*, start, end, filters=None, now=None):
+def utilization(*, start: dt.date, end: dt.date, filters: Filters | None = None,
+                now: dt.datetime | None = None) -> Json:
     """Billable hours (time flagged billable on projects that bill — chargeable time on
     fixed-fee and milestone projects included) against active people's capacity."""
     filters = filters or {}
@@ -27,8 +30,10 @@ def utilization(*, start, end, filters=None, now=None):
                                        .NON_BILLABLE)
     hours = {row["person_id"]: row for row in entries.values("person_id").annotate(
         billable=total(F("hours"), chargeable), total=total(F("hours"))).order_by()}
-    by_person, by_practice = [], defaultdict(lambda: defaultdict(lambda: ZERO))
-    totals = defaultdict(lambda: ZERO)
+    by_person: list[dict[str, Any]] = []
+    by_practice: defaultdict[str, defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(lambda: ZERO))
+    totals: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
     active = people.filter(Q(active=True) | Q(pk__in=list(hours)))
     for person in active.values("pk", "person_id", "name", "practice", "active",
                                 "capacity_hours_per_week").order_by("practice", "person_id"):

@@ -3,21 +3,23 @@ every entry behind them, fixed-fee projects' recognized revenue included."""
 import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Case, CharField, F, Value, When
+from django.db.models import Case, CharField, F, Model, QuerySet, Value, When
+from django.db.models.expressions import Combinable
 from django.db.models.functions import TruncDate
 
 from opsview import models as state
 from opsview.selectors import ZERO, cells_as_of, project_filters, spans_as_of, total
 from opsview.timeline import end_of, firm_zone
-from reporting.kpis.formatting import AGING_BUCKETS, _clean, age_bucket, money
+from reporting.kpis.formatting import AGING_BUCKETS, Filters, Json, _clean, age_bucket, money
 from reporting.kpis.periods import GROUPS, _period_end
 
 WIP_PARTS = ["time", "expenses", "milestones", "fixed_fee"]
 SPAN_PART = {"time_entry": "time", "expense": "expenses", "milestone": "milestones"}
 
 
-def _age(as_of):
+def _age(as_of: dt.date) -> Case:
     """The age bucket of a span's item as of a date (age = as-of − the item's date), as an
     expression to group by: one sum per group, not one conditional sum per bucket."""
     return Case(
@@ -27,7 +29,8 @@ def _age(as_of):
         default=Value(AGING_BUCKETS[3]), output_field=CharField())
 
 
-def _wip_rows(as_of, filters, *keys, **named_keys):
+def _wip_rows(as_of: dt.date, filters: Filters | None, *keys: str,
+              **named_keys: Combinable) -> list[dict[str, Any]]:
     """Value of the WIP cells holding value as of a date, summed per the given keys, age
     bucket and in-billing flag."""
     return [row for cells in cells_as_of(as_of, filters)
@@ -36,15 +39,15 @@ def _wip_rows(as_of, filters, *keys, **named_keys):
             .annotate(value=total(F("value"))).order_by()]
 
 
-def _blank_wip():
+def _blank_wip() -> dict[str, Any]:
     return {"total": ZERO, **dict.fromkeys(WIP_PARTS, ZERO), "in_billing": ZERO,
             "aging": dict.fromkeys(AGING_BUCKETS, ZERO)}
 
 
-def wip(*, as_of, filters=None):
+def wip(*, as_of: dt.date, filters: Filters | None = None) -> Json:
     """Unbilled WIP as of the end of a date: approved work not billed then, per currency."""
     filters = filters or {}
-    currencies = defaultdict(_blank_wip)
+    currencies: defaultdict[str, dict[str, Any]] = defaultdict(_blank_wip)
     for row in _wip_rows(as_of, filters, "kind", ccy=F("currency")):
         figures = currencies[row["ccy"]]
         figures[SPAN_PART[row["kind"]]] += row["value"]
@@ -69,14 +72,15 @@ def wip(*, as_of, filters=None):
     }
 
 
-def wip_totals(days, filters=None):
+def wip_totals(days: list[dt.date], filters: Filters | None = None,
+               ) -> dict[dt.date, dict[str, str]]:
     """{day: {currency: total}}: the WIP total wip(as_of=day) gives, for several days at
     once (a trend), the fixed-fee books read once for all of them."""
     filters = filters or {}
     books = FixedFeeBooks(filters, up_to=max(days))
     result = {}
     for day in days:
-        totals = defaultdict(lambda: ZERO)
+        totals: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
         for cells in cells_as_of(day, filters):
             for currency, value in (cells.values(ccy=F("currency"))
                                     .annotate(value=total(F("value")))
@@ -89,7 +93,7 @@ def wip_totals(days, filters=None):
     return result
 
 
-def fixed_fee_wip(*, as_of, filters=None):
+def fixed_fee_wip(*, as_of: dt.date, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Per fixed-fee project with unbilled revenue as of a date: recognized revenue up to
     that month less the invoices on the project issued and not voided by then (less the
     expenses they bill), floored at 0; `in_billing` the part its drafted or blocked
@@ -103,16 +107,19 @@ class FixedFeeBooks:
     day, read once (a handful of queries), so that their WIP can be told as of that day or
     any day before it — one day for the WIP figures, a dozen for a trend."""
 
-    def __init__(self, filters, up_to):
+    def __init__(self, filters: Filters | None, up_to: dt.date) -> None:
         fixed_fee = state.Project.objects.filter(
             project_filters(filters, prefix=""), is_placeholder=False,
             billing_method=state.Project.BillingMethod.FIXED_FEE)
         self.projects = {p["pk"]: p for p in fixed_fee.values(
             "pk", "project_id", "name", "currency", "practice", "legal_entity",
             client_key=F("client__client_id"), client_name=F("client__name"))}
-        self.revenue = defaultdict(list)  # project pk -> [(period, amount)], oldest first
-        self.invoices, self.owners, self.expense_events = {}, set(), defaultdict(list)
-        self.expense_amounts = {}
+        # project pk -> [(period, amount)], oldest first
+        self.revenue: defaultdict[int, list[tuple[str, Decimal]]] = defaultdict(list)
+        self.invoices: dict[int, list[Any]] = {}
+        self.owners: set[tuple[int, int]] = set()
+        self.expense_events: defaultdict[int, list[tuple[dt.datetime, str]]] = defaultdict(list)
+        self.expense_amounts: dict[int, Decimal] = {}
         if not self.projects:
             return
         for project_id, period, amount in (state.RevenueRecognition.objects
@@ -124,7 +131,7 @@ class FixedFeeBooks:
         if self.revenue:
             self._read_billing(fixed_fee.values("pk"), end_of(up_to))
 
-    def _read_billing(self, projects, moment):
+    def _read_billing(self, projects: QuerySet, moment: dt.datetime) -> None:
         """Each project's invoices — its own, and those its milestones name though they are
         filed under no or another project — and the invoiced events of its billable expenses
         (only expenses ever invoiced can be on an invoice). The projects go to the database
@@ -152,7 +159,7 @@ class FixedFeeBooks:
                     "record_id", "at", "event_id", "invoice_ref"):
                 self.expense_events[record_id].append((at, ref))
 
-    def _invoice_states(self, as_of):
+    def _invoice_states(self, as_of: dt.date) -> dict[int, tuple[Decimal, str | None]]:
         """{invoice pk: (amount, "billed" | "in_billing" | None)} at the end of `as_of`."""
         states = {}
         for pk, (amount, issued, voided, announced_on) in self.invoices.items():
@@ -165,10 +172,11 @@ class FixedFeeBooks:
             states[pk] = (amount or ZERO, state_then)
         return states
 
-    def _expenses_on(self, as_of):
+    def _expenses_on(self, as_of: dt.date) -> dict[Any, Decimal]:
         """{invoice pk: value of the billable expenses on it at the end of `as_of`}: the
         invoice each expense's latest `invoiced` event by then names."""
-        moment, result = end_of(as_of), defaultdict(lambda: ZERO)
+        moment = end_of(as_of)
+        result: defaultdict[Any, Decimal] = defaultdict(lambda: ZERO)
         for record_id, events in self.expense_events.items():
             latest = None
             for at, ref in events:  # oldest first
@@ -179,11 +187,13 @@ class FixedFeeBooks:
                 result[latest] += self.expense_amounts[record_id]
         return result
 
-    def positions(self, as_of):
+    def positions(self, as_of: dt.date) -> list[dict[str, Any]]:
+        """Each fixed-fee project's unbilled position at the end of `as_of`."""
         if not self.revenue:
             return []
         states, expenses = self._invoice_states(as_of), self._expenses_on(as_of)
-        billed, in_billing = defaultdict(lambda: ZERO), defaultdict(lambda: ZERO)
+        billed: defaultdict[int, Decimal] = defaultdict(lambda: ZERO)
+        in_billing: defaultdict[int, Decimal] = defaultdict(lambda: ZERO)
         for project_pk, pk in self.owners:
             amount, state_then = states[pk]
             net = amount - expenses.get(pk, ZERO)
@@ -224,11 +234,12 @@ FIXED_FEE_GROUP = {"client": ("client", "client_name"), "project": ("project_id"
                    "legal_entity": ("legal_entity", "legal_entity")}
 
 
-def wip_breakdown(*, as_of, group_by="client", filters=None):
+def wip_breakdown(*, as_of: dt.date, group_by: str = "client",
+                  filters: Filters | None = None) -> list[Json]:
     """WIP rows by client, project, practice or legal entity, with aging, per currency."""
     key, label = GROUPS[group_by]
-    totals = defaultdict(lambda: {"total": ZERO, "in_billing": ZERO,
-                                  **dict.fromkeys(AGING_BUCKETS, ZERO)})
+    totals: defaultdict[tuple[str, str], dict[str, Decimal]] = defaultdict(
+        lambda: {"total": ZERO, "in_billing": ZERO, **dict.fromkeys(AGING_BUCKETS, ZERO)})
     names = {}
     for row in _wip_rows(as_of, filters, key=F(key), label=F(label), ccy=F("currency")):
         figures = totals[(row["key"], row["ccy"])]
@@ -252,14 +263,15 @@ def wip_breakdown(*, as_of, group_by="client", filters=None):
     return sorted(result, key=lambda r: (r["currency"], -Decimal(r["total"]), str(r["key"])))
 
 
-ENTRY_SOURCES = {
+ENTRY_SOURCES: dict[str, tuple[type[Model], str]] = {
     "time_entry": (state.TimeEntry, "time_entry_id"),
     "expense": (state.Expense, "expense_id"),
     "milestone": (state.Milestone, "milestone_id"),
 }
 
 
-def wip_entries(*, as_of, filters=None, limit=None):
+def wip_entries(*, as_of: dt.date, filters: Filters | None = None,
+                limit: int | None = None) -> list[Json]:
     """Everything behind a WIP figure, oldest first: each unbilled time entry, expense and
     milestone, and each fixed-fee project's unbilled revenue. Its values add up to the WIP
     total."""
@@ -273,7 +285,7 @@ def wip_entries(*, as_of, filters=None, limit=None):
     for kind, (model, key) in ENTRY_SOURCES.items():
         pks = [s["record_id"] for s in spans if s["kind"] == kind]
         if pks:
-            external[kind] = dict(model.objects.filter(pk__in=pks)
+            external[kind] = dict(model._default_manager.filter(pk__in=pks)
                                   .values_list("pk", key))
     rows = [{
         "kind": s["kind"], "id": external.get(s["kind"], {}).get(s["record_id"], ""),
