@@ -15,15 +15,18 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def envbool(name, default):
+def envbool(name: str, default: bool) -> bool:
+    """An environment flag: 1, true, yes or on (any case) is true."""
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
 
 
-def envint(name, default):
+def envint(name: str, default: int) -> int:
+    """An integer from the environment."""
     return int(os.environ.get(name, default))
 
 
-def envlist(name, default):
+def envlist(name: str, default: str) -> list[str]:
+    """A comma-separated list from the environment, blanks left out."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 

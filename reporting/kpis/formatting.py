@@ -38,7 +38,7 @@ def percentile_cont(values: Iterable[float], fraction: float) -> float | None:
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def percentile_from_counts(counts: Mapping[float, int], fraction: float) -> float | None:
+def percentile_from_counts(counts: Mapping[Any, int], fraction: float) -> float | None:
     """percentile_cont of a multiset given as {value: how many times}: the answer of
     percentile_cont over the values repeated, in time proportional to the distinct ones."""
     items = sorted((value, n) for value, n in counts.items() if n > 0)
