@@ -44,7 +44,7 @@ class Answer:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *,
-         timeout: tuple[float, float] = (3.05, 10)) -> Answer:
+         timeout: float | tuple[float, float] = (3.05, 10)) -> Answer:
     """POST `body` (bytes) to `url`; never raises for what the network or receiver does."""
     try:
         validate_url(url)
