@@ -1,5 +1,7 @@
 """What every part of the load harness shares: the repository root, the queue, source
 and user it creates, the pages and KPIs it polls, and its log line."""
+from __future__ import annotations
+
 import datetime as dt
 import os
 import sys
@@ -17,5 +19,5 @@ KPIS = ["wip", "invoice-readiness", "posting-latency", "utilization", "integrati
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def log(message) -> None:
+def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

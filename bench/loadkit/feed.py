@@ -1,4 +1,6 @@
 """The feed: the simulator's live events as signed batches, POSTed at a steady rate."""
+from __future__ import annotations
+
 import datetime as dt
 import math
 import re
@@ -6,6 +8,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -13,19 +16,22 @@ from ingestion.events import BATCHED, dumps
 from ingestion.signing import signed_headers
 from loadkit.common import UTC
 
+if TYPE_CHECKING:
+    from simulator import FirmSimulator
+
 
 class BatchTemplates:
     """Pre-serialized batches of live events with holes for the ids and the time, so a
     request costs a string join and an HMAC, not building and encoding 100 events. Every
     event gets a unique id and every time entry a unique id, so each event is new work."""
 
-    def __init__(self, simulator, batch, count=50):
+    def __init__(self, simulator: FirmSimulator, batch: int, count: int = 50) -> None:
         self.run = uuid.uuid4().hex[:8]
         self.templates = [self._template(simulator.live_events(
             dt.datetime.now(UTC), count=math.ceil(batch / 2))[:batch]) for _ in range(count)]
 
     @staticmethod
-    def _template(events):
+    def _template(events: list[dict[str, Any]]) -> list[str]:
         text = dumps(events)
         entry_ids = dict.fromkeys(e["data"]["time_entry_id"] for e in events
                                   if e["type"].startswith("time_entry."))
@@ -38,7 +44,7 @@ class BatchTemplates:
                             '"work_date":"@@DATE@@"')
         return re.split(r"@@(\w+?)@@", text)  # literal, hole, literal, hole, …
 
-    def body(self, request_no):
+    def body(self, request_no: int) -> bytes:
         now = dt.datetime.now(UTC)
         prefix = f"{self.run}-{request_no:07d}-"
         fill = {"E": prefix, "T": f"TE-LOAD-{prefix}"}
@@ -62,7 +68,8 @@ class Feed:
     start + n × batch / rate. A thread that falls behind sends at once; at the end of the
     duration the feed stops, and what it did not manage to send is counted as unsent."""
 
-    def __init__(self, url, secret, templates, rate, batch, duration, threads):
+    def __init__(self, url: str, secret: str, templates: BatchTemplates, rate: int, batch: int,
+                 duration: int, threads: int) -> None:
         self.url, self.secret, self.templates = url, secret, templates
         self.batch, self.interval, self.duration = batch, batch / rate, duration
         self.total = max(1, round(duration * rate / batch))
@@ -71,7 +78,7 @@ class Feed:
         self.responses = []  # (seconds since start, accepted, status, ms, behind schedule s)
         self.totals = defaultdict(int)
 
-    def run(self, started, stop):
+    def run(self, started: float, stop: threading.Event) -> list[threading.Thread]:
         self.started = started
         pool = [threading.Thread(target=self._send_loop, args=(stop,), daemon=True)
                 for _ in range(self.threads)]
@@ -79,7 +86,7 @@ class Feed:
             thread.start()
         return pool
 
-    def _send_loop(self, stop):
+    def _send_loop(self, stop: threading.Event) -> None:
         session = requests.Session()
         while not stop.is_set():
             with self.lock:
@@ -91,7 +98,7 @@ class Feed:
                 time.sleep(delay)
             self._send(session, request_no, time.monotonic() - due)
 
-    def _send(self, session, request_no, behind):
+    def _send(self, session: requests.Session, request_no: int, behind: float) -> None:
         body = self.templates.body(request_no)
         headers = signed_headers(self.secret, f"msg_{uuid.uuid4().hex}", body)
         headers["content-type"] = BATCHED

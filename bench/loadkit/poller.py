@@ -1,5 +1,7 @@
 """The dashboards: a logged-in user loading each page and its panels, a bearer token
 reading every KPI endpoint, timed."""
+from __future__ import annotations
+
 import html
 import re
 import threading
@@ -14,7 +16,7 @@ class Poller:
     """A logged-in user loading every dashboard page and the panels it pulls in (htmx
     hx-get, as a browser would), and an API client reading every KPI with a bearer token."""
 
-    def __init__(self, base, token, interval):
+    def __init__(self, base: str, token: str, interval: float) -> None:
         self.base, self.interval = base, interval
         self.api = requests.Session()
         self.api.headers["Authorization"] = f"Bearer {token}"
@@ -32,19 +34,19 @@ class Poller:
         if answer.status_code != 302 or "sessionid" not in self.browser.cookies:
             raise RuntimeError(f"log-in failed: {answer.status_code}")
 
-    def run(self, started, stop):
+    def run(self, started: float, stop: threading.Event) -> list[threading.Thread]:
         self.started = started
         thread = threading.Thread(target=self._loop, args=(stop,), daemon=True)
         thread.start()
         return [thread]
 
-    def _loop(self, stop):
+    def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             round_started = time.monotonic()
             self.poll_once(stop)
             stop.wait(max(0.0, self.interval - (time.monotonic() - round_started)))
 
-    def poll_once(self, stop) -> None:
+    def poll_once(self, stop: threading.Event) -> None:
         for page in PAGES:
             if stop.is_set():
                 return
@@ -56,7 +58,7 @@ class Poller:
                 return
             self._get(self.api, f"/api/v1/kpis/{kpi}", "api")
 
-    def _get(self, session, path, kind):
+    def _get(self, session: requests.Session, path: str, kind: str) -> requests.Response | None:
         started = time.monotonic()
         try:
             answer = session.get(self.base + path, timeout=60, allow_redirects=False)

@@ -1,15 +1,26 @@
 """The load report: figures over the steady window, the verdict against the targets, the
 printed summary and the chart."""
+from __future__ import annotations
+
+import argparse
 import itertools
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loadkit.common import log
 from loadkit.stats import percentile, rounded, slope_per_minute
 
+if TYPE_CHECKING:
+    from loadkit.feed import Feed
+    from loadkit.poller import Poller
+    from loadkit.sampler import Sampler
 
-def summarize(args, feed, poller, sampler, inbox, window, drained):
+
+def summarize(args: argparse.Namespace, feed: Feed, poller: Poller, sampler: Sampler,
+              inbox: dict[str, Any], window: tuple[float, float],
+              drained: tuple[float | None, int | None]) -> dict[str, Any]:
     """Every figure over the steady window (`window`: seconds since the feed started), the
     verdict, and the time series behind them."""
     start, end = window
@@ -38,7 +49,7 @@ def summarize(args, feed, poller, sampler, inbox, window, drained):
     return report
 
 
-def feed_figures(feed, window):
+def feed_figures(feed: Feed, window: tuple[float, float]) -> dict[str, Any]:
     start, end = window
     in_window = [r for r in feed.responses if start <= r[0] < end]
     scheduled = feed.total * feed.batch
@@ -58,7 +69,8 @@ def feed_figures(feed, window):
     }
 
 
-def backlog_figures(steady, drained):
+def backlog_figures(steady: list[dict[str, Any]], drained: tuple[float | None, int | None],
+                    ) -> dict[str, Any]:
     drain_seconds, pending_at_feed_end = drained
     return {
         "start": steady[0]["pending"], "end": steady[-1]["pending"],
@@ -72,12 +84,12 @@ def backlog_figures(steady, drained):
                                     if drain_seconds and pending_at_feed_end else None)}
 
 
-def rss_figures(steady):
+def rss_figures(steady: list[dict[str, Any]]) -> dict[str, Any]:
     """Per worker and in total: RSS at start, middle and end of the window, its maximum,
     and its slope over the whole window and over its second half."""
     figures = {}
     for name in [*steady[0]["rss_mib"], "total"]:
-        def value(sample, name=name):
+        def value(sample: dict[str, Any], name: str = name) -> float:
             return (sum(sample["rss_mib"].values()) if name == "total"
                     else sample["rss_mib"].get(name, 0))
         figures[name] = {
@@ -89,7 +101,7 @@ def rss_figures(steady):
     return figures
 
 
-def cpu_figures(steady):
+def cpu_figures(steady: list[dict[str, Any]]) -> dict[str, Any]:
     """CPU used and run-queue wait by component, in % of one core, over the window; what
     the rest of the machine used is the machine's busy time minus the components'."""
     running, waiting = {}, {}
@@ -109,7 +121,8 @@ def cpu_figures(steady):
             "machine_busy_percent": rounded(machine / os.cpu_count())}
 
 
-def dashboard_figures(samples, window):
+def dashboard_figures(samples: list[tuple[float, str, str, float, str]],
+                      window: tuple[float, float]) -> dict[str, Any]:
     """p50/p95/max per URL, per kind (page, panel, api) and overall, over the window."""
     start, end = window
     groups = defaultdict(list)
@@ -127,7 +140,7 @@ def dashboard_figures(samples, window):
             for key, values in groups.items()}
 
 
-def verdict(args, report):
+def verdict(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
     """The targets, as this benchmark judges them: over the steady window the backlog grows
     by less than 1 % of a minute's feed per minute, and over its second half (caches and
     connection pools fill early; a leak keeps growing) no worker's RSS grows by more than
@@ -142,7 +155,7 @@ def verdict(args, report):
     }
 
 
-def print_report(report, out) -> None:
+def print_report(report: dict[str, Any], out: Path) -> None:
     c = report["config"]
     print(f"\nsustained load: {c['rate']} events/s target, {c['duration']} s, batches of "
           f"{c['batch']}, {c['workers']} workers ({c['pool']}), {c['web_workers']} gunicorn "
@@ -198,7 +211,7 @@ def print_report(report, out) -> None:
     print(f"  figures and time series: {out}")
 
 
-def write_chart(report, path):
+def write_chart(report: dict[str, Any], path: Path) -> Path:
     """Rates, backlog, oldest pending, worker RSS, CPU and dashboard latency over time, as
     one self-contained HTML file (plotly.js inline)."""
     import plotly.graph_objects as go
@@ -210,11 +223,11 @@ def write_chart(report, path):
         "events/s (per 5 s)", "inbox backlog (pending rows)", "oldest pending row (s)",
         "worker RSS (MiB)", "CPU (% of one core)", "dashboard latency (ms)"])
 
-    def per_second(key):
+    def per_second(key: str) -> list[float | None]:
         return [None] + [(b[key] - a[key]) / max(b["t"] - a["t"], 1e-9)
                          for a, b in itertools.pairwise(samples)]
 
-    def add(row, **trace):
+    def add(row: int, **trace: Any) -> None:
         # Each panel has its own legend beside it (legend, legend2, …): one long legend
         # for six panels would leave the reader matching colours across the page.
         kind = trace.pop("kind", go.Scatter)

@@ -1,9 +1,13 @@
 """One run: the feed, the poller and the sampler side by side for the duration, then the
 drain."""
+from __future__ import annotations
+
+import argparse
 import datetime as dt
 import random
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -14,8 +18,12 @@ from loadkit.report import summarize
 from loadkit.sampler import Sampler, inbox_figures
 from simulator import FirmSimulator
 
+if TYPE_CHECKING:
+    from loadkit.stack import Stack
 
-def progress_line(t, feed, sampler, last):
+
+def progress_line(t: float, feed: Feed, sampler: Sampler, last: tuple[float, int],
+                  ) -> tuple[float, int]:
     sample = sampler.samples[-1]
     accepted = feed.totals["accepted"]
     rate = (accepted - last[1]) / max(t - last[0], 1e-9)
@@ -26,7 +34,7 @@ def progress_line(t, feed, sampler, last):
     return t, accepted
 
 
-def run_load(args, stack, secret, token):
+def run_load(args: argparse.Namespace, stack: Stack, secret: str, token: str) -> dict[str, Any]:
     """The feed, the poller and the sampler, then the drain; the report."""
     simulator = FirmSimulator(args.size, seed=args.seed, months=1)
     simulator.master_data()  # the people and projects the seeded firm already has
@@ -82,19 +90,19 @@ class Maintenance:
     TABLES = ["ingestion_inboxevent", "opsview_timeentry", "opsview_syncattempt",
               "exceptions_case"]
 
-    def __init__(self, database_url, interval=60):
+    def __init__(self, database_url: str, interval: float = 60) -> None:
         self.database_url, self.interval, self.runs = database_url, interval, []
 
-    def needed(self):
+    def needed(self) -> bool:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             return conn.execute("SHOW autovacuum").fetchone()[0] == "off"
 
-    def run(self, started, stop):
+    def run(self, started: float, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self._loop, args=(started, stop), daemon=True)
         thread.start()
         return thread
 
-    def _loop(self, started, stop):
+    def _loop(self, started: float, stop: threading.Event) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while not stop.wait(self.interval):
                 began = time.monotonic()
@@ -104,7 +112,7 @@ class Maintenance:
                                   "seconds": round(time.monotonic() - began, 2)})
 
 
-def drain(database_url, timeout, feed_end):
+def drain(database_url: str, timeout: float, feed_end: float) -> tuple[float | None, int | None]:
     """(seconds from the end of the feed until the backlog is empty — None if not within
     `timeout` —, the backlog when the feed ended). The sampler keeps sampling meanwhile."""
     log("feed stopped; waiting for the backlog to drain")

@@ -1,18 +1,27 @@
 """Sampling every few seconds: the inbox backlog (PostgreSQL), each worker's RSS and each
 component's CPU time and run-queue wait (/proc)."""
+from __future__ import annotations
+
+import datetime as dt
 import os
 import threading
 import time
 import urllib.parse
 from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from loadkit.common import CLOCK_TICKS, SAMPLE_SECONDS
 from loadkit.stats import rounded
 
+if TYPE_CHECKING:
+    from loadkit.feed import Feed
+    from loadkit.stack import Stack
 
-def read_proc():
+
+def read_proc() -> dict[int, tuple[int, float, str]]:
     """{pid: (parent pid, CPU seconds used, command name)} for every process."""
     processes = {}
     for entry in os.scandir("/proc"):
@@ -30,7 +39,7 @@ def read_proc():
     return processes
 
 
-def process_tree(root, processes):
+def process_tree(root: int, processes: dict[int, tuple[int, float, str]]) -> list[int]:
     """The root and all its descendants."""
     children = defaultdict(list)
     for pid, (ppid, _, _) in processes.items():
@@ -44,7 +53,7 @@ def process_tree(root, processes):
     return tree
 
 
-def rss_mib(pids):
+def rss_mib(pids: Iterable[int]) -> float:
     total = 0
     for pid in pids:
         try:
@@ -57,7 +66,7 @@ def rss_mib(pids):
     return total / 1024
 
 
-def run_queue_wait(pid):
+def run_queue_wait(pid: int) -> float:
     """Seconds the process's threads have spent runnable but waiting for a CPU (the second
     field of /proc/<pid>/task/<tid>/schedstat): how much a busy machine holds it back."""
     total = 0
@@ -70,7 +79,7 @@ def run_queue_wait(pid):
     return total / 1e9
 
 
-def cmdline(pid):
+def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return f.read().replace(b"\0", b" ").decode(errors="replace")
@@ -82,7 +91,7 @@ class Sampler:
     """Every SAMPLE_SECONDS: the inbox (pending rows, oldest pending age, rows received),
     each worker's RSS, and CPU seconds by component, accumulated from per-process deltas."""
 
-    def __init__(self, database_url, stack, feed):
+    def __init__(self, database_url: str, stack: Stack, feed: Feed) -> None:
         self.database_url, self.stack, self.feed = database_url, stack, feed
         self.database = urllib.parse.urlsplit(database_url).path.strip("/")
         self.samples = []
@@ -92,7 +101,7 @@ class Sampler:
         self.system = self._system_cpu()
         self.machine_cpu = 0.0  # busy CPU seconds of the whole machine, all cores
 
-    def run(self, started, stop):
+    def run(self, started: float, stop: threading.Event) -> list[threading.Thread]:
         self.started = started
         self.conn = psycopg.connect(self.database_url, autocommit=True)
         self.base_id = self.conn.execute(
@@ -102,7 +111,7 @@ class Sampler:
         thread.start()
         return [thread]
 
-    def _loop(self, stop):
+    def _loop(self, stop: threading.Event) -> None:
         while not stop.wait(SAMPLE_SECONDS - (time.monotonic() - self.started) % SAMPLE_SECONDS):
             self.take()
 
@@ -141,7 +150,7 @@ class Sampler:
             "machine_busy": round(busy, 3), "machine_cpu_s": round(self.machine_cpu, 2),
         })
 
-    def _component(self, pid, name, trees):
+    def _component(self, pid: int, name: str, trees: dict[str, list[int]]) -> str | None:
         for component, pids in trees.items():
             if pid in pids:
                 return component
@@ -152,7 +161,7 @@ class Sampler:
             return "redis"
         return None
 
-    def _account_cpu(self, processes):
+    def _account_cpu(self, processes: dict[int, tuple[int, float, str]]) -> None:
         trees = {"bench (feed, poller, sampler)": {os.getpid()}}
         for name, process in self.stack.processes.items():
             component = "workers" if name.startswith("worker") else name
@@ -173,14 +182,15 @@ class Sampler:
         self.cpu_seen = seen
 
     @staticmethod
-    def _system_cpu():
+    def _system_cpu() -> tuple[float, float]:
         """(all, idle) jiffies of all cores: user nice system idle iowait irq softirq steal."""
         with open("/proc/stat") as stat:
             fields = [int(v) for v in stat.readline().split()[1:9]]
         return sum(fields), fields[3] + fields[4]
 
 
-def inbox_figures(database_url, window_start, window_end):
+def inbox_figures(database_url: str, window_start: dt.datetime, window_end: dt.datetime,
+                  ) -> dict[str, Any]:
     """Lag (processed_at − received_at) of the rows received in the window, rows still
     pending counted at their age; rows processed in the window; statuses."""
     with psycopg.connect(database_url) as conn:

@@ -1,5 +1,8 @@
 """The stack under load: gunicorn, Celery workers and beat as subprocesses over a fresh
 database seeded with a firm."""
+from __future__ import annotations
+
+import argparse
 import contextlib
 import os
 import re
@@ -8,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from pathlib import Path
 
 import psycopg
 import redis
@@ -16,7 +20,7 @@ import requests
 from loadkit.common import PASSWORD, QUEUE, ROOT, SOURCE, USERNAME
 
 
-def stack_env(args):
+def stack_env(args: argparse.Namespace) -> dict[str, str]:
     """The environment every process of the stack shares. DEBUG stays off: with DEBUG on
     Django keeps every SQL statement in memory, which would distort worker RSS."""
     broker = urllib.parse.urlsplit(args.broker_url)
@@ -30,7 +34,7 @@ def stack_env(args):
     return env
 
 
-def manage(env, *command, extra_env=None):
+def manage(env: dict[str, str], *command: str, extra_env: dict[str, str] | None = None) -> str:
     """Run a management command; its stdout."""
     result = subprocess.run([sys.executable, "manage.py", *command], check=False, cwd=ROOT,
                             env={**env, **(extra_env or {})}, capture_output=True, text=True)
@@ -39,7 +43,7 @@ def manage(env, *command, extra_env=None):
     return result.stdout
 
 
-def recreate_database(database_url) -> None:
+def recreate_database(database_url: str) -> None:
     name = urllib.parse.urlsplit(database_url).path.strip("/")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise SystemExit(f"refusing to drop a database named {name!r}")
@@ -49,14 +53,14 @@ def recreate_database(database_url) -> None:
         conn.execute(f"CREATE DATABASE {name}")
 
 
-def purge_queue(broker_url) -> None:
+def purge_queue(broker_url: str) -> None:
     """Drop our queue's messages (tasks the seeding enqueued, or a crashed run's)."""
     client = redis.Redis.from_url(broker_url)
     for key in client.scan_iter(match=f"{QUEUE}*"):
         client.delete(key)
 
 
-def seed(env, size):
+def seed(env: dict[str, str], size: str) -> tuple[str, str]:
     """A source, a user with a token, and a small firm's history, processed. Returns
     (source secret, API token)."""
     secret = manage(env, "create_source", SOURCE, "--rate-limit", "0").strip().splitlines()[-1]
@@ -72,17 +76,17 @@ class Stack:
     """The subprocesses: gunicorn, the Celery workers and beat, each in its own process
     group so that stopping one stops its children too."""
 
-    def __init__(self, env, log_dir):
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self.env, self.log_dir = env, log_dir
         self.processes = {}  # name -> Popen
 
-    def start(self, name, command) -> None:
+    def start(self, name: str, command: list[str]) -> None:
         with open(self.log_dir / f"{name}.log", "w") as output:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", *command], cwd=ROOT, env=self.env, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_web(self, port, workers, threads) -> None:
+    def start_web(self, port: int, workers: int, threads: int) -> None:
         self.start("web", ["gunicorn", "config.wsgi", "-w", str(workers), "-k", "gthread",
                            "--threads", str(threads), "-b", f"127.0.0.1:{port}",
                            "--timeout", "120", "--log-level", "warning"])
@@ -97,7 +101,7 @@ class Stack:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not start")
 
-    def start_workers(self, count, pool, concurrency) -> None:
+    def start_workers(self, count: int, pool: str, concurrency: int) -> None:
         for i in range(count):
             self.start(f"worker-{i}", [
                 "celery", "-A", "config", "worker", "-Q", QUEUE, "-n", f"load{i}@%h",
@@ -109,7 +113,7 @@ class Stack:
                             "-s", str(self.log_dir / "celerybeat-schedule"),
                             "--pidfile", str(self.log_dir / "celerybeat.pid")])
 
-    def workers(self):
+    def workers(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.processes.items() if name.startswith("worker")}
 
     def check_alive(self) -> None:
@@ -133,6 +137,6 @@ class Stack:
             process.wait()
 
 
-def _signal_group(pid, signum):
+def _signal_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)

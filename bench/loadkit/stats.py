@@ -1,9 +1,11 @@
 """The small statistics of the load report: percentiles, a least-squares slope per minute,
 rounding that keeps None."""
+from __future__ import annotations
+
 import math
 
 
-def percentile(values, q):
+def percentile(values: list[float], q: float) -> float | None:
     """Linear interpolation between closest ranks: PostgreSQL's percentile_cont."""
     values = sorted(values)
     if not values:
@@ -13,7 +15,7 @@ def percentile(values, q):
     return values[low] + (values[high] - values[low]) * (position - low)
 
 
-def slope_per_minute(points):
+def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, value) points, per minute."""
     if len(points) < 2:
         return None
@@ -25,5 +27,5 @@ def slope_per_minute(points):
     return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
 
 
-def rounded(value, digits=1):
+def rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
