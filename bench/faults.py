@@ -34,6 +34,8 @@ sweep once at a pinned moment (bench/faults_probe.py); then compare with the cle
   - the inbox: nothing pending, no row stuck.
 Writes artifacts/faults.json; exits 1 if any scenario differs from the clean run.
 """
+from __future__ import annotations
+
 import argparse
 import contextlib
 import datetime as dt
@@ -47,6 +49,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import requests
@@ -64,21 +68,21 @@ SCENARIOS = ["clean", "kill9", "redis_restart", "pg_restart", "backlog", "duplic
 RUN_FIELDS = {"duplicates", "conflicts", "freshness_seconds", "mttr_seconds", "mtta_seconds"}
 
 
-def log(message) -> None:
+def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run(cmd, **kwargs):
+def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
 
 
 # --- Private services ------------------------------------------------------------------------
-def as_postgres(cmd):
+def as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 class Postgres:
-    def __init__(self):
+    def __init__(self) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins:
             sys.exit("PostgreSQL server binaries (initdb, pg_ctl) not found")
@@ -86,7 +90,7 @@ class Postgres:
         self.data = os.path.join(WORK, "pg")
         self.url = f"postgresql://postgres@127.0.0.1:{PG_PORT}/"
 
-    def pg_ctl(self, *args):
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run(as_postgres([f"{self.bin}/pg_ctl", "-D", self.data, *args]))
 
     def init(self) -> None:
@@ -115,14 +119,15 @@ class Postgres:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.pg_ctl("-m", "fast", "stop")
 
-    def execute(self, sql, db="postgres"):
+    def execute(self, sql: str, db: str = "postgres") -> Any:
+        """SELECT: its rows; anything else: the cursor."""
         with psycopg.connect(self.url + db, autocommit=True) as conn:
             return conn.execute(sql).fetchall() if sql.lstrip().upper().startswith(
                 "SELECT") else conn.execute(sql)
 
 
 class Redis:
-    def __init__(self):
+    def __init__(self) -> None:
         self.process = None
 
     def start(self) -> None:
@@ -142,14 +147,14 @@ class Redis:
             self.process.kill()
             self.process.wait()
 
-    def queue_length(self):
+    def queue_length(self) -> int | None:
         result = subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "-n", "0", "llen", QUEUE],
                                 capture_output=True, text=True)
         return int(result.stdout.strip() or 0) if result.returncode == 0 else None
 
 
 # --- The application's processes -------------------------------------------------------------
-def app_env(db):
+def app_env(db: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PG_PORT}/{db}",
@@ -162,14 +167,14 @@ def app_env(db):
     return env
 
 
-def manage(db, *args):
+def manage(db: str, *args: str) -> str:
     return run([sys.executable, "manage.py", *args], cwd=ROOT, env=app_env(db)).stdout
 
 
 class Stack:
     """gunicorn and the Celery workers for one scenario's database."""
 
-    def __init__(self, db):
+    def __init__(self, db: str) -> None:
         self.db, self.env = db, app_env(db)
         self.web = None
         self.workers = [None, None]
@@ -189,7 +194,7 @@ class Stack:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not start")
 
-    def start_worker(self, n) -> None:
+    def start_worker(self, n: int) -> None:
         self.workers[n] = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE,
              "-n", f"faults{n}@%h", "--pool", "solo", "--without-heartbeat",
@@ -197,7 +202,7 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(WORK, f"worker{n}-{self.db}.log"), "a"))  # noqa: SIM115
 
-    def kill9(self, n) -> None:
+    def kill9(self, n: int) -> None:
         self.workers[n].send_signal(signal.SIGKILL)
         self.workers[n].wait()
 
@@ -218,7 +223,7 @@ class Stack:
 class Sweeper(threading.Thread):
     """What beat does every minute, every 10 s: re-enqueue inbox rows left pending."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(daemon=True)
         from celery import Celery
 
@@ -236,13 +241,13 @@ class Sweeper(threading.Thread):
 
 
 # --- Events and delivery ---------------------------------------------------------------------
-def firm_events(end, months):
+def firm_events(end: dt.datetime, months: int) -> list[dict[str, Any]]:
     from simulator.firm import FirmSimulator
 
     return list(FirmSimulator("small", seed=11, end=end, months=months).events())
 
 
-def unique(events):
+def unique(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # CloudEvents make source + id the key: one id under two sources is two events.
     seen, result = set(), []
     for event in events:
@@ -252,7 +257,7 @@ def unique(events):
     return result
 
 
-def batches_of(events, sizes):
+def batches_of(events: list[dict[str, Any]], sizes: Iterator[int]) -> list[list[dict[str, Any]]]:
     result, start = [], 0
     while start < len(events):
         size = next(sizes)
@@ -261,7 +266,8 @@ def batches_of(events, sizes):
     return result
 
 
-def plan(scenario, delivered, rng):
+def plan(scenario: str, delivered: list[dict[str, Any]], rng: random.Random,
+         ) -> list[list[dict[str, Any]]]:
     """The batches a scenario sends."""
     if scenario == "clean":
         ordered = sorted(unique(delivered), key=lambda e: (e["time"], e["id"], e["source"]))
@@ -276,7 +282,8 @@ def plan(scenario, delivered, rng):
 class Sender:
     """Posts batches at a steady rate from two threads; retries like a webhook sender."""
 
-    def __init__(self, secret, slug, batches, rate):
+    def __init__(self, secret: str, slug: str, batches: list[list[dict[str, Any]]], rate: float,
+                 ) -> None:
         from ingestion.events import BATCHED, dumps
 
         self.secret, self.url = secret, f"http://127.0.0.1:{WEB_PORT}/ingest/{slug}/events"
@@ -290,10 +297,10 @@ class Sender:
         self.started = time.monotonic()
 
     @property
-    def fraction(self):
+    def fraction(self) -> float:
         return self.sent_events / self.total
 
-    def _take(self):
+    def _take(self) -> tuple[str, bytes, int] | None:
         with self.lock:
             if self.next_index >= len(self.bodies):
                 return None
@@ -305,7 +312,7 @@ class Sender:
         time.sleep(max(0.0, due - time.monotonic()))
         return item
 
-    def _deliver(self, session, msg_id, body):
+    def _deliver(self, session: requests.Session, msg_id: str, body: bytes) -> None:
         from ingestion.signing import signed_headers
 
         for attempt in range(60):
@@ -333,7 +340,7 @@ class Sender:
             time.sleep(min(5.0, 0.25 * 2 ** attempt))
         self.failures.append(f"{msg_id}: gave up after 60 attempts")
 
-    def _work(self):
+    def _work(self) -> None:
         session = requests.Session()
         while (item := self._take()) is not None:
             self._deliver(session, item[0], item[1])
@@ -349,7 +356,7 @@ class Sender:
 
 
 # --- Measuring -------------------------------------------------------------------------------
-def pending(pg, db):
+def pending(pg: Postgres, db: str) -> int | None:
     """Inbox rows not processed, plus processed batches the exception rules have not seen
     (their worker killed or the database restarted in between; the sweeper announces them)."""
     try:
@@ -360,7 +367,7 @@ def pending(pg, db):
         return None  # PostgreSQL is restarting
 
 
-def wait_drained(pg, db, timeout=600):
+def wait_drained(pg: Postgres, db: str, timeout: float = 600) -> tuple[float, int | None]:
     started, quiet, at_start = time.monotonic(), 0, None
     while time.monotonic() - started < timeout:
         count = pending(pg, db)
@@ -372,7 +379,7 @@ def wait_drained(pg, db, timeout=600):
     raise RuntimeError(f"{db}: inbox still has {pending(pg, db)} pending after {timeout} s")
 
 
-def kpi_urls(start, end):
+def kpi_urls(start: dt.date, end: dt.date) -> dict[str, str]:
     last_month = (end.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
     window = f"start={start}&end={end}"
     urls = {
@@ -390,7 +397,7 @@ def kpi_urls(start, end):
     return urls
 
 
-def fetch_kpis(token, urls):
+def fetch_kpis(token: str, urls: dict[str, str]) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     result = {}
     for name, path in urls.items():
@@ -401,7 +408,7 @@ def fetch_kpis(token, urls):
     return result
 
 
-def read_during_outage(token):
+def read_during_outage(token: str) -> dict[str, Any]:
     """What the read API answers while the database is down: 503 with Retry-After, not 500
     (tests/opsview/test_errors.py shows the same for pages)."""
     base = f"http://127.0.0.1:{WEB_PORT}"
@@ -418,13 +425,13 @@ def read_during_outage(token):
     return statuses
 
 
-def probe(db, evaluate_at):
+def probe(db: str, evaluate_at: str) -> dict[str, Any]:
     output = run([sys.executable, "bench/faults_probe.py", "--evaluate-at", evaluate_at],
                  cwd=ROOT, env=app_env(db)).stdout
     return json.loads(output)
 
 
-def differences(expected, actual, path=""):
+def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     """Paths where two JSON values differ, fields in RUN_FIELDS left out."""
     if isinstance(expected, dict) and isinstance(actual, dict):
         found = []
@@ -443,10 +450,11 @@ def differences(expected, actual, path=""):
 
 
 # --- Scenarios -------------------------------------------------------------------------------
-def inject(scenario, stack, pg, redis, sender, notes, token, outage_reads) -> None:
+def inject(scenario: str, stack: Stack, pg: Postgres, redis: Redis, sender: Sender,
+           notes: list[str], token: str, outage_reads: dict[str, Any]) -> None:
     """Runs beside the sender: waits for the moment, breaks something, repairs it."""
 
-    def when(fraction):
+    def when(fraction: float) -> None:
         while sender.fraction < fraction and any(t.is_alive() for t in sender.threads):
             time.sleep(0.05)
 
@@ -481,7 +489,9 @@ def inject(scenario, stack, pg, redis, sender, notes, token, outage_reads) -> No
         notes.append(f"PostgreSQL back at {sender.fraction:.0%} sent")
 
 
-def run_scenario(scenario, pg, redis, delivered, secret, token, rate, evaluate_at, urls):
+def run_scenario(scenario: str, pg: Postgres, redis: Redis, delivered: list[dict[str, Any]],
+                 secret: str, token: str, rate: float, evaluate_at: str, urls: dict[str, str],
+                 ) -> dict[str, Any]:
     db = f"faults_{scenario}"
     pg.execute(f"DROP DATABASE IF EXISTS {db}")
     pg.execute(f"CREATE DATABASE {db} TEMPLATE faults_template")
@@ -524,7 +534,7 @@ def run_scenario(scenario, pg, redis, delivered, secret, token, rate, evaluate_a
     }
 
 
-def compare(clean, result):
+def compare(clean: dict[str, Any], result: dict[str, Any]) -> list[str]:
     found = []
     found += [f"kpi {d}" for d in differences(clean["kpis"], result["kpis"])]
     for table, digest in clean["state"]["tables"].items():
@@ -550,7 +560,7 @@ def compare(clean, result):
     return found
 
 
-def prepare_template(pg):
+def prepare_template(pg: Postgres) -> tuple[str, str]:
     pg.execute("DROP DATABASE IF EXISTS faults_template")
     pg.execute("CREATE DATABASE faults_template")
     log("migrating the template database")
@@ -623,7 +633,7 @@ def main() -> None:
     sys.exit(1 if failed else 0)
 
 
-def print_table(results) -> None:
+def print_table(results: list[dict[str, Any]]) -> None:
     print(f"\n{'scenario':<18} {'sent':>6} {'retries':>7} {'5xx':>5} {'pending':>10} "
           f"{'drain s':>7}  result")
     for r in results:
