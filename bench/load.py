@@ -24,6 +24,8 @@ Celery queue `opsview-load` on --broker-url (Redis db 5) and the next Redis db (
 cache, and writes the figures with their time series to --out and a chart to --chart.
 Definitions of every figure: docs/load.md.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import signal

@@ -9,6 +9,8 @@ cases, the second is the steady state beat sees every five minutes.
     python bench/rules_bench.py
     python bench/rules_bench.py --scale 0.01   # every count a hundredth (CI keeps it running)
 """
+from __future__ import annotations
+
 import argparse
 import datetime as dt
 import os
@@ -24,7 +26,7 @@ DB = "opsview_bench_rules"
 SERVER = "postgresql://postgres@127.0.0.1:5432/"
 
 
-def log(message) -> None:
+def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -35,7 +37,7 @@ def main() -> None:
     parser.add_argument("--database", default=DB, help="the database to create and drop")
     args = parser.parse_args()
 
-    def n(count):
+    def n(count: int) -> int:
         return max(10, round(count * args.scale))
 
     clients, projects, people = n(5000), n(20_000), n(2000)

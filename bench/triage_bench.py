@@ -9,6 +9,8 @@ each page as a signed-in triager gets it (the median of --runs).
     python bench/triage_bench.py
     python bench/triage_bench.py --cases 500 --runs 1   # what CI runs
 """
+from __future__ import annotations
+
 import argparse
 import os
 import random
