@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test
+.PHONY: demo test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+
+# ruff over the whole tree, then mypy over the apps (pyproject.toml's [tool.ruff], [tool.mypy]).
+lint: $(BIN)/python
+	$(BIN)/ruff check .
+	DEBUG=1 $(BIN)/mypy  # settings load only with a key or DEBUG; mypy needs no secret
 
 # SQLite + eager Celery unless DATABASE_URL / CELERY_BROKER_URL point at PostgreSQL / Redis.
 test: $(BIN)/python

@@ -2,6 +2,8 @@
 (bench/page_loads.py, docs/screenshots.py): a temporary SQLite database with the demo users,
 the small simulated firm and every rule evaluated, static files collected (hashed and
 compressed, as `make demo` serves them), and runserver with DEBUG=1 as in `make demo`."""
+from __future__ import annotations
+
 import contextlib
 import os
 import shutil
@@ -10,6 +12,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "opsview-demo"  # simulator/management/commands/setup_demo.py
@@ -20,7 +27,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @contextlib.contextmanager
-def served_demo(port, months=None):
+def served_demo(port: int, months: int | None = None) -> Iterator[str]:
     """Build the demo (the small firm; `months` shortens it, for tests) and serve it; yields
     its base URL. Everything is removed afterwards."""
     work = tempfile.mkdtemp(prefix="opsview-demo-")
@@ -50,7 +57,7 @@ def served_demo(port, months=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def log_in(page, base, username):
+def log_in(page: Page, base: str, username: str) -> None:
     page.goto(base + "/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
@@ -58,7 +65,7 @@ def log_in(page, base, username):
     page.wait_for_url(lambda url: "/accounts/login" not in url)
 
 
-def first_case_url(page, base):
+def first_case_url(page: Page, base: str) -> str | None:
     """The first case of the exceptions list (the demo opens cases of every kind)."""
     page.goto(base + "/exceptions/")
     return page.locator("table.cases td.title a").first.get_attribute("href")

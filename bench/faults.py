@@ -25,7 +25,8 @@ After each: wait until the inbox has nothing pending; run the time-based rules a
 sweep once at a pinned moment (bench/faults_probe.py); then compare with the clean run:
   - every KPI endpoint's JSON (fixed parameters), except the fields that measure the run
     rather than the business: integration-health `duplicates` and `conflicts` (repeat
-    deliveries, which the scenarios cause on purpose), utilization `freshness_seconds` (age of the newest event,
+    deliveries, which the scenarios cause on purpose), utilization `freshness_seconds`
+    (age of the newest event,
     measured now) and exceptions `mttr_seconds`/`mtta_seconds` (how long cases stayed open
     during processing, which depends on arrival order);
   - a digest of every business table (rows by external keys);
@@ -33,7 +34,10 @@ sweep once at a pinned moment (bench/faults_probe.py); then compare with the cle
   - the inbox: nothing pending, no row stuck.
 Writes artifacts/faults.json; exits 1 if any scenario differs from the clean run.
 """
+from __future__ import annotations
+
 import argparse
+import contextlib
 import datetime as dt
 import glob
 import json
@@ -45,6 +49,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import requests
@@ -62,21 +68,21 @@ SCENARIOS = ["clean", "kill9", "redis_restart", "pg_restart", "backlog", "duplic
 RUN_FIELDS = {"duplicates", "conflicts", "freshness_seconds", "mttr_seconds", "mtta_seconds"}
 
 
-def log(message):
+def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run(cmd, **kwargs):
+def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
 
 
 # --- Private services ------------------------------------------------------------------------
-def as_postgres(cmd):
+def as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 class Postgres:
-    def __init__(self):
+    def __init__(self) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins:
             sys.exit("PostgreSQL server binaries (initdb, pg_ctl) not found")
@@ -84,10 +90,10 @@ class Postgres:
         self.data = os.path.join(WORK, "pg")
         self.url = f"postgresql://postgres@127.0.0.1:{PG_PORT}/"
 
-    def pg_ctl(self, *args):
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run(as_postgres([f"{self.bin}/pg_ctl", "-D", self.data, *args]))
 
-    def init(self):
+    def init(self) -> None:
         if os.path.exists(self.data):
             self.stop()  # a cluster left running by an interrupted run
             shutil.rmtree(self.data)
@@ -99,33 +105,32 @@ class Postgres:
                          "--auth=trust", "-E", "UTF8", "--no-sync"]))
         self.start()
 
-    def start(self):
+    def start(self) -> None:
         # fsync off: the operating system does not crash here, PostgreSQL does. Commits stay
         # synchronous, so what was acknowledged survives an immediate shutdown through WAL.
         self.pg_ctl("-w", "-l", os.path.join(WORK, "pg.log"), "-o",
                     f"-p {PG_PORT} -k {WORK} -c listen_addresses=127.0.0.1 -c fsync=off "
                     "-c max_connections=200", "start")
 
-    def crash(self):
+    def crash(self) -> None:
         self.pg_ctl("-m", "immediate", "stop")
 
-    def stop(self):
-        try:
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.pg_ctl("-m", "fast", "stop")
-        except subprocess.CalledProcessError:
-            pass
 
-    def execute(self, sql, db="postgres"):
+    def execute(self, sql: str, db: str = "postgres") -> Any:
+        """SELECT: its rows; anything else: the cursor."""
         with psycopg.connect(self.url + db, autocommit=True) as conn:
             return conn.execute(sql).fetchall() if sql.lstrip().upper().startswith(
                 "SELECT") else conn.execute(sql)
 
 
 class Redis:
-    def __init__(self):
+    def __init__(self) -> None:
         self.process = None
 
-    def start(self):
+    def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", WORK], stdout=subprocess.DEVNULL)
@@ -136,20 +141,20 @@ class Redis:
             time.sleep(0.1)
         sys.exit("private Redis did not start")
 
-    def stop(self):
+    def stop(self) -> None:
         """Shut down without saving: every queued message is gone."""
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 
-    def queue_length(self):
+    def queue_length(self) -> int | None:
         result = subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "-n", "0", "llen", QUEUE],
                                 capture_output=True, text=True)
         return int(result.stdout.strip() or 0) if result.returncode == 0 else None
 
 
 # --- The application's processes -------------------------------------------------------------
-def app_env(db):
+def app_env(db: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PG_PORT}/{db}",
@@ -162,24 +167,25 @@ def app_env(db):
     return env
 
 
-def manage(db, *args):
+def manage(db: str, *args: str) -> str:
     return run([sys.executable, "manage.py", *args], cwd=ROOT, env=app_env(db)).stdout
 
 
 class Stack:
     """gunicorn and the Celery workers for one scenario's database."""
 
-    def __init__(self, db):
+    def __init__(self, db: str) -> None:
         self.db, self.env = db, app_env(db)
         self.web = None
         self.workers = [None, None]
 
-    def start_web(self):
+    def start_web(self) -> None:
         self.web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "2", "-b",
              f"127.0.0.1:{WEB_PORT}", "--timeout", "60", "--graceful-timeout", "5",
              "--log-level", "warning"], cwd=ROOT, env=self.env,
-            stderr=open(os.path.join(WORK, f"web-{self.db}.log"), "w"))
+            # The log outlives this call: the server writes to it until it is stopped.
+            stderr=open(os.path.join(WORK, f"web-{self.db}.log"), "w"))  # noqa: SIM115
         for _ in range(100):
             try:
                 requests.get(f"http://127.0.0.1:{WEB_PORT}/ingest/schemas/", timeout=10)
@@ -188,19 +194,19 @@ class Stack:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not start")
 
-    def start_worker(self, n):
+    def start_worker(self, n: int) -> None:
         self.workers[n] = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE,
              "-n", f"faults{n}@%h", "--pool", "solo", "--without-heartbeat",
              "--without-mingle", "--without-gossip", "-l", "warning"], cwd=ROOT, env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(WORK, f"worker{n}-{self.db}.log"), "a"))
+            stderr=open(os.path.join(WORK, f"worker{n}-{self.db}.log"), "a"))  # noqa: SIM115
 
-    def kill9(self, n):
+    def kill9(self, n: int) -> None:
         self.workers[n].send_signal(signal.SIGKILL)
         self.workers[n].wait()
 
-    def stop(self):
+    def stop(self) -> None:
         """The inbox is drained by now: a worker still in its drain loop need not finish it."""
         for process in [self.web, *self.workers]:
             if process and process.poll() is None:
@@ -217,7 +223,7 @@ class Stack:
 class Sweeper(threading.Thread):
     """What beat does every minute, every 10 s: re-enqueue inbox rows left pending."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(daemon=True)
         from celery import Celery
 
@@ -226,7 +232,7 @@ class Sweeper(threading.Thread):
         self.app = Celery(broker=PRIVATE_BROKER)
         self.stopped = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         while not self.stopped.wait(10):
             try:
                 self.app.send_task("ingestion.tasks.sweep_inbox", queue=QUEUE)
@@ -235,13 +241,13 @@ class Sweeper(threading.Thread):
 
 
 # --- Events and delivery ---------------------------------------------------------------------
-def firm_events(end, months):
+def firm_events(end: dt.datetime, months: int) -> list[dict[str, Any]]:
     from simulator.firm import FirmSimulator
 
     return list(FirmSimulator("small", seed=11, end=end, months=months).events())
 
 
-def unique(events):
+def unique(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # CloudEvents make source + id the key: one id under two sources is two events.
     seen, result = set(), []
     for event in events:
@@ -251,7 +257,7 @@ def unique(events):
     return result
 
 
-def batches_of(events, sizes):
+def batches_of(events: list[dict[str, Any]], sizes: Iterator[int]) -> list[list[dict[str, Any]]]:
     result, start = [], 0
     while start < len(events):
         size = next(sizes)
@@ -260,7 +266,8 @@ def batches_of(events, sizes):
     return result
 
 
-def plan(scenario, delivered, rng):
+def plan(scenario: str, delivered: list[dict[str, Any]], rng: random.Random,
+         ) -> list[list[dict[str, Any]]]:
     """The batches a scenario sends."""
     if scenario == "clean":
         ordered = sorted(unique(delivered), key=lambda e: (e["time"], e["id"], e["source"]))
@@ -275,7 +282,8 @@ def plan(scenario, delivered, rng):
 class Sender:
     """Posts batches at a steady rate from two threads; retries like a webhook sender."""
 
-    def __init__(self, secret, slug, batches, rate):
+    def __init__(self, secret: str, slug: str, batches: list[list[dict[str, Any]]], rate: float,
+                 ) -> None:
         from ingestion.events import BATCHED, dumps
 
         self.secret, self.url = secret, f"http://127.0.0.1:{WEB_PORT}/ingest/{slug}/events"
@@ -289,10 +297,10 @@ class Sender:
         self.started = time.monotonic()
 
     @property
-    def fraction(self):
+    def fraction(self) -> float:
         return self.sent_events / self.total
 
-    def _take(self):
+    def _take(self) -> tuple[str, bytes, int] | None:
         with self.lock:
             if self.next_index >= len(self.bodies):
                 return None
@@ -304,7 +312,7 @@ class Sender:
         time.sleep(max(0.0, due - time.monotonic()))
         return item
 
-    def _deliver(self, session, msg_id, body):
+    def _deliver(self, session: requests.Session, msg_id: str, body: bytes) -> None:
         from ingestion.signing import signed_headers
 
         for attempt in range(60):
@@ -332,23 +340,23 @@ class Sender:
             time.sleep(min(5.0, 0.25 * 2 ** attempt))
         self.failures.append(f"{msg_id}: gave up after 60 attempts")
 
-    def _work(self):
+    def _work(self) -> None:
         session = requests.Session()
         while (item := self._take()) is not None:
             self._deliver(session, item[0], item[1])
 
-    def start(self):
+    def start(self) -> None:
         self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(2)]
         for thread in self.threads:
             thread.start()
 
-    def join(self):
+    def join(self) -> None:
         for thread in self.threads:
             thread.join()
 
 
 # --- Measuring -------------------------------------------------------------------------------
-def pending(pg, db):
+def pending(pg: Postgres, db: str) -> int | None:
     """Inbox rows not processed, plus processed batches the exception rules have not seen
     (their worker killed or the database restarted in between; the sweeper announces them)."""
     try:
@@ -359,7 +367,7 @@ def pending(pg, db):
         return None  # PostgreSQL is restarting
 
 
-def wait_drained(pg, db, timeout=600):
+def wait_drained(pg: Postgres, db: str, timeout: float = 600) -> tuple[float, int | None]:
     started, quiet, at_start = time.monotonic(), 0, None
     while time.monotonic() - started < timeout:
         count = pending(pg, db)
@@ -371,7 +379,7 @@ def wait_drained(pg, db, timeout=600):
     raise RuntimeError(f"{db}: inbox still has {pending(pg, db)} pending after {timeout} s")
 
 
-def kpi_urls(start, end):
+def kpi_urls(start: dt.date, end: dt.date) -> dict[str, str]:
     last_month = (end.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
     window = f"start={start}&end={end}"
     urls = {
@@ -389,7 +397,7 @@ def kpi_urls(start, end):
     return urls
 
 
-def fetch_kpis(token, urls):
+def fetch_kpis(token: str, urls: dict[str, str]) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     result = {}
     for name, path in urls.items():
@@ -400,7 +408,7 @@ def fetch_kpis(token, urls):
     return result
 
 
-def read_during_outage(token):
+def read_during_outage(token: str) -> dict[str, Any]:
     """What the read API answers while the database is down: 503 with Retry-After, not 500
     (tests/opsview/test_errors.py shows the same for pages)."""
     base = f"http://127.0.0.1:{WEB_PORT}"
@@ -417,13 +425,13 @@ def read_during_outage(token):
     return statuses
 
 
-def probe(db, evaluate_at):
+def probe(db: str, evaluate_at: str) -> dict[str, Any]:
     output = run([sys.executable, "bench/faults_probe.py", "--evaluate-at", evaluate_at],
                  cwd=ROOT, env=app_env(db)).stdout
     return json.loads(output)
 
 
-def differences(expected, actual, path=""):
+def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     """Paths where two JSON values differ, fields in RUN_FIELDS left out."""
     if isinstance(expected, dict) and isinstance(actual, dict):
         found = []
@@ -435,17 +443,18 @@ def differences(expected, actual, path=""):
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(
             actual):
         found = []
-        for i, (a, b) in enumerate(zip(expected, actual)):
+        for i, (a, b) in enumerate(zip(expected, actual, strict=False)):
             found += differences(a, b, f"{path}[{i}]")
         return found
     return [] if expected == actual else [f"{path}: {str(expected)[:80]} != {str(actual)[:80]}"]
 
 
 # --- Scenarios -------------------------------------------------------------------------------
-def inject(scenario, stack, pg, redis, sender, notes, token, outage_reads):
+def inject(scenario: str, stack: Stack, pg: Postgres, redis: Redis, sender: Sender,
+           notes: list[str], token: str, outage_reads: dict[str, Any]) -> None:
     """Runs beside the sender: waits for the moment, breaks something, repairs it."""
 
-    def when(fraction):
+    def when(fraction: float) -> None:
         while sender.fraction < fraction and any(t.is_alive() for t in sender.threads):
             time.sleep(0.05)
 
@@ -480,7 +489,9 @@ def inject(scenario, stack, pg, redis, sender, notes, token, outage_reads):
         notes.append(f"PostgreSQL back at {sender.fraction:.0%} sent")
 
 
-def run_scenario(scenario, pg, redis, delivered, secret, token, rate, evaluate_at, urls):
+def run_scenario(scenario: str, pg: Postgres, redis: Redis, delivered: list[dict[str, Any]],
+                 secret: str, token: str, rate: float, evaluate_at: str, urls: dict[str, str],
+                 ) -> dict[str, Any]:
     db = f"faults_{scenario}"
     pg.execute(f"DROP DATABASE IF EXISTS {db}")
     pg.execute(f"CREATE DATABASE {db} TEMPLATE faults_template")
@@ -523,7 +534,7 @@ def run_scenario(scenario, pg, redis, delivered, secret, token, rate, evaluate_a
     }
 
 
-def compare(clean, result):
+def compare(clean: dict[str, Any], result: dict[str, Any]) -> list[str]:
     found = []
     found += [f"kpi {d}" for d in differences(clean["kpis"], result["kpis"])]
     for table, digest in clean["state"]["tables"].items():
@@ -549,7 +560,7 @@ def compare(clean, result):
     return found
 
 
-def prepare_template(pg):
+def prepare_template(pg: Postgres) -> tuple[str, str]:
     pg.execute("DROP DATABASE IF EXISTS faults_template")
     pg.execute("CREATE DATABASE faults_template")
     log("migrating the template database")
@@ -563,7 +574,7 @@ def prepare_template(pg):
     return secret, token
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", action="append", choices=SCENARIOS[1:],
                         help="run only these (the clean reference always runs)")
@@ -579,7 +590,7 @@ def main():
 
     os.makedirs(WORK, exist_ok=True)
     pg, redis = Postgres(), Redis()
-    end = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     delivered = firm_events(end, args.months)
     start_day = min(e["time"] for e in delivered)[:10]
     urls = kpi_urls(dt.date.fromisoformat(start_day), end.date())
@@ -622,7 +633,7 @@ def main():
     sys.exit(1 if failed else 0)
 
 
-def print_table(results):
+def print_table(results: list[dict[str, Any]]) -> None:
     print(f"\n{'scenario':<18} {'sent':>6} {'retries':>7} {'5xx':>5} {'pending':>10} "
           f"{'drain s':>7}  result")
     for r in results:

@@ -7,12 +7,20 @@ with a clock that does not move between runs), then prints one JSON object: a di
 business table (rows by their external keys, surrogate keys and processing times left out),
 the inbox by status and every open exception case by its fingerprint.
 """
+from __future__ import annotations
+
 import argparse
 import datetime as dt
 import hashlib
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django.db.models import Field, Model
+
+    from exceptions.models import Case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -24,7 +32,7 @@ VOLATILE = {"id", "updated_at", "first_seen_at", "placeholder_since", "received_
             "processed_at", "first_received_at"}
 
 
-def natural(row, field):
+def natural(row: Model, field: Field) -> Any:
     """A foreign key as the related row's external id (client_id, project_id, ...)."""
     related = getattr(row, field.name)
     if related is None:
@@ -35,7 +43,7 @@ def natural(row, field):
     return str(related)
 
 
-def table_digest(model):
+def table_digest(model: type[Model]) -> dict[str, Any]:
     rows = []
     for row in model.objects.all().iterator(chunk_size=5000):
         values = {}
@@ -49,7 +57,7 @@ def table_digest(model):
     return {"rows": len(rows), "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest()}
 
 
-def case_key(case):
+def case_key(case: Case) -> str:
     """A case's fingerprint, except a duplicate_client group's: it is named by its first
     client by receipt, which delivery order decides; the group's clients are the case."""
     if case.type == "duplicate_client":
@@ -57,7 +65,7 @@ def case_key(case):
     return case.fingerprint
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--evaluate-at", required=True)
     args = parser.parse_args()

@@ -11,6 +11,8 @@ Usage (PostgreSQL and Redis running):
 It creates (and drops, unless --keep) the database `opsview_bench_ingest` (`--database`).
 tests/test_benches.py runs it at a tiny size so it keeps working.
 """
+from __future__ import annotations
+
 import argparse
 import concurrent.futures
 import datetime as dt
@@ -22,6 +24,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 
 import psycopg
 import requests
@@ -35,16 +38,16 @@ BROKER = "redis://127.0.0.1:6379/3"
 QUEUE = "bench-ingest"
 
 
-def log(message):
+def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make_events(count, seed=7):
+def make_events(count: int, seed: int = 7) -> list[dict[str, Any]]:
     """A realistic mix: time-entry lifecycles, master data, invoices and sync telemetry."""
     from ingestion.events import make_event
 
     rng = random.Random(seed)
-    start = dt.datetime(2026, 10, 1, 8, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 10, 1, 8, tzinfo=dt.UTC)
     events = []
     for i in range(count):
         when = start + dt.timedelta(seconds=i * 7)
@@ -62,7 +65,8 @@ def make_events(count, seed=7):
                 "project_id": f"p-{i % 400}", "client_id": f"c-{i % 60}", "name": f"Project {i}",
                 "practice": "Data", "legal_entity": "US", "currency": "USD",
                 "billing_method": "time_and_materials", "status": "active",
-                "rate_card_id": "rc-1"}, time=when, event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
+                "rate_card_id": "rc-1"}, time=when,
+            event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
         elif kind < 0.85:
             events.append(make_event("person.upserted", {
                 "person_id": f"u-{i % 2000}", "name": f"Person {i}", "practice": "Data",
@@ -86,7 +90,7 @@ def make_events(count, seed=7):
     return events
 
 
-def setup_database():
+def setup_database() -> str:
     with psycopg.connect(PG + "postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB}")
@@ -97,7 +101,7 @@ def setup_database():
     return out.stdout.strip().splitlines()[-1]
 
 
-def bench_env(**extra):
+def bench_env(**extra: str) -> dict[str, str]:
     # Production settings over plain HTTP on localhost: no redirect to HTTPS, no HSTS.
     env = dict(os.environ)
     env.update(DATABASE_URL=PG + DB, CELERY_BROKER_URL=BROKER, CELERY_QUEUE=QUEUE,
@@ -108,9 +112,9 @@ def bench_env(**extra):
     return env
 
 
-def floor(events, batch):
+def floor(events: list[dict[str, Any]], batch: int) -> float:
     """Bare executemany of the same rows, 100 per transaction, into a copy of the inbox."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with psycopg.connect(PG + DB) as conn:
         conn.execute("CREATE TABLE bench_floor (LIKE ingestion_inboxevent INCLUDING ALL)")
         source_id = conn.execute("SELECT id FROM ingestion_source").fetchone()[0]
@@ -131,7 +135,7 @@ def floor(events, batch):
         return len(rows) / (time.perf_counter() - started)
 
 
-def start_web(workers, port):
+def start_web(workers: int, port: int) -> subprocess.Popen[bytes]:
     """gunicorn serving the webhook, once it answers the handshake with 200."""
     env = bench_env()
     web = subprocess.Popen(
@@ -155,14 +159,15 @@ def start_web(workers, port):
     raise RuntimeError(f"gunicorn did not start: {problem}")
 
 
-def acceptance(events, secret, batch, clients, port):
+def acceptance(events: list[dict[str, Any]], secret: str, batch: int, clients: int, port: int,
+               ) -> tuple[int, float]:
     from ingestion.events import signed_request
 
     requests_ = [signed_request(secret, events[i:i + batch]) for i in range(0, len(events), batch)]
     url = f"http://127.0.0.1:{port}/ingest/bench/events"
     local = threading.local()
 
-    def send(request):
+    def send(request: tuple[bytes, dict[str, str]]) -> int:
         body, headers = request
         if not hasattr(local, "session"):
             local.session = requests.Session()
@@ -177,7 +182,7 @@ def acceptance(events, secret, batch, clients, port):
     return accepted, accepted / elapsed
 
 
-def processing(total, concurrency):
+def processing(total: int, concurrency: int) -> tuple[float, dict[str, int]]:
     env = bench_env()
     pool = ["--pool", "solo"] if concurrency == 1 else ["--pool", "prefork", "-c",
                                                           str(concurrency)]
@@ -187,7 +192,7 @@ def processing(total, concurrency):
          "-l", "warning"], cwd=ROOT, env=env)
     try:
         with psycopg.connect(PG + DB, autocommit=True) as conn:
-            def pending():
+            def pending() -> int:
                 return conn.execute("SELECT count(*) FROM ingestion_inboxevent "
                                     "WHERE status = 'pending'").fetchone()[0]
 
@@ -207,7 +212,7 @@ def processing(total, concurrency):
     return left_at_start / elapsed, statuses
 
 
-def main():
+def main() -> None:
     global DB, BROKER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)

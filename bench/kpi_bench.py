@@ -14,6 +14,8 @@ months back — and prints p50 / p95 in milliseconds.
     python bench/kpi_bench.py --entries 250000 --events 1500000
     python bench/kpi_bench.py --entries 2000 --events 5000 --syncs 1000 --runs 1  # CI
 """
+from __future__ import annotations
+
 import argparse
 import os
 import statistics
@@ -28,7 +30,7 @@ DB = "opsview_bench_kpi"
 URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
 
 
-def log(message):
+def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -228,7 +230,7 @@ ENDPOINTS = [
 ]
 
 
-def derive_spans(chunk=20000):
+def derive_spans(chunk: int = 20000) -> None:
     """Each item's WIP spans, computed by the product's own code, chunk by chunk, in the
     order of the items' last events — the order a live worker writes them in, so the spans
     lie on disk as they would in service (a year of rows in one shuffle would not)."""
@@ -253,7 +255,7 @@ def derive_spans(chunk=20000):
             sys.stderr.flush()
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=2_500_000)
     parser.add_argument("--events", type=int, default=15_000_000)

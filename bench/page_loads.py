@@ -14,15 +14,21 @@ Reports per page the median of `--rounds` cold and warm loads, the bytes transfe
 Usage: python bench/page_loads.py [--rounds 3] [--pages overview,wip] [--port 8798]
 Figures: docs/operations.md ("Page loads").
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import statistics
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from demo_site import CHROMIUM, CHROMIUM_ARGS, first_case_url, log_in, served_demo  # noqa: E402
+from demo_site import CHROMIUM, CHROMIUM_ARGS, first_case_url, log_in, served_demo
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, Request
 
 PAGES = [  # (name, path, user)
     ("overview", "/", "cfo"), ("readiness", "/readiness/", "finance"), ("wip", "/wip/", "cfo"),
@@ -34,11 +40,11 @@ PAGES = [  # (name, path, user)
 ]
 
 
-def load(page, url):
+def load(page: Page, url: str) -> tuple[float, int, int]:
     """(ms from navigation start to the end of the last response, bytes, requests)."""
     finished = []
 
-    def done(request):
+    def done(request: Request) -> None:
         sizes = request.sizes()
         finished.append((time.perf_counter(), sizes["responseBodySize"]
                          + sizes["responseHeadersSize"]))
@@ -51,7 +57,7 @@ def load(page, url):
     return (last - start) * 1000, sum(size for _, size in finished), len(finished)
 
 
-def measure(base, pages, rounds):
+def measure(base: str, pages: list[str], rounds: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     results = []
@@ -86,7 +92,7 @@ def measure(base, pages, rounds):
     return results
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pages", default="", help="comma-separated names (default: all)")

@@ -11,6 +11,8 @@ the role holds. Prints the figures as JSON; exits 1 if any delivery was refused.
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres); drops what it created.
 """
+from __future__ import annotations
+
 import argparse
 import concurrent.futures
 import json
@@ -32,11 +34,11 @@ SERVER = "127.0.0.1:5432"
 SLUG = "pool-probe"
 
 
-def admin():
+def admin() -> psycopg.Connection:
     return psycopg.connect(f"postgresql://postgres@{SERVER}/postgres", autocommit=True)
 
 
-def create_database(name, role, limit):
+def create_database(name: str, role: str, limit: int) -> None:
     with admin() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"DROP ROLE IF EXISTS {role}")
@@ -44,7 +46,7 @@ def create_database(name, role, limit):
         conn.execute(f"CREATE DATABASE {name} OWNER {role}")
 
 
-def drop_database(name, role):
+def drop_database(name: str, role: str) -> None:
     with admin() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"DROP ROLE IF EXISTS {role}")
@@ -53,11 +55,11 @@ def drop_database(name, role):
 class ConnectionSampler(threading.Thread):
     """The most connections the role held at once, sampled every 50 ms."""
 
-    def __init__(self, role):
+    def __init__(self, role: str) -> None:
         super().__init__(daemon=True)
         self.role, self.peak, self.stop = role, 0, threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         with admin() as conn:
             while not self.stop.wait(0.05):
                 count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
@@ -65,7 +67,7 @@ class ConnectionSampler(threading.Thread):
                 self.peak = max(self.peak, count)
 
 
-def main():
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["persistent", "pool"], default="pool")
     parser.add_argument("--connection-limit", type=int, default=6)
@@ -96,7 +98,7 @@ def main():
     web = None
     sampler = ConnectionSampler(role)
     try:
-        def manage(*command):
+        def manage(*command: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env,
                                   check=True, capture_output=True, text=True).stdout
 
@@ -112,7 +114,7 @@ def main():
         sampler.start()
         ends = time.monotonic() + args.seconds
 
-        def sender(_):
+        def sender(_: int) -> dict[str | int, int]:
             statuses = {}
             session = requests.Session()
             while time.monotonic() < ends:

@@ -9,6 +9,8 @@ cases, the second is the steady state beat sees every five minutes.
     python bench/rules_bench.py
     python bench/rules_bench.py --scale 0.01   # every count a hundredth (CI keeps it running)
 """
+from __future__ import annotations
+
 import argparse
 import datetime as dt
 import os
@@ -24,18 +26,18 @@ DB = "opsview_bench_rules"
 SERVER = "postgresql://postgres@127.0.0.1:5432/"
 
 
-def log(message):
+def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every count by this (1: the sizes above)")
     parser.add_argument("--database", default=DB, help="the database to create and drop")
     args = parser.parse_args()
 
-    def n(count):
+    def n(count: int) -> int:
         return max(10, round(count * args.scale))
 
     clients, projects, people = n(5000), n(20_000), n(2000)
@@ -56,7 +58,7 @@ def main():
     from opsview import models as state
 
     rng = random.Random(1)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     log(f"loading {clients} clients, {projects} projects, {people} people")
     state.Client.objects.bulk_create(
         [state.Client(client_id=f"C{i}", name=f"Client {i // 2 if i % 50 == 0 else i} Ltd",

@@ -13,6 +13,8 @@ clients failed or took longer than `--timeout` seconds.
 It needs the nginx binary for `--front nginx` (Debian package `nginx`), binds free ports on
 127.0.0.1 and leaves nothing behind.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from typing import Any
 
 import requests
 
@@ -35,17 +38,17 @@ TEMPLATE = os.path.join(ROOT, "deploy", "nginx", "opsview.conf.template")
 SLUG = "slow-probe"
 
 
-def log(message):
+def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def free_port():
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def wait_for(url, process, seconds=60):
+def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -59,7 +62,7 @@ def wait_for(url, process, seconds=60):
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
-def nginx_conf(workdir, listen, upstream):
+def nginx_conf(workdir: str, listen: int, upstream: int) -> str:
     """A whole nginx.conf around the repository's server block, everything under `workdir`."""
     with open(TEMPLATE) as template:
         server = (template.read().replace("${OPSVIEW_WEB}", upstream)
@@ -88,7 +91,7 @@ http {{
 class Stack:
     """gunicorn (and nginx) on a fresh SQLite database in a temporary directory."""
 
-    def __init__(self, front, workers):
+    def __init__(self, front: str, workers: int) -> None:
         self.front, self.workers = front, workers
         self.dir = tempfile.mkdtemp(prefix="opsview-slow-")
         self.processes = []
@@ -100,11 +103,11 @@ class Stack:
         for name in ("CELERY_BROKER_URL", "REDIS_URL", "PYTEST_VERSION"):
             self.env.pop(name, None)  # eager processing, local cache: the web tier alone
 
-    def manage(self, *args):
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
                               check=True, capture_output=True, text=True).stdout
 
-    def start(self):
+    def start(self) -> Stack:
         self.manage("migrate", "-v0")
         self.secret = self.manage("create_source", SLUG, "--rate-limit", "0").splitlines()[-1]
         web_port = free_port()
@@ -126,7 +129,7 @@ class Stack:
             wait_for(f"http://127.0.0.1:{self.port}/ingest/{SLUG}/events", self.processes[1])
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -146,11 +149,11 @@ class SlowClient(threading.Thread):
                "Content-Type: application/cloudevents+json\r\nContent-Length: 100000\r\n"
                "webhook-id: msg_slow\r\n\r\n" + "x" * 100_000).encode()
 
-    def __init__(self, port, interval, stop):
+    def __init__(self, port: int, interval: float, stop: threading.Event) -> None:
         super().__init__(daemon=True)
         self.port, self.interval, self.stop, self.cut_off = port, interval, stop, 0
 
-    def run(self):
+    def run(self) -> None:
         while not self.stop.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
@@ -163,7 +166,7 @@ class SlowClient(threading.Thread):
                 self.stop.wait(0.5)
 
 
-def deliveries(stack, seconds, timeout):
+def deliveries(stack: Stack, seconds: float, timeout: float) -> list[tuple[str, float]]:
     """Signed one-event deliveries, one after another, for `seconds`: their outcomes."""
     from ingestion.events import make_event, signed_request
 
@@ -182,7 +185,7 @@ def deliveries(stack, seconds, timeout):
     return outcomes
 
 
-def summary(outcomes):
+def summary(outcomes: list[tuple[str, float]]) -> dict[str, Any]:
     seconds = sorted(elapsed for _, elapsed in outcomes)
     ok = [elapsed for status, elapsed in outcomes if status == 202]
     return {
@@ -195,7 +198,7 @@ def summary(outcomes):
     }
 
 
-def main():
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--front", choices=["gunicorn", "nginx"], default="nginx")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")

@@ -9,6 +9,8 @@ each page as a signed-in triager gets it (the median of --runs).
     python bench/triage_bench.py
     python bench/triage_bench.py --cases 500 --runs 1   # what CI runs
 """
+from __future__ import annotations
+
 import argparse
 import os
 import random
@@ -31,7 +33,7 @@ PAGES = [("list, due first", "/exceptions/"),
          ("saved views panel", "/exceptions/views/")]
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)

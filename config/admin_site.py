@@ -1,5 +1,9 @@
 """The admin site under OpsView's name."""
+from typing import Any
+
 from django.contrib import admin
+from django.db.models.options import Options
+from django.http import HttpRequest
 
 
 class OpsViewAdminSite(admin.AdminSite):
@@ -10,7 +14,9 @@ class OpsViewAdminSite(admin.AdminSite):
     site_title = "OpsView administration"
     index_title = "Business state, ingestion, cases and integrations"
 
-    def get_app_list(self, request, app_label=None):
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None,
+                     ) -> list[dict[str, Any]]:
+        """Django's app list, each model under its plural name as `plural` writes it."""
         app_list = super().get_app_list(request, app_label)
         for app in app_list:
             for model in app["models"]:
@@ -18,7 +24,7 @@ class OpsViewAdminSite(admin.AdminSite):
         return app_list
 
 
-def plural(opts):
+def plural(opts: Options) -> str:
     """The model's plural name: its own when it declares one, otherwise the singular with
     English's -y → -ies rule applied."""
     name, singular = str(opts.verbose_name_plural), str(opts.verbose_name)

@@ -2,10 +2,13 @@
 set. The provider's role claim (OIDC_ROLE_CLAIM) maps to OpsView's roles (OIDC_ROLE_MAP):
 the role groups finance_ops, delivery_ops, integration and executive, and `admin`, which
 makes a staff superuser. Password login stays."""
+from collections.abc import Callable
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.models import Group
-from django.http import Http404
+from django.contrib.auth.models import Group, User
+from django.http import Http404, HttpRequest, HttpResponse
 from mozilla_django_oidc import views as oidc
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
@@ -15,7 +18,7 @@ ROLE_GROUPS = {"finance_ops", "delivery_ops", "integration", "executive"}
 ADMIN = "admin"
 
 
-def mapped_roles(claims):
+def mapped_roles(claims: dict[str, Any]) -> set[str]:
     """OpsView roles named by the claims, through OIDC_ROLE_MAP."""
     values = claims.get(settings.OIDC_ROLE_CLAIM) or []
     if isinstance(values, str):
@@ -29,12 +32,14 @@ class RoleMappingBackend(OIDCAuthenticationBackend):
     their role groups set from the provider's claims at every login: a role the provider
     takes away is taken away here too."""
 
-    def verify_claims(self, claims):
+    def verify_claims(self, claims: dict[str, Any]) -> bool:
+        """Verified email, and a mapped role unless OIDC_REQUIRE_ROLE is off."""
         if not super().verify_claims(claims):
             return False
         return bool(mapped_roles(claims)) or not settings.OIDC_REQUIRE_ROLE
 
-    def create_user(self, claims):
+    def create_user(self, claims: dict[str, Any]) -> User:
+        """A new user from the provider's claims, its roles mapped."""
         username = (claims.get("preferred_username") or claims.get("email", ""))[:150]
         if self.UserModel.objects.filter(username=username).exists():
             username = self.get_username(claims)  # the library's hash: never someone else
@@ -43,7 +48,8 @@ class RoleMappingBackend(OIDCAuthenticationBackend):
                      roles=sorted(mapped_roles(claims)))
         return self.update_user(user, claims)
 
-    def update_user(self, user, claims):
+    def update_user(self, user: User, claims: dict[str, Any]) -> User:
+        """The user's name, email and roles as the provider now says."""
         roles = mapped_roles(claims)
         user.first_name = str(claims.get("given_name", user.first_name))[:150]
         user.last_name = str(claims.get("family_name", user.last_name))[:150]
@@ -55,9 +61,9 @@ class RoleMappingBackend(OIDCAuthenticationBackend):
         return user
 
 
-def _when_enabled(view):
+def _when_enabled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @login_not_required
-    def wrapper(request, *args, **kwargs):
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.OIDC_ENABLED:
             raise Http404("single sign-on is not configured")
         return view(request, *args, **kwargs)

@@ -5,34 +5,37 @@ slowest step of processing: one `WITH v(...) AS (VALUES ...) UPDATE ... FROM v` 
 `insert_returning` is one INSERT .. ON CONFLICT DO NOTHING RETURNING for the inbox.
 """
 import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 from django.db import connection
+from django.db.models import Field, JSONField, Model
 
 MAX_PARAMS = 30_000  # below SQLite's 32,766 and PostgreSQL's 65,535 bind parameters
 
 
-def _placeholder(field):
+def _placeholder(field: Field) -> str:
     if connection.vendor == "postgresql":
         return f"%s::{field.cast_db_type(connection)}"
     return "%s"
 
 
-def _chunks(rows, per_row):
+def _chunks(rows: Sequence[Any], per_row: int) -> Iterator[Sequence[Any]]:
     size = max(1, MAX_PARAMS // per_row)
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
 
 
-def update_rows(model, rows, field_names):
+def update_rows(model: type[Model], rows: Sequence[Model], field_names: Sequence[str]) -> None:
     """Write `field_names` of model instances `rows` (which have pks) back, set-based."""
     if not rows or not field_names:
         return
     if connection.vendor == "postgresql":
         return _update_rows_unnest(model, rows, field_names)
     meta = model._meta
-    fields = [meta.get_field(name) for name in field_names]
+    fields = [cast(Field, meta.get_field(name)) for name in field_names]
     pk = meta.pk
-    qn = connection.ops.quote_name
+    qn: Callable[[Any], str] = connection.ops.quote_name  # a concrete field has a column
     columns = [pk.column] + [f.column for f in fields]
     row_sql = "(" + ", ".join([_placeholder(pk)] + [_placeholder(f) for f in fields]) + ")"
     assignments = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)
@@ -51,14 +54,16 @@ def update_rows(model, rows, field_names):
             cursor.execute(sql, params)
 
 
-def _unnest_columns(fields, rows):
+def _unnest_columns(fields: Sequence[Field], rows: Sequence[Model],
+                    ) -> tuple[list[list[Any]], list[str], list[bool]]:
     """(arrays, casts, is_json) to bind `fields` of `rows` as one PostgreSQL array each."""
     arrays, casts, is_json = [], [], []
     for field in fields:
         if field.get_internal_type() == "JSONField":
             # Sent as text and parsed by the server, which keeps the array simple to bind.
+            encoder = cast(JSONField, field).encoder
             arrays.append([None if getattr(row, field.attname) is None
-                           else json.dumps(getattr(row, field.attname), cls=field.encoder)
+                           else json.dumps(getattr(row, field.attname), cls=encoder)
                            for row in rows])
             casts.append("%s::text[]")
             is_json.append(True)
@@ -70,14 +75,15 @@ def _unnest_columns(fields, rows):
     return arrays, casts, is_json
 
 
-def _update_rows_unnest(model, rows, field_names):
+def _update_rows_unnest(model: type[Model], rows: Sequence[Model],
+                        field_names: Sequence[str]) -> None:
     """PostgreSQL: one array per column, so the statement stays short whatever the row count."""
     meta = model._meta
-    fields = [meta.pk] + [meta.get_field(name) for name in field_names]
-    qn = connection.ops.quote_name
+    fields = [meta.pk] + [cast(Field, meta.get_field(name)) for name in field_names]
+    qn: Callable[[Any], str] = connection.ops.quote_name  # a concrete field has a column
     arrays, casts, is_json = _unnest_columns(fields, rows)
     assignments = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" + ("::jsonb" if j else "")
-                            for f, j in zip(fields[1:], is_json[1:]))
+                            for f, j in zip(fields[1:], is_json[1:], strict=True))
     sql = (f"UPDATE {qn(meta.db_table)} SET {assignments} "
            f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(f.column) for f in fields)}) "
            f"WHERE {qn(meta.db_table)}.{qn(meta.pk.column)} = v.{qn(meta.pk.column)}")
@@ -85,7 +91,8 @@ def _update_rows_unnest(model, rows, field_names):
         cursor.execute(sql, arrays)
 
 
-def insert_new(model, instances, key_field):
+def insert_new(model: type[Model], instances: Sequence[Model], key_field: str,
+               ) -> dict[Any, Model]:
     """Insert unsaved `instances`, skipping keys already stored; returns {key: instance} of
     those inserted, with their pks set."""
     if not instances:
@@ -97,13 +104,13 @@ def insert_new(model, instances, key_field):
         for field in fields:
             setattr(instance, field.attname, field.pre_save(instance, add=True))
     if connection.vendor != "postgresql":
-        model.objects.bulk_create(instances, ignore_conflicts=True)
+        model._default_manager.bulk_create(instances, ignore_conflicts=True)
         return {}  # SQLite cannot say which were inserted: the caller selects them
-    qn = connection.ops.quote_name
+    qn: Callable[[Any], str] = connection.ops.quote_name  # a concrete field has a column
     arrays, casts, is_json = _unnest_columns(fields, instances)
-    key = meta.get_field(key_field).column
+    key = cast(Field, meta.get_field(key_field)).column
     values = ", ".join(f"v.{qn(f.column)}" + ("::jsonb" if j else "")
-                       for f, j in zip(fields, is_json))
+                       for f, j in zip(fields, is_json, strict=True))
     sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
            f"SELECT {values} "
            f"FROM unnest({', '.join(casts)}) AS v({', '.join(qn(f.column) for f in fields)}) "
@@ -120,13 +127,14 @@ def insert_new(model, instances, key_field):
     return result
 
 
-def insert_returning(model, rows, columns, conflict, returning):
+def insert_returning(model: type[Model], rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                     conflict: Sequence[str], returning: Sequence[str]) -> list[tuple[Any, ...]]:
     """INSERT dict `rows` in one statement, skipping conflicts on `conflict`; returns tuples
     of the `returning` columns of the rows actually inserted."""
     if not rows:
         return []
     fields = {f.attname: f for f in model._meta.concrete_fields}
-    qn = connection.ops.quote_name
+    qn: Callable[[Any], str] = connection.ops.quote_name  # a concrete field has a column
     row_sql = "(" + ", ".join(_placeholder(fields[c]) for c in columns) + ")"
     result = []
     for chunk in _chunks(rows, len(columns)):

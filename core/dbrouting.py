@@ -18,9 +18,13 @@ import contextvars
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
+from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ PRIMARY_MODELS = {"opsview.apitoken", "opsview.auditevent"}
 # Per request (each thread or task has its own context): may reads use the replica, and did
 # the request write since.
 _reads_on_replica = contextvars.ContextVar("reads_on_replica", default=False)
-_wrote = contextvars.ContextVar("wrote", default=None)
+_wrote: contextvars.ContextVar[bool | None] = contextvars.ContextVar("wrote", default=None)
 # Per process: until when the replica is considered away (time.monotonic()).
 _replica_away_until = 0.0
 
@@ -52,11 +56,12 @@ LAG_SQL = """
            END"""
 
 
-def replica_configured():
+def replica_configured() -> bool:
+    """Whether settings name a read replica."""
     return REPLICA in connections.settings
 
 
-def _on_primary_always(model):
+def _on_primary_always(model: type[Model]) -> bool:
     meta = model._meta
     return meta.app_label in PRIMARY_APPS or meta.label_lower in PRIMARY_MODELS
 
@@ -65,26 +70,31 @@ class ReplicaRouter:
     """Reads to the replica inside a routed request that has not written; everything else,
     and every migration, to the primary."""
 
-    def db_for_read(self, model, **hints):
+    def db_for_read(self, model: type[Model], **hints: Any) -> str:
+        """The replica for a routed request's reads until it writes; else the primary."""
         if _reads_on_replica.get() and not _wrote.get() and not _on_primary_always(model):
             return REPLICA
         # Not None: Django would then follow an instance hint, and an object read from the
         # replica would draw its related objects from there after the request wrote.
         return "default"
 
-    def db_for_write(self, model, **hints):
+    def db_for_write(self, model: type[Model], **hints: Any) -> str:
+        """Always the primary; remembers that the request wrote."""
         if not _on_primary_always(model) and _wrote.get() is not None:
             _wrote.set(True)
         return "default"  # even for an object read from the replica
 
-    def allow_relation(self, obj1, obj2, **hints):
+    def allow_relation(self, obj1: Model, obj2: Model, **hints: Any) -> bool:
+        """Any relation: both aliases hold the same database."""
         return True  # one database, two copies of it
 
-    def allow_migrate(self, db, app_label, model_name=None, **hints):
+    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None,
+                      **hints: Any) -> bool:
+        """Migrations run on the primary only."""
         return db != REPLICA  # it copies the primary's schema
 
 
-def replica_lag_seconds():
+def replica_lag_seconds() -> float:
     """The replica's replay lag in seconds; raises the database's error when it is away."""
     connection = connections[REPLICA]
     if connection.vendor != "postgresql":
@@ -95,7 +105,7 @@ def replica_lag_seconds():
         return float(cursor.fetchone()[0])
 
 
-def _replica_answers():
+def _replica_answers() -> float | None:
     """The lag when the replica answers, else None (and it is left alone for a while)."""
     if time.monotonic() < _replica_away_until:
         return None
@@ -106,7 +116,7 @@ def _replica_answers():
         return None
 
 
-def _set_replica_away(exc):
+def _set_replica_away(exc: Exception) -> None:
     global _replica_away_until
     _replica_away_until = time.monotonic() + settings.REPLICA_RETRY_SECONDS
     log.warning("read replica away, reading from the primary for %ss: %s",
@@ -114,7 +124,13 @@ def _set_replica_away(exc):
     connections[REPLICA].close()
 
 
-def _routed(request):
+class ReplicaRequest(HttpRequest):
+    """A request as this middleware leaves it (for the type checker; no instance is made)."""
+
+    replica_lag: float | None  # seconds the replica lags, if worth telling; None otherwise
+
+
+def _routed(request: HttpRequest) -> bool:
     match = request.resolver_match
     return (request.method in ("GET", "HEAD") and match is not None
             and ((not match.namespace and match.url_name in DASHBOARD_VIEWS)
@@ -125,10 +141,10 @@ class ReplicaRoutingMiddleware:
     """Opens each request's routing context, lets routed reads onto the replica, shows its
     lag and pins a browser that just wrote to the primary."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: ReplicaRequest) -> HttpResponse:
         if not replica_configured():
             return self.get_response(request)
         request.replica_lag = None
@@ -147,7 +163,9 @@ class ReplicaRoutingMiddleware:
             response[LAG_HEADER] = str(request.replica_lag)
         return response
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
+    def process_view(self, request: ReplicaRequest, view_func: Callable[..., HttpResponse],
+                     view_args: tuple[Any, ...], view_kwargs: dict[str, Any]) -> None:
+        """Reads of a routed view go to the replica unless it lags or the browser is pinned."""
         if not replica_configured() or not _routed(request) or PIN_COOKIE in request.COOKIES:
             return None
         lag = _replica_answers()
@@ -155,10 +173,12 @@ class ReplicaRoutingMiddleware:
             return None
         _reads_on_replica.set(True)
         if lag > settings.REPLICA_LAG_WARN_SECONDS:
-            request.replica_lag = math.ceil(lag)  # "up to" so many seconds behind
+            # "up to" so many seconds behind
+            request.replica_lag = math.ceil(lag)
         return None
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: ReplicaRequest, exception: Exception,
+                          ) -> HttpResponse | None:
         """The replica failed mid-request: answer the same read from the primary."""
         if not (isinstance(exception, (OperationalError, InterfaceError))
                 and _reads_on_replica.get() and connections[REPLICA].errors_occurred):
@@ -167,4 +187,5 @@ class ReplicaRoutingMiddleware:
         _reads_on_replica.set(False)
         request.replica_lag = None
         match = request.resolver_match
+        assert match is not None  # only routed requests read from the replica
         return match.func(request, *match.args, **match.kwargs)

@@ -7,10 +7,11 @@ come back, instead of a `500` that reads like a bug. Any other failure keeps Dja
 """
 import logging
 import sys
+from collections.abc import Callable
 from http import HTTPStatus
 
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.templatetags.static import static
 from django.views import defaults
 
@@ -36,8 +37,9 @@ UNAVAILABLE_PAGE = """<!doctype html>
 """
 
 
-def database_unavailable(request, detail="The database cannot be reached right now; nothing "
-                                         "was changed. Retry later."):
+def database_unavailable(request: HttpRequest,
+                         detail: str = "The database cannot be reached right now; nothing "
+                                       "was changed. Retry later.") -> HttpResponse:
     """The 503 for a request that could not reach the database."""
     if request.path.startswith(MACHINE_PATHS):
         return problem_response(Problem(
@@ -65,10 +67,10 @@ class ProblemDocumentsMiddleware:
         405: "This path does not answer this method.",
     }
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if (response.status_code < 400 or not request.path.startswith(MACHINE_PATHS)
                 or response.get("Content-Type") == "application/problem+json"):
@@ -83,7 +85,7 @@ class ProblemDocumentsMiddleware:
         return problem
 
 
-def server_error(request):
+def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: Django calls it while handling the exception, so sys.exc_info() names it."""
     if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
         return database_unavailable(request)

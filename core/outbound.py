@@ -15,7 +15,7 @@ SCHEMES = ("http", "https")
 ANSWER_BYTES = 4096
 
 
-def validate_url(url):
+def validate_url(url: str | None) -> None:
     """Raise ValidationError unless `url` is an absolute http(s) URL with a host."""
     parts = urlsplit(url or "")
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
@@ -32,16 +32,19 @@ class Answer:
     error: str = ""
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
+        """Whether the receiver answered 2xx."""
         return self.status is not None and 200 <= self.status < 300
 
-    def summary(self):
+    def summary(self) -> str:
+        """One line for a log or an admin list: the status and the body's start, or the error."""
         if self.status is None:
             return f"no answer: {self.error}"
         return f"HTTP {self.status} {self.body[:200]}".strip()
 
 
-def post(url, body, headers, *, timeout=(3.05, 10)):
+def post(url: str, body: bytes, headers: dict[str, str], *,
+         timeout: float | tuple[float, float] = (3.05, 10)) -> Answer:
     """POST `body` (bytes) to `url`; never raises for what the network or receiver does."""
     try:
         validate_url(url)

@@ -11,10 +11,12 @@ class HashedStaticFiles(CompressedManifestStaticFilesStorage):
 
     manifest_strict = False
 
-    def url(self, name, force=False):
+    def url(self, name: str | None, force: bool = False) -> str:
+        """The hashed name's URL, also under DEBUG."""
         return super().url(name, force=True)
 
-    def stored_name(self, name):
+    def stored_name(self, name: str) -> str:
+        """The hashed name, or the name itself for a file the manifest lacks."""
         try:
             return super().stored_name(name)
         except ValueError:  # not collected: the name as it is

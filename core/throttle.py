@@ -15,16 +15,17 @@ log = logging.getLogger(__name__)
 class FixedWindow:
     """Hits per key within windows of `seconds`, named by `prefix`."""
 
-    def __init__(self, prefix, seconds):
+    def __init__(self, prefix: str, seconds: int) -> None:
         self.prefix, self.seconds = prefix, seconds
 
-    def _key(self, key):
+    def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}:{int(time.time() // self.seconds)}"
 
-    def seconds_left(self):
+    def seconds_left(self) -> int:
+        """Seconds until the current window ends (at least 1)."""
         return max(1, math.ceil(self.seconds - time.time() % self.seconds))
 
-    def hit(self, key):
+    def hit(self, key: str) -> int | None:
         """Count one hit; the count so far in this window, or None if the cache is away."""
         cache_key = self._key(key)
         try:
@@ -38,21 +39,23 @@ class FixedWindow:
             log.warning("%s for %s not counted, cache unavailable: %s", self.prefix, key, exc)
             return None
 
-    def count(self, key):
+    def count(self, key: str) -> int:
+        """Hits so far in this window (0 if the cache is away)."""
         try:
             return cache.get(self._key(key), 0)
         except Exception as exc:  # noqa: BLE001
             log.warning("%s for %s not checked, cache unavailable: %s", self.prefix, key, exc)
             return 0
 
-    def reset(self, key):
+    def reset(self, key: str) -> None:
+        """Forget the key's hits in this window."""
         try:
             cache.delete(self._key(key))
         except Exception as exc:  # noqa: BLE001
             log.warning("%s for %s not reset, cache unavailable: %s", self.prefix, key, exc)
 
 
-def over_limit(key, limit, window=60):
+def over_limit(key: str, limit: int, window: int = 60) -> int | None:
     """Count one hit; return seconds until the window resets if `limit` is exceeded, else None."""
     if not limit:
         return None

@@ -2,6 +2,8 @@
 secret, the tokens inside an alert URL) are shown once, never rendered again."""
 from django import forms
 from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
 
 from opsview import audit
 from opsview.admin import show_secrets_once
@@ -15,19 +17,23 @@ class AuditedAdmin(admin.ModelAdmin):
 
     audit_name = ""
 
-    def target(self, obj):
+    def target(self, obj: Model) -> str:
         return f"{self.audit_name}:{obj.pk}"
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Model, form: forms.ModelForm,
+                   change: bool) -> None:
+        """Save, and audit who created or changed which fields."""
         super().save_model(request, obj, form, change)
         audit.record(f"{self.audit_name}.{'changed' if change else 'created'}", self.target(obj),
                      request=request, fields=sorted(form.changed_data))
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        """Audit, then delete."""
         audit.record(f"{self.audit_name}.deleted", self.target(obj), request=request)
         super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Bulk deletion, audited row by row."""
         for obj in queryset:
             self.delete_model(request, obj)
 
@@ -43,9 +49,11 @@ class SubscriptionForm(forms.ModelForm):
 
     class Meta:
         model = AlertSubscription
-        fields = "__all__"
+        fields = ["name", "url", "queue", "case_type", "min_severity", "on_opened", "on_at_risk",
+                  "on_breached", "on_escalated", "daily_digest", "enabled"]
 
-    def clean_url(self):
+    def clean_url(self) -> str:
+        """The URL typed, or the stored one when left blank on a change."""
         url = self.cleaned_data["url"]
         if not url:
             if self.instance.pk:
@@ -72,13 +80,15 @@ class CaseWebhookAdmin(AuditedAdmin):
     exclude = ["secret"]
     actions = ["rotate_secret"]
 
-    def response_add(self, request, obj, post_url_continue=None):
+    def response_add(self, request: HttpRequest, obj: CaseWebhook,
+                     post_url_continue: str | None = None) -> HttpResponse:
+        """After adding: the new secret, shown once."""
         return show_secrets_once(self, request, "New case webhook secret",
                                  [(obj.name, obj.secret)],
                                  "admin:integrations_casewebhook_changelist")
 
     @admin.action(description="New signing secret (shown once)")
-    def rotate_secret(self, request, queryset):
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         secrets = []
         for hook in queryset:
             secrets.append((hook.name, hook.new_secret()))
@@ -94,11 +104,12 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     show_full_result_count = False
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+        """Every field: deliveries are a record, not settings."""
         return [f.name for f in self.model._meta.fields]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

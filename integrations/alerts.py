@@ -1,12 +1,13 @@
 """Alerts where people work: which subscriptions hear of which cases, the messages they
 get, and the daily digest. Sending goes through Apprise (deliveries.py), one notification
 library for Slack, Teams, PagerDuty, email and the rest."""
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote, urlencode, urlsplit
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
-from exceptions.models import SEVERITY_ORDER, Case
+from exceptions.models import SEVERITY_ORDER, Case, Queue
 
 from .models import AlertSubscription, Delivery
 
@@ -15,24 +16,24 @@ HEADLINES = {"opened": "opened", "at_risk": "at risk of breaching their SLA",
              "breached": "past their SLA", "escalated": "escalated"}
 
 
-def case_url(case):
+def case_url(case: Case) -> str:
     return f"{settings.OPSVIEW_BASE_URL}/exceptions/{case.pk}/"
 
 
-def matches(subscription, case):
+def matches(subscription: AlertSubscription, case: Case) -> bool:
     return ((subscription.queue_id is None or subscription.queue_id == case.queue_id)
             and (not subscription.case_type or subscription.case_type == case.type)
             and SEVERITY_ORDER.index(case.severity)
             >= SEVERITY_ORDER.index(subscription.min_severity))
 
 
-def _line(case):
+def _line(case: Case) -> str:
     money = (f" · {case.currency} {case.money_at_stake:,.2f}"
              if case.money_at_stake is not None else "")
     return f"- {case.severity} · {case.title}{money} · {case_url(case)}"
 
 
-def message(cases, trigger):
+def message(cases: Sequence[Case], trigger: str) -> tuple[str, str]:
     """(title, body) of one alert about `cases`."""
     what = HEADLINES[trigger]
     title = (f"[OpsView] {cases[0].title}: {what}" if len(cases) == 1
@@ -43,7 +44,8 @@ def message(cases, trigger):
     return title[:300], "\n".join(lines)
 
 
-def alert_deliveries(cases, trigger, notify_queues=()):
+def alert_deliveries(cases: Sequence[Case], trigger: str,
+                     notify_queues: Iterable[Queue] = ()) -> list[Delivery]:
     """Unsaved deliveries: one per subscription that wants this trigger and matches some of
     the cases, and, for an escalation the policy notifies, one per queue with recipients of
     its own."""
@@ -68,7 +70,7 @@ def alert_deliveries(cases, trigger, notify_queues=()):
     return made
 
 
-def queue_urls(queue):
+def queue_urls(queue: Queue) -> list[str]:
     """A queue's own recipients as Apprise URLs: its addresses through the SMTP server of
     the EMAIL_* settings, and its webhook (a Slack incoming webhook natively; any other
     address receives Apprise's JSON message)."""
@@ -86,7 +88,7 @@ def queue_urls(queue):
     return urls
 
 
-def smtp_url(recipients):
+def smtp_url(recipients: Sequence[str]) -> str:
     """Apprise's mailto URL for the SMTP server Django is configured with."""
     auth = ""
     if settings.EMAIL_HOST_USER:
@@ -100,7 +102,7 @@ def smtp_url(recipients):
            f"{settings.EMAIL_PORT}?{query}"
 
 
-def digest(subscription):
+def digest(subscription: AlertSubscription) -> tuple[str, str] | None:
     """(title, body) of a subscription's daily digest of its open cases, or None."""
     cases = Case.objects.filter(status__in=Case.OPEN_STATES,
                                 severity__in=SEVERITY_ORDER[
@@ -124,7 +126,7 @@ def digest(subscription):
     return f"[OpsView] Daily digest: {subscription.name}"[:300], "\n".join(lines)
 
 
-def queue_digests():
+def queue_digests() -> int:
     """One digest delivery per subscription that wants it and has open cases."""
     from .deliveries import new_message_id
     from .tasks import enqueue

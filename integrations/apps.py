@@ -5,7 +5,7 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations: retries, alerts, case webhooks"
 
-    def ready(self):
+    def ready(self) -> None:
         from exceptions.signals import case_changed
 
         from . import listeners

@@ -4,6 +4,7 @@ Celery tasks and the tests call."""
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 
 import apprise
 from django.conf import settings
@@ -19,43 +20,47 @@ from .models import Delivery
 log = logging.getLogger(__name__)
 
 
-def new_message_id():
+def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-def backoff(attempts):
+def backoff(attempts: int) -> int:
     """Seconds before attempt number `attempts + 1`: doubling from DELIVERY_BACKOFF_SECONDS,
     capped at DELIVERY_BACKOFF_MAX_SECONDS."""
     return min(settings.DELIVERY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0),
                settings.DELIVERY_BACKOFF_MAX_SECONDS)
 
 
-def _signed_post(url, secret, delivery):
+def _signed_post(url: str, secret: str, delivery: Delivery) -> outbound.Answer:
     body = delivery.body.encode()
     headers = {**signed_headers(secret, delivery.message_id, body),
                "content-type": STRUCTURED, "user-agent": "OpsView-Webhooks/1"}
     return outbound.post(url, body, headers, timeout=settings.DELIVERY_TIMEOUT_SECONDS)
 
 
-def _send_retry_request(delivery):
+def _send_retry_request(delivery: Delivery) -> outbound.Answer:
     source = delivery.source
     if source is None or not source.accepts_retries:
         return outbound.Answer(None, error="the source takes no retry requests any more")
     return _signed_post(source.callback_url, source.callback_secret, delivery)
 
 
-def _send_case_webhook(delivery):
+def _send_case_webhook(delivery: Delivery) -> outbound.Answer:
     webhook = delivery.webhook
     if webhook is None or not webhook.enabled:
         return outbound.Answer(None, error="the webhook is disabled")
     return _signed_post(webhook.url, webhook.secret, delivery)
 
 
-def _send_alert(delivery):
+def _send_alert(delivery: Delivery) -> outbound.Answer:
     from .alerts import queue_urls
 
-    urls = ([delivery.subscription.url] if delivery.subscription_id
-            else queue_urls(delivery.queue) if delivery.queue_id else [])
+    if delivery.subscription is not None:
+        urls = [delivery.subscription.url]
+    elif delivery.queue is not None:
+        urls = queue_urls(delivery.queue)
+    else:
+        urls = []
     if not urls:
         return outbound.Answer(None, error="nobody to tell")
     notifier = apprise.Apprise()
@@ -68,18 +73,20 @@ def _send_alert(delivery):
     return outbound.Answer(None, error=f"not delivered to every one of {len(urls)} service(s)")
 
 
-SENDERS = {Delivery.Kind.RETRY_REQUEST: _send_retry_request,
-           Delivery.Kind.CASE_WEBHOOK: _send_case_webhook,
-           Delivery.Kind.ALERT: _send_alert}
+SENDERS: dict[str, Callable[[Delivery], outbound.Answer]] = {
+    Delivery.Kind.RETRY_REQUEST: _send_retry_request,
+    Delivery.Kind.CASE_WEBHOOK: _send_case_webhook,
+    Delivery.Kind.ALERT: _send_alert,
+}
 
 
-def attempt(delivery, now=None):
+def attempt(delivery: Delivery, now: dt.datetime | None = None) -> int | None:
     """Try `delivery` once. Returns the seconds until the next attempt, or None when it is
     delivered or given up."""
     now = now or timezone.now()
     try:
         answer = SENDERS[delivery.kind](delivery)
-    except Exception as error:  # noqa: BLE001 - a sender's bug must not lose the delivery
+    except Exception as error:
         log.exception("delivery %s failed in its sender", delivery.pk)
         answer = outbound.Answer(None, error=type(error).__name__)
     delivery.attempts += 1
@@ -98,7 +105,8 @@ def attempt(delivery, now=None):
     return wait
 
 
-def _note_on_case(delivery, answer, wait, now):
+def _note_on_case(delivery: Delivery, answer: outbound.Answer, wait: int | None,
+                  now: dt.datetime) -> None:
     """The case's timeline shows each attempt of a retry request and the answer."""
     outcome = ("delivered" if answer.ok else
                f"next attempt in {wait} s" if wait is not None else "given up")
@@ -107,7 +115,7 @@ def _note_on_case(delivery, answer, wait, now):
                   f"attempt {delivery.attempts}: {answer.summary()} ({outcome})", now=now)
 
 
-def due(now=None, limit=200):
+def due(now: dt.datetime | None = None, limit: int = 200) -> list[Delivery]:
     """Pending deliveries whose next attempt is due."""
     now = now or timezone.now()
     return list(Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
@@ -115,6 +123,6 @@ def due(now=None, limit=200):
                 .order_by("next_attempt_at")[:limit])
 
 
-def send_due(now=None):
+def send_due(now: dt.datetime | None = None) -> list[int | None]:
     """Attempt every due delivery once (the sweeper, and `process_inbox`'s kin in tests)."""
     return [attempt(delivery, now) for delivery in due(now)]

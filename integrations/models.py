@@ -14,7 +14,7 @@ from ingestion.models import HTTP_ONLY, Source, new_webhook_secret
 TRIGGERS = ["opened", "at_risk", "breached", "escalated", "digest"]
 
 
-def validate_alert_url(url):
+def validate_alert_url(url: str) -> None:
     """An Apprise URL whose service is in ALERT_SCHEMES: what an admin may point alerts at."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in settings.ALERT_SCHEMES:
@@ -47,11 +47,13 @@ class AlertSubscription(models.Model):
     def __str__(self):
         return self.name
 
-    def wants(self, trigger):
+    def wants(self, trigger: str) -> bool:
+        """Whether the subscription is on for a trigger (opened, at_risk, ..., digest)."""
         return self.enabled and getattr(self, "daily_digest" if trigger == "digest"
                                         else f"on_{trigger}")
 
-    def masked_url(self):
+    def masked_url(self) -> str:
+        """The URL with its tokens masked (Apprise's privacy form)."""
         service = apprise.Apprise.instantiate(self.url)
         return service.url(privacy=True) if service else "—"
 
@@ -69,7 +71,8 @@ class CaseWebhook(models.Model):
     def __str__(self):
         return self.name
 
-    def new_secret(self):
+    def new_secret(self) -> str:
+        """A fresh signing secret, saved; returned to be shown once."""
         self.secret = new_webhook_secret()
         self.save(update_fields=["secret"])
         return self.secret

@@ -2,9 +2,14 @@
 object a signed CloudEvent `opsview.retry.requested` naming the object, the flow and the
 correlation id. The middleware retries; its later `sync.succeeded` (or the object's own
 arrival) clears the case by the rules of SPEC section 3 — nothing here resolves a case."""
-from django.db.models import Q
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Model, Q
 
 from exceptions import services
+from exceptions.models import Case
 from ingestion.events import dumps, make_event
 from ingestion.models import InboxEvent, Source
 from opsview.models import Expense, SyncAttempt, TimeEntry
@@ -22,7 +27,7 @@ class RetryRefused(services.TransitionError):
     """This case has nothing a middleware could retry, or nobody to ask."""
 
 
-def _sync_failed(case):
+def _sync_failed(case: Case) -> dict[str, Any]:
     detail = case.detail
     last = (SyncAttempt.objects.filter(flow=detail.get("flow", ""),
                                        object_type=detail.get("object_type", ""),
@@ -35,18 +40,18 @@ def _sync_failed(case):
             "source": last.inbox_event.source if last else None}
 
 
-def _resend(case):
+def _resend(case: Case) -> dict[str, Any]:
     """The record itself (an unknown reference, a blocked invoice): send it again."""
     return {"flow": "", "object_type": case.object_kind, "object_id": case.object_id,
             "reason": case.type, "correlationid": case.object_id}
 
 
-def _unposted(model, object_type):
+def _unposted(model: type[Model], object_type: str) -> Callable[[Case], dict[str, Any]]:
     """The project's approved, unposted items: post them again."""
     key = f"{object_type}_id"
 
-    def target(case):
-        items = list(model.objects.filter(project__project_id=case.object_id,
+    def target(case: Case) -> dict[str, Any]:
+        items = list(model._default_manager.filter(project__project_id=case.object_id,
                                           status="approved")
                      .order_by(key).values_list(key, flat=True)[:ITEMS])
         return {"flow": "", "object_type": object_type, "object_id": case.object_id,
@@ -65,11 +70,12 @@ TARGETS = {
 }
 
 
-def can_retry(case):
+def can_retry(case: Case) -> bool:
+    """Whether a retry means something for the case: a type with a target, still open."""
     return case.type in TARGETS and case.is_open
 
 
-def _source_for(case, target):
+def _source_for(case: Case, target: dict[str, Any]) -> Source | None:
     """The source that told OpsView about the object, if it takes retries; else the one
     source that takes retries, if there is exactly one."""
     source = target.pop("source", None)
@@ -80,12 +86,12 @@ def _source_for(case, target):
         source = event.source if event else None
     if source is not None and source.accepts_retries:
         return source
-    able = [s for s in Source.objects.filter(enabled=True).exclude(callback_url="")
-            .exclude(callback_secret="")]
+    able = list(Source.objects.filter(enabled=True).exclude(callback_url="")
+                .exclude(callback_secret=""))
     return able[0] if len(able) == 1 else None
 
 
-def request_retry(case, actor):
+def request_retry(case: Case, actor: User | AnonymousUser) -> Delivery:
     """Queue a signed retry request for the case's object and note it on the case."""
     if not can_retry(case):
         raise RetryRefused(f"a {case.type} case has nothing to retry"
@@ -111,7 +117,8 @@ def request_retry(case, actor):
     return delivery
 
 
-def request_retries(cases, actor):
+def request_retries(cases: Iterable[Case], actor: User | AnonymousUser,
+                    ) -> tuple[int, list[tuple[Case, str]]]:
     """The bulk action: (requested, [(case, reason) refused])."""
     requested, refused = 0, []
     for case in cases:

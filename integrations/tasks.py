@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="integrations.tasks.deliver", acks_late=True)
-def deliver(delivery_id):
+def deliver(delivery_id: int) -> int | None:
     """One attempt; a failure schedules the next after its backoff. The row is claimed by a
     conditional update (a lease past the time-out), so the sweeper and a scheduled retry
     never send the same attempt twice, and no transaction is held while a receiver answers."""
@@ -32,10 +32,10 @@ def deliver(delivery_id):
     return wait
 
 
-def enqueue(delivery_id, countdown=None):
+def enqueue(delivery_id: int, countdown: int | None = None) -> None:
     """Queue a delivery after commit; a broker outage only delays it (the sweeper)."""
 
-    def send():
+    def send() -> None:
         try:
             deliver.apply_async((delivery_id,), countdown=countdown)
         except Exception:  # broker down: the row stays pending and the sweeper re-sends it
@@ -47,7 +47,7 @@ def enqueue(delivery_id, countdown=None):
 
 
 @shared_task(name="integrations.tasks.sweep_deliveries")
-def sweep_deliveries():
+def sweep_deliveries() -> None:
     """Re-enqueue deliveries overdue by more than a minute: their message was lost."""
     late = timezone.now() - dt.timedelta(seconds=60)
     for delivery in deliveries.due(late):
@@ -55,5 +55,6 @@ def sweep_deliveries():
 
 
 @shared_task(name="integrations.tasks.send_digests")
-def send_digests():
+def send_digests() -> int:
+    """Beat's daily task: queue each subscription's digest."""
     return alerts.queue_digests()

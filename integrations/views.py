@@ -1,6 +1,7 @@
 """The "Request retry" actions on a case and on a selection of cases (bulk)."""
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
@@ -11,7 +12,7 @@ from . import retries
 
 
 @require_POST
-def request_retry(request, pk):
+def request_retry(request: HttpRequest, pk: int) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     case = get_object_or_404(Case.objects.select_related("queue"), pk=pk)
@@ -20,13 +21,14 @@ def request_retry(request, pk):
     except retries.RetryRefused as error:
         messages.error(request, f"No retry requested: {error}.")
     else:
+        assert delivery.source is not None  # a retry request is sent to a source
         messages.info(request, f"Retry requested from {delivery.source.slug}; each attempt "
                                "and its answer appear in the timeline.")
     return redirect("exceptions:case", pk=pk)
 
 
 @require_POST
-def request_retries(request):
+def request_retries(request: HttpRequest) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     cases = Case.objects.select_related("queue").filter(pk__in=request.POST.getlist("ids"))

@@ -1,4 +1,7 @@
 """The outbound case webhook: every case change, signed, for a ticketing system to mirror."""
+from collections.abc import Iterable
+
+from exceptions.models import Case
 from exceptions.schemas import serialize
 from ingestion.events import dumps, make_event
 
@@ -8,7 +11,7 @@ from .models import CaseWebhook, Delivery
 EVENT_TYPE = "opsview.case.changed"
 
 
-def webhook_deliveries(cases, action):
+def webhook_deliveries(cases: Iterable[Case], action: str) -> list[Delivery]:
     """Unsaved deliveries: each enabled webhook hears of each case, with the case as the API
     shows it and the action that changed it."""
     hooks = list(CaseWebhook.objects.filter(enabled=True))

@@ -3,9 +3,13 @@ billed against the standard value of the work it bills (realization), how long i
 took from draft to issue, from work to invoice and from invoice to cash; and how much of
 the time posted in the window reached ERP without anyone having to touch it.
 """
+import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any, cast
 
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 
 from exceptions.models import Case
 from opsview import models as state
@@ -28,11 +32,12 @@ from reporting.kpis import (
     percentile_from_counts,
     ratio,
 )
+from reporting.kpis.formatting import Filters
 
 FRACTIONS = {"p50": 0.5, "p90": 0.9}
 
 
-def billing(*, start, end, filters=None):
+def billing(*, start: dt.date, end: dt.date, filters: Filters | None = None) -> dict[str, Any]:
     """Invoices issued in [start, end] and not voided, per currency: count, billed value;
     for those on time-and-materials projects the standard value of the time and expenses
     they bill and the realization ratio; cycle, billing-lag and collection days (p50/p90);
@@ -42,8 +47,8 @@ def billing(*, start, end, filters=None):
         status="voided")
     paid = counted_invoices(filters).filter(paid_date__range=(start, end)).exclude(
         status="voided")
-    figures = defaultdict(lambda: {"count": 0, "billed": ZERO, "standard": ZERO,
-                                   "realized": ZERO})
+    figures: defaultdict[str, dict[str, Any]] = defaultdict(
+        lambda: {"count": 0, "billed": ZERO, "standard": ZERO, "realized": ZERO})
     for row in invoices.values("currency").annotate(n=Count("pk"), amount=total(F("amount"))
                                                      ).order_by():
         figures[row["currency"]].update(count=row["n"], billed=row["amount"])
@@ -71,10 +76,10 @@ def billing(*, start, end, filters=None):
     }
 
 
-def _t_and_m_invoices(invoices):
+def _t_and_m_invoices(invoices: QuerySet) -> list[tuple[str, Decimal, Decimal]]:
     """(currency, amount, standard value) of each invoice on a time-and-materials project
     that bills time or expenses: the value of the items it bills now, reversed ones out."""
-    standard = defaultdict(lambda: ZERO)
+    standard: defaultdict[int, Decimal] = defaultdict(lambda: ZERO)
     billing_items = False
     tm_invoices = invoices.filter(project__billing_method=T_AND_M)
     for model, value in ((state.TimeEntry, TIME_VALUE), (state.Expense, EXPENSE_VALUE)):
@@ -90,22 +95,24 @@ def _t_and_m_invoices(invoices):
             tm_invoices.filter(pk__in=list(standard)).values_list("pk", "currency", "amount")]
 
 
-def _no_days():
+def _no_days() -> dict[str, float | None]:
     return dict.fromkeys(FRACTIONS)
 
 
-def _days_by_currency(rows):
+def _days_by_currency(rows: Iterable[tuple[str, dt.date, dt.date]],
+                      ) -> dict[str, dict[str, float]]:
     """{currency: {p50, p90}} of (later date − earlier date) in days, from (currency, later,
     earlier) rows."""
-    days = defaultdict(list)
+    days: defaultdict[str, list[int]] = defaultdict(list)
     for currency, later, earlier in rows:
         days[currency].append((later - earlier).days)
-    return {currency: {name: round(float(percentile_cont(values, f)), 1)
+    # Every list holds a value, so every percentile is a number.
+    return {currency: {name: round(float(cast(float, percentile_cont(values, f))), 1)
                        for name, f in FRACTIONS.items()}
             for currency, values in days.items()}
 
 
-def _billing_lag(invoices):
+def _billing_lag(invoices: QuerySet) -> dict[str, dict[str, float]]:
     """{currency: {p50, p90}} of the days from each billed time entry's work_date to its
     invoice's issue date, over the invoices on time-and-materials projects; reversed
     entries count nowhere. Hundreds of thousands of entries share a few thousand (issue
@@ -115,15 +122,16 @@ def _billing_lag(invoices):
         status__in=APPROVED_OR_LATER, work_date__isnull=False)
         .values_list("invoice__currency", "invoice__issued_date", "work_date")
         .annotate(n=Count("pk")).order_by())
-    days = defaultdict(lambda: defaultdict(int))
+    days: defaultdict[str, defaultdict[int, int]] = defaultdict(lambda: defaultdict(int))
     for currency, issued, worked, n in pairs:
         days[currency][(issued - worked).days] += n
-    return {currency: {name: round(float(percentile_from_counts(counts, f)), 1)
+    return {currency: {name: round(float(cast(float, percentile_from_counts(counts, f))), 1)
                        for name, f in FRACTIONS.items()}
             for currency, counts in days.items()}
 
 
-def touchless_ratio(start, end, filters=None):
+def touchless_ratio(start: dt.date, end: dt.date, filters: Filters | None = None,
+                    ) -> float | None:
     """Of the time entries posted in the window, the share that no `sync.failed` and no case
     names: they went from approval to ERP without anyone's help."""
     posted_from, posted_to = _day_bounds(start, end)

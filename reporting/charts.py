@@ -3,13 +3,18 @@ or None when the period has nothing to draw (the page then says so instead of dr
 axes). Axis titles carry their unit, money its currency."""
 import html
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from reporting.kpis.formatting import Json
+
 PALETTE = {"ready": "#1a7f4b", "unposted": "#d97706", "missing_billing_setup": "#c0352b",
-           "invoiced": "#64748b", "in_billing": "#a78bfa", "earned": "#2f5bea", "labor": "#94a3b8", "billed": "#0ea5e9",
+           "invoiced": "#64748b", "in_billing": "#a78bfa", "earned": "#2f5bea", "labor": "#94a3b8",
+           "billed": "#0ea5e9",
            "recognized": "#7c3aed", "ok": "#1a7f4b", "failed": "#c0352b"}
 # One colour per currency on every chart, so USD is USD wherever a reader looks.
 CURRENCY_COLORS = {"USD": "#2f5bea", "EUR": "#1a7f4b", "GBP": "#d97706"}
@@ -19,9 +24,11 @@ FLOW_PALETTE = ["#2f5bea", "#d97706", "#0f766e", "#9333ea", "#be185d", "#65a30d"
                 "#a16207", "#475569", "#dc2626"]
 # Bar charts' hover: the category, the series and the number with thousands separators.
 MONEY_HOVER = "%{fullData.name}: %{value:,.0f}"
+# A chart as the page embeds it: plotly's JSON of the figure (data and layout).
+Spec = dict[str, Any]
 
 
-def _layout(title=None, height=320, **extra):
+def _layout(title: str | None = None, height: int = 320, **extra: Any) -> dict[str, Any]:
     layout = {
         "height": height, "margin": {"l": 60, "r": 20, "t": 40 if title else 16, "b": 60},
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13,
@@ -37,7 +44,7 @@ def _layout(title=None, height=320, **extra):
     return layout
 
 
-def as_spec(figure):
+def as_spec(figure: go.Figure) -> Spec | None:
     """The figure as the page's JSON, every label text: every chart goes through here.
     None when no trace has a number other than zero: an empty period draws no axes."""
     if not any(_has_numbers(trace) for trace in figure.data):
@@ -49,7 +56,7 @@ def as_spec(figure):
     return spec
 
 
-def text_only(value):
+def text_only(value: Any) -> Any:
     """`value` with every string HTML-escaped. plotly.js draws a subset of HTML in labels,
     legends and hover text (links, bold, line breaks) and decodes entities, so names that
     senders chose (clients, practices, flows) are shown as they are, never as markup."""
@@ -62,21 +69,23 @@ def text_only(value):
     return value
 
 
-def _has_numbers(trace):
+def _has_numbers(trace: Any) -> bool:
     values = trace.x if getattr(trace, "orientation", None) == "h" else trace.y
     return any(v not in (None, 0) for v in values or ())
 
 
-def flow_colors(flows):
+def flow_colors(flows: Iterable[str]) -> dict[str, str]:
+    """A colour per flow, the same on every chart that shows flows."""
     """{flow: colour}, by the flows' names in order: the same flow, the same colour."""
     return {flow: FLOW_PALETTE[i % len(FLOW_PALETTE)] for i, flow in enumerate(sorted(flows))}
 
 
-def _num(value):
+def _num(value: Decimal | str | float | None) -> float | None:
     return float(Decimal(value)) if value is not None else None
 
 
-def _aging_bars(labels, buckets_of, yaxis_title):
+def _aging_bars(labels: list[str], buckets_of: Callable[[int], Mapping[str, Any]],
+                yaxis_title: str) -> Spec | None:
     """Stacked bars of the four WIP age buckets; buckets_of(i) gives label i's buckets."""
     figure = go.Figure([
         go.Bar(name=f"{bucket} days old", x=labels,
@@ -88,20 +97,22 @@ def _aging_bars(labels, buckets_of, yaxis_title):
     return as_spec(figure)
 
 
-def wip_aging(rows, label="key", limit=12, currency=""):
+def wip_aging(rows: list[Json], label: str = "key", limit: int = 12, currency: str = "",
+              ) -> Spec | None:
     """WIP age buckets for the largest groups (one currency)."""
     rows = rows[:limit]
     return _aging_bars([str(r.get("name") or r[label]) for r in rows], lambda i: rows[i],
                        f"Unbilled WIP ({currency})" if currency else "Unbilled WIP (amount)")
 
 
-def wip_aging_by_currency(result):
+def wip_aging_by_currency(result: Json) -> Spec | None:
+    """WIP age buckets per currency, from wip()'s answer."""
     currencies = sorted(result["currencies"])
     return _aging_bars(currencies, lambda i: result["currencies"][currencies[i]]["aging"],
                        "Unbilled WIP (own currency)")
 
 
-def readiness(result):
+def readiness(result: Json) -> Spec | None:
     currencies = sorted(result["currencies"])
     parts = [("ready", "Ready", lambda c: c["ready_value"]),
              ("unposted", "Not posted to ERP", lambda c: c["not_ready"]["unposted"]),
@@ -111,7 +122,8 @@ def readiness(result):
               lambda c: c["in_billing_value"]),
              ("invoiced", "Already invoiced", lambda c: c["invoiced_value"])]
     figure = go.Figure([
-        go.Bar(name=label, y=currencies, x=[_num(pick(result["currencies"][c])) for c in currencies],
+        go.Bar(name=label, y=currencies,
+               x=[_num(pick(result["currencies"][c])) for c in currencies],
                orientation="h", marker_color=PALETTE[key], hovertemplate=MONEY_HOVER)
         for key, label, pick in parts
     ])
@@ -120,7 +132,7 @@ def readiness(result):
     return as_spec(figure)
 
 
-def latency_trend(weeks):
+def latency_trend(weeks: list[Json]) -> Spec | None:
     labels = [w["week"] for w in weeks]
     figure = go.Figure([
         go.Scatter(name=name, x=labels,
@@ -135,7 +147,7 @@ def latency_trend(weeks):
     return as_spec(figure)
 
 
-def utilization_by_practice(result):
+def utilization_by_practice(result: Json) -> Spec | None:
     practices = [row["practice"] for row in result["by_practice"]]
     figure = go.Figure([
         go.Bar(name="Capacity", x=practices,
@@ -152,7 +164,8 @@ def utilization_by_practice(result):
     return as_spec(figure)
 
 
-def flow_throughput(series, colors=None):
+def flow_throughput(series: list[Json], colors: Mapping[str, str] | None = None,
+                    ) -> Spec | None:
     """series: [{"day", "flow", "succeeded", "failed"}] → stacked bars per day, each flow in
     its own colour (`colors`, from flow_colors), its failures hatched in the same colour."""
     days = sorted({row["day"] for row in series})
@@ -176,7 +189,7 @@ def flow_throughput(series, colors=None):
     return as_spec(figure)
 
 
-def margin_bars(rows, limit=12):
+def margin_bars(rows: list[Json], limit: int = 12) -> Spec | None:
     rows = rows[:limit]
     names = [f"{r['name']} ({r['currency']})" for r in rows]
     figure = go.Figure([
@@ -196,7 +209,8 @@ def margin_bars(rows, limit=12):
     return as_spec(figure)
 
 
-def sparkline(values, width=120, height=30, pad=3):
+def sparkline(values: Sequence[float | None], width: int = 120, height: int = 30,
+              pad: int = 3) -> str:
     """The SVG polyline points of a small trend line (None values skipped), or "" when
     fewer than two values are known."""
     known = [(i, v) for i, v in enumerate(values) if v is not None]
@@ -205,11 +219,12 @@ def sparkline(values, width=120, height=30, pad=3):
     low, high = min(v for _, v in known), max(v for _, v in known)
     span = (high - low) or 1
     step = (width - 2 * pad) / max(1, len(values) - 1)
-    return " ".join(f"{pad + i * step:.1f},{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
+    return " ".join(f"{pad + i * step:.1f},"
+                    f"{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
                     for i, v in known)
 
 
-def trend_lines(points, title_of, ratio=False):
+def trend_lines(points: list[Json], title_of: str, ratio: bool = False) -> Spec | None:
     """One line per currency (or one line) of a trends answer's points."""
     ends = [p["end"] for p in points]
     if points and "currencies" in points[0]:
@@ -228,7 +243,7 @@ def trend_lines(points, title_of, ratio=False):
     return as_spec(figure)
 
 
-def billing_days(result):
+def billing_days(result: Json) -> Spec | None:
     """Days p50 and p90 of the cycle, the billing lag and collection, per currency."""
     measures = [("cycle_days", "Draft to issue"), ("billing_lag_days", "Work to invoice"),
                 ("collection_days", "Invoice to cash")]
@@ -245,7 +260,7 @@ def billing_days(result):
     return as_spec(figure)
 
 
-def close_bars(result):
+def close_bars(result: Json) -> Spec | None:
     """Per currency: billed, in billing, ready and not ready (by reason) of a period."""
     currencies = sorted(result["currencies"])
     parts = [("invoiced", "Billed", lambda c: c["billed_value"]),
@@ -265,7 +280,7 @@ def close_bars(result):
     return as_spec(figure)
 
 
-def reconciliation_bars(result):
+def reconciliation_bars(result: Json) -> Spec | None:
     """Approved, posted and billed counts of time entries and expenses."""
     stages = [("approved", "Approved in PSA", "#94a3b8"), ("posted", "Posted to ERP", "#2f5bea"),
               ("billed", "Billed", "#1a7f4b")]
@@ -277,7 +292,7 @@ def reconciliation_bars(result):
     return as_spec(figure)
 
 
-def table_of(spec):
+def table_of(spec: Spec) -> dict[str, Any]:
     """A drawn chart's numbers as a table, its text alternative: {"caption", "columns",
     "rows"} with one row per category and one column per series (names as drawn)."""
     traces = spec["data"]
@@ -289,14 +304,15 @@ def table_of(spec):
         categories += [c for c in trace.get(category) or [] if c not in categories]
     columns = [axis.get("text", "") if isinstance(axis, dict) else "",
                *[trace.get("name", "") for trace in traces]]
-    by_trace = [dict(zip(trace.get(category) or [], trace.get(value) or [])) for trace in traces]
+    by_trace = [dict(zip(trace.get(category) or [], trace.get(value) or [], strict=False))
+                for trace in traces]
     rows = [[c, *[_cell(values.get(c)) for values in by_trace]] for c in categories]
     caption = spec["layout"].get(f"{value}axis", {}).get("title", {})
     return {"caption": caption.get("text", "") if isinstance(caption, dict) else "",
             "columns": columns, "rows": rows}
 
 
-def _cell(number):
+def _cell(number: float | None) -> str:
     if number is None:
         return "—"
     if isinstance(number, float) and not number.is_integer():

@@ -6,19 +6,25 @@ Both are as things stand now, for a billing period P (a calendar month) and the 
 """
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
 
 from django.db.models import (
     BooleanField,
     Case,
     Count,
     Exists,
+    Expression,
     F,
     OuterRef,
     Q,
+    QuerySet,
     Sum,
     Value,
     When,
 )
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from opsview import models as state
@@ -38,6 +44,7 @@ from opsview.selectors import (
 )
 from opsview.timeline import day_start, firm_zone
 from reporting import kpis
+from reporting.kpis.formatting import Filters, Json
 
 IDS_SHOWN = 100
 GAPS = ["approved_not_posted", "posted_not_billed", "billed_not_posted", "reversed_but_billed"]
@@ -49,7 +56,7 @@ RECONCILED = {
 
 
 # --- Reconciliation --------------------------------------------------------------------------
-def _reconciliation_sets(billable):
+def _reconciliation_sets(billable: Q) -> dict[str, Q]:
     """The sets of items reconciliation compares, as conditions over P's dated items."""
     counted = Q(status__in=APPROVED_OR_LATER)
     posted = counted & Q(posted_at__isnull=False)
@@ -66,12 +73,13 @@ def _reconciliation_sets(billable):
     }
 
 
-def reconciliation(*, period, first_day, last_day, filters=None):
+def reconciliation(*, period: str, first_day: dt.date, last_day: dt.date,
+                   filters: Filters | None = None) -> Json:
     """Approved ↔ posted ↔ billed for P's time entries and expenses — counts of every item
     approved or later, hours, billable value per currency — and the lists behind each gap;
     beside them the middleware's own reports for P and whether they agree with OpsView."""
     filters = filters or {}
-    result = {"period": period, "filters": kpis._clean(filters)}
+    result: Json = {"period": period, "filters": kpis._clean(filters)}
     for kind, (object_type, key, value, currency, billable) in RECONCILED.items():
         # Every set below is approved-or-later or reversed: saying so lets the (status,
         # date) index find the period's items instead of reading every item there is.
@@ -83,7 +91,9 @@ def reconciliation(*, period, first_day, last_day, filters=None):
     return result
 
 
-def _reconcile_kind(items, key, value, currency, billable, hours):
+def _reconcile_kind(items: QuerySet, key: str, value: Expression, currency: Combinable,
+                    billable: Q,
+                    hours: bool) -> Json:
     """One grouped pass over the period's items — by currency, status and whether each is
     posted, billed now and billable — from which every set is summed."""
     flags = {"f_posted": Q(posted_at__isnull=False), "f_billed": BILLED_NOW,
@@ -111,7 +121,7 @@ def _reconcile_kind(items, key, value, currency, billable, hours):
     return figures
 
 
-def _counted(row):
+def _counted(row: Mapping[str, Any]) -> bool:
     return row["status"] in APPROVED_OR_LATER
 
 
@@ -128,10 +138,10 @@ SETS = {
 }
 
 
-def _currencies(rows):
+def _currencies(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """{currency: billable value} of the currencies holding billable items of the set
     (blank ones, on records not known yet, left out)."""
-    totals = {}
+    totals: dict[str, Decimal] = {}
     for row in rows:
         if row["ccy"] and row["f_billable"]:
             totals[row["ccy"]] = totals.get(row["ccy"], ZERO) + row["v"]
@@ -143,13 +153,14 @@ def _currencies(rows):
 SORT_HERE = 5000
 
 
-def _first_ids(items, key, count):
+def _first_ids(items: QuerySet, key: str, count: int) -> list[Any]:
     if count <= SORT_HERE:
         return sorted(items.values_list(key, flat=True))[:IDS_SHOWN]
     return list(items.order_by(key).values_list(key, flat=True)[:IDS_SHOWN])
 
 
-def _reversed_while_billed(items, key, value, currency):
+def _reversed_while_billed(items: QuerySet, key: str, value: Expression, currency: Combinable,
+                           ) -> Json:
     """Items reversed while the invoice billing them was issued and not voided: it still
     bills them, so the invoice needs a credit note. Only time entries are reversed."""
     if not hasattr(items.model, "reversed_at"):
@@ -160,7 +171,7 @@ def _reversed_while_billed(items, key, value, currency):
                     ccy=currency)
             if r["issued"] and r["reversed_at"]
             and day_start(r["issued"], zone) <= r["reversed_at"]]
-    totals = defaultdict(lambda: ZERO)
+    totals: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
     for row in rows:
         if row["ccy"]:
             totals[row["ccy"]] += row["value_"]
@@ -169,7 +180,7 @@ def _reversed_while_billed(items, key, value, currency):
             "ids": sorted(r[key] for r in rows)[:IDS_SHOWN]}
 
 
-def reported(first_day, last_day):
+def reported(first_day: dt.date, last_day: dt.date) -> list[Json]:
     """The latest report per flow, object type and period lying in [first_day, last_day],
     with OpsView's own counts (time entries and expenses; null for other object types) and
     whether the report agrees with them. The middleware reports whole flows, so no filter
@@ -193,14 +204,15 @@ def reported(first_day, last_day):
 
 
 # --- The cut-off ---------------------------------------------------------------------------
-def _cutoff_figures(last_day, legal_entity, now):
+def _cutoff_figures(last_day: dt.date, legal_entity: str | None, now: dt.datetime) -> Json:
     day, moment = cutoff(last_day, legal_entity)
     return {"cutoff_date": day.isoformat(), "cutoff_at": moment.isoformat(),
             "seconds_to_cutoff": round((moment - now).total_seconds())}
 
 
 # --- Period close ----------------------------------------------------------------------------
-def period_close(*, period, first_day, last_day, filters=None, now=None):
+def period_close(*, period: str, first_day: dt.date, last_day: dt.date,
+                 filters: Filters | None = None, now: dt.datetime | None = None) -> Json:
     """Where the billing of P stands against its cut-off: readiness of P's population,
     what slipped past the cut-off once it has passed, and the open cases blocking P."""
     filters = filters or {}
@@ -232,12 +244,12 @@ def period_close(*, period, first_day, last_day, filters=None, now=None):
     return result
 
 
-def _span_exists(kind, *conditions, **lookups):
+def _span_exists(kind: str, *conditions: Q, **lookups: Any) -> Exists:
     return Exists(state.WipSpan.objects.filter(*conditions, kind=kind, record_id=OuterRef("pk"),
                                                **lookups))
 
 
-def billed_by(kind, moment, cutoff_date):
+def billed_by(kind: str, moment: dt.datetime, cutoff_date: dt.date) -> Q:
     """A Q over items of `kind`: billed at `moment` — counted then and not unbilled WIP
     then. An item is WIP while one of its spans holds it, so one whose spans all ended by
     then had been billed; one never WIP at all was billed the moment it was counted
@@ -249,10 +261,11 @@ def billed_by(kind, moment, cutoff_date):
             | (~_span_exists(kind) & counted_then))
 
 
-def slipped_values(first_day, last_day, moment, filters):
+def slipped_values(first_day: dt.date, last_day: dt.date, moment: dt.datetime,
+                   filters: Filters | None) -> dict[str, Decimal]:
     """{currency: value} of P's population (as it stands now) not billed by `moment`."""
     cutoff_date = (moment - dt.timedelta(microseconds=1)).astimezone(firm_zone()).date()
-    totals = defaultdict(lambda: ZERO)
+    totals: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
     for queryset, currency, value, _ in kpis.readiness_population(first_day, last_day,
                                                                   filters):
         kind = queryset.model.KIND
@@ -266,7 +279,8 @@ def slipped_values(first_day, last_day, moment, filters):
 PROJECT_CASES = ["approved_time_unposted", "approved_expense_unposted", "missing_billing_setup"]
 
 
-def blocking_case_filter(first_day, last_day, filters=None):
+def blocking_case_filter(first_day: dt.date, last_day: dt.date,
+                         filters: Filters | None = None) -> Q:
     """A Q over open cases: those that block billing of P — on a project with an unbilled
     item of P's population, on an invoice holding P's items, or on one of P's milestones.
     Read from the open cases' side: there are far fewer of them than items."""
@@ -293,7 +307,8 @@ def blocking_case_filter(first_day, last_day, filters=None):
             | Q(type="milestone_not_invoiced", object_id__in=milestones))
 
 
-def blocking_cases(first_day, last_day, cutoff_at, filters=None, now=None):
+def blocking_cases(first_day: dt.date, last_day: dt.date, cutoff_at: dt.datetime,
+                   filters: Filters | None = None, now: dt.datetime | None = None) -> Json:
     """The open cases blocking P, largest money at stake first. Each is due by the cut-off
     at the latest (SPEC section 3): its due time is the earlier of its resolution target
     and the cut-off, and it is breached past it. At risk: nobody owns it, or its resolution
@@ -305,7 +320,8 @@ def blocking_cases(first_day, last_day, cutoff_at, filters=None, now=None):
                                  status__in=Case.OPEN_STATES)
              .select_related("owner").order_by(F("money_at_stake").desc(nulls_last=True),
                                                "resolution_due_at", "pk"))
-    rows, money = [], defaultdict(lambda: ZERO)
+    rows: list[Json] = []
+    money: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
     for case in cases:
         due = min(filter(None, [case.resolution_due_at, cutoff_at]))
         late = case.resolution_due_at is None or case.resolution_due_at > cutoff_at

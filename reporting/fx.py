@@ -8,8 +8,10 @@ direct one); a currency without one is left out of the total and named in `uncon
 Each amount is converted unrounded; only the total is rounded, to two places.
 """
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Q
 
@@ -27,7 +29,7 @@ class Rate:
     rate: Decimal
     date: dt.date
 
-    def factor(self, currency, target):
+    def factor(self, currency: str, target: str) -> Decimal:
         """What one unit of `currency` is worth in `target` by this rate."""
         if (self.base, self.quote) == (currency, target):
             return self.rate
@@ -35,12 +37,13 @@ class Rate:
             return Decimal(1) / self.rate
         raise ValueError(f"{self} does not convert {currency} into {target}")
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, str]:
+        """The rate as the reporting block lists it."""
         return {"base": self.base, "quote": self.quote, "rate": f"{self.rate.normalize():f}",
                 "date": self.date.isoformat()}
 
 
-def choose(candidates, currency, target, on):
+def choose(candidates: Iterable[Rate], currency: str, target: str, on: dt.date) -> Rate | None:
     """The rate to use for `currency` → `target` on a date, from published rates: the
     latest dated on or before it, direct or inverted; on the same date the direct one."""
     usable = [r for r in candidates if r.date <= on and {r.base, r.quote} == {currency, target}]
@@ -49,7 +52,8 @@ def choose(candidates, currency, target, on):
     return max(usable, key=lambda r: (r.date, r.base == currency))
 
 
-def convert(amounts, target, rates):
+def convert(amounts: Mapping[str, Decimal | str], target: str,
+            rates: Mapping[str, Rate | None]) -> dict[str, Any]:
     """The reporting block for {currency: amount} in `target`, with `rates`
     {currency: Rate or None} (a currency equal to the target needs none)."""
     total, used, unconverted = Decimal(0), {}, []
@@ -68,13 +72,14 @@ def convert(amounts, target, rates):
             "unconverted": unconverted}
 
 
-def published_rates(currencies, target, on):
+def published_rates(currencies: Iterable[str], target: str, on: dt.date,
+                    ) -> dict[str, Rate | None]:
     """{currency: Rate or None}: the rate each currency takes into `target` on a date."""
     others = sorted(set(currencies) - {target})
     if not others:
         return {}
     pairs = Q(base__in=others, quote=target) | Q(base=target, quote__in=others)
-    latest = {}
+    latest: dict[str, list[Rate]] = {}
     # The two latest dates per pair are enough to pick; read newest first and stop early.
     for base, quote, rate, date in (state.FxRate.objects.filter(pairs, date__lte=on)
                                     .order_by("-date").values_list("base", "quote", "rate",
@@ -86,7 +91,8 @@ def published_rates(currencies, target, on):
     return {c: choose(latest.get(c, []), c, target, on) for c in others}
 
 
-def reporting(amounts, target, on):
+def reporting(amounts: Mapping[str, Decimal | str], target: str, on: dt.date,
+              ) -> dict[str, Any]:
     """The reporting block of {currency: amount} converted into `target` as of `on`."""
     amounts = {c: Decimal(v) for c, v in amounts.items() if c}
     return convert(amounts, target, published_rates(amounts, target, on))

@@ -6,13 +6,16 @@ the API, so they are right whichever process changed the state; they are compute
 every METRICS_CACHE_SECONDS and shared through the cache, so a scrape stays cheap. The
 ingest and processing counters and the latency histogram are ingestion.metrics's.
 """
+import datetime as dt
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Min
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -29,7 +32,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CACHE_KEY = "opsview:metrics:business"
 
 
-def business_figures(now=None):
+def business_figures(now: dt.datetime | None = None) -> dict[str, Any]:
     """Plain numbers for the gauges (JSON-safe, so the cache can share them)."""
     now = now or timezone.now()
     today = timezone.localdate(now)
@@ -58,10 +61,13 @@ def business_figures(now=None):
 
 
 class BusinessCollector:
-    def __init__(self, figures):
+    """A Prometheus collector of the business gauges (WIP, readiness, AR, cases, inbox)."""
+
+    def __init__(self, figures: dict[str, Any]) -> None:
         self.figures = figures
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The business gauges, from the figures given."""
         figures = self.figures
         for name, key, text in (
                 ("opsview_unbilled_wip", "wip", "Unbilled work in progress today."),
@@ -95,7 +101,8 @@ class BusinessCollector:
                                 value=max(time.time() - figures["computed_at"], 0))
 
 
-def cached_figures():
+def cached_figures() -> dict[str, Any]:
+    """business_figures(), shared through the cache for METRICS_CACHE_SECONDS."""
     figures = cache.get(CACHE_KEY) if settings.METRICS_CACHE_SECONDS else None
     if figures is None:
         figures = business_figures()
@@ -104,7 +111,7 @@ def cached_figures():
     return figures
 
 
-def exposition():
+def exposition() -> bytes:
     """The whole /metrics body."""
     business = CollectorRegistry()
     business.register(BusinessCollector(cached_figures()))
@@ -117,5 +124,6 @@ def exposition():
 
 
 @api_endpoint
-def metrics_view(request):
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """GET /metrics: the Prometheus text format."""
     return HttpResponse(exposition(), content_type=CONTENT_TYPE)

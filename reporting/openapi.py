@@ -84,7 +84,7 @@ def _reconciled(hours):
 
 def _money_by_currency(keys):
     return {**BY_CURRENCY, "additionalProperties": _object(
-        keys, {key: DECIMAL for key in keys})}
+        keys, dict.fromkeys(keys, DECIMAL))}
 
 
 KPI_SCHEMAS = {

@@ -3,13 +3,15 @@ same KPI function as the figure asked directly — as-of figures at the interval
 window figures over the interval. The last interval ends at `end`, partial or not.
 """
 import datetime as dt
+from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from opsview import models as state
 from opsview.periods import MONTH, WEEK, intervals, month_bounds, period_of
 from opsview.timeline import end_of
 from reporting import kpis
+from reporting.kpis.formatting import Filters
 
 # metric: (kind, key) — kind "as_of" reads the figure at the interval's end, "window" over
 # the interval, "period" the month's own figure as things stand now.
@@ -27,7 +29,8 @@ MONTH_ONLY = {"readiness_ratio"}
 MAX_POINTS = 120
 
 
-def point(metric, first, last, filters=None):
+def point(metric: str, first: dt.date, last: dt.date, filters: Filters | None = None,
+          ) -> dict[str, Any]:
     """The metric for one interval [first, last]."""
     filters = filters or {}
     if metric == "wip":
@@ -51,7 +54,8 @@ def point(metric, first, last, filters=None):
             "currencies": {currency: f[key] for currency, f in figures.items()}}
 
 
-def trends(*, metric, interval, start, end, filters=None):
+def trends(*, metric: str, interval: str, start: dt.date, end: dt.date,
+           filters: Filters | None = None) -> dict[str, Any]:
     """{metric, interval, start, end, points}: a point per interval of [start, end]."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}")
@@ -67,7 +71,7 @@ def trends(*, metric, interval, start, end, filters=None):
             "end": end.isoformat(), "filters": kpis._clean(filters), "points": points}
 
 
-def default_start(end, interval, points=12):
+def default_start(end: dt.date, interval: str, points: int = 12) -> dt.date:
     """The first day of the week or month `points` − 1 intervals before end's."""
     if interval == WEEK:
         return end - dt.timedelta(days=end.weekday() + 7 * (points - 1))
@@ -78,7 +82,7 @@ def default_start(end, interval, points=12):
 
 
 # --- Cases at a past moment, from their audit trail ----------------------------------------
-def cases_open_at(day, filters=None):
+def cases_open_at(day: dt.date, filters: Filters | None = None) -> QuerySet:
     """Cases open at the end of `day`: opened by then and not resolved or ignored by then.
     A case's status at a moment is the last status its audit trail recorded before it."""
     from exceptions.kpis import filter_cases
@@ -92,22 +96,23 @@ def cases_open_at(day, filters=None):
         status_then=Subquery(status_then)).filter(status_then__in=Case.OPEN_STATES)
 
 
-def open_cases_at(day, filters=None):
+def open_cases_at(day: dt.date, filters: Filters | None = None) -> int:
+    """How many cases were open at the end of `day`."""
     return cases_open_at(day, filters).count()
 
 
-def breached_cases_at(day, filters=None):
+def breached_cases_at(day: dt.date, filters: Filters | None = None) -> int:
     """Of the cases open at the end of `day`, those past their resolution target then."""
     return cases_open_at(day, filters).filter(
         Q(resolution_due_at__lt=end_of(day))).count()
 
 
-def blocked_invoices_at(day, filters=None):
+def blocked_invoices_at(day: dt.date, filters: Filters | None = None) -> int:
     """Invoices blocked at the end of `day`: a `blocked` event by then and no issue, payment
     or void by then (a later stage ends the block, SPEC section 2)."""
     moment = end_of(day)
 
-    def stage(*names):
+    def stage(*names: str) -> Exists:
         return Exists(state.StageEvent.objects.filter(
             kind="invoice", record_id=OuterRef("pk"), stage__in=names, at__lt=moment))
 

@@ -14,8 +14,12 @@ import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-from .dates import at, last_day, months, stamp
+from .dates import Event, at, last_day, months, stamp
+
+if TYPE_CHECKING:  # the firm imports this module
+    from .firm import FirmSimulator
 
 CENT = Decimal("0.01")
 BLOCK_DETAILS = {
@@ -42,17 +46,18 @@ class Item:
 
 
 class Billing:
-    def __init__(self, firm):
+    def __init__(self, firm: "FirmSimulator") -> None:
         self.firm = firm
-        self.pending = defaultdict(list)  # project_id → items not billed yet
-        self.runs = []  # heap of (drafted, sequence, project, month)
-        self.issued = Counter()  # month → invoices issued in it
+        self.pending: defaultdict[str, list[Item]] = defaultdict(list)  # project_id → not billed
+        # heap of (drafted, sequence, project, month)
+        self.runs: list[tuple[dt.datetime, int, dict[str, Any], dt.date]] = []
+        self.issued: Counter[dt.date] = Counter()  # month → invoices issued in it
         self.invoices_built = 0
         self.reasons_unused = list(BLOCK_DETAILS)  # every blocked_reason shows at least once
         self.voided = None
 
     # --- plans, made with the master data ----------------------------------------------------
-    def plan_fixed_fee(self, project, schedule):
+    def plan_fixed_fee(self, project: dict[str, Any], schedule: str) -> None:
         """A contract over 4–12 months from the span's first month: fee, life and schedule."""
         rng = self.firm.rng
         life = list(itertools.islice(months(self.firm.start.date(), dt.date.max),
@@ -68,7 +73,8 @@ class Billing:
                                                            "Phase 2 acceptance",
                                                            "Final acceptance"])
 
-    def plan_milestones(self, project):
+    def plan_milestones(self, project: dict[str, Any]) -> None:
+        """The project's milestones: names, amounts and completion dates over its life."""
         """Three to five milestones over 3–9 months; the contract is their sum."""
         rng = self.firm.rng
         life = list(itertools.islice(months(self.firm.start.date(), dt.date.max),
@@ -77,7 +83,8 @@ class Billing:
         project["contract_value"] = f"{sum(amounts)}.00"
         project["_milestones"] = self._milestone_plan(project, life, amounts, MILESTONE_NAMES)
 
-    def _milestone_plan(self, project, life, amounts, names):
+    def _milestone_plan(self, project: dict[str, Any], life: list[dt.date], amounts: list[Decimal],
+                        names: list[str]) -> list[dict[str, Any]]:
         rng, first = self.firm.rng, life[0]
         span = (last_day(life[-1]) - first).days
         return [{"milestone_id": f"MS-{project['project_id']}-{k + 1}",
@@ -88,10 +95,11 @@ class Billing:
                 for k, amount in enumerate(amounts)]
 
     # --- the ledger and the monthly runs -------------------------------------------------------
-    def add(self, project, item):
+    def add(self, project: dict[str, Any], item: Item) -> None:
+        """An approved, billable item waiting for its project's next run."""
         self.pending[project["project_id"]].append(item)
 
-    def schedule_runs(self):
+    def schedule_runs(self) -> None:
         """A run per billing project and month, on a working day 5–7 days after the month:
         late enough that every week of the month is built when the run is."""
         firm, sequence = self.firm, itertools.count()
@@ -104,7 +112,7 @@ class Billing:
                 if drafted + dt.timedelta(minutes=15) <= firm.end:
                     heapq.heappush(self.runs, (drafted, next(sequence), project, first))
 
-    def runs_until(self, moment):
+    def runs_until(self, moment: str | None) -> list[Event]:
         """The events of every run drafted before the moment (a stamp; None: all)."""
         events = []
         while self.runs and (moment is None or stamp(self.runs[0][0]) < moment):
@@ -112,7 +120,7 @@ class Billing:
             events += self._run(project, first, drafted)
         return events
 
-    def _run(self, project, first, drafted):
+    def _run(self, project: dict[str, Any], first: dt.date, drafted: dt.datetime) -> list[Event]:
         firm, rng = self.firm, self.firm.rng
         project_id = project["project_id"]
         cutoff = drafted - dt.timedelta(hours=1)
@@ -134,7 +142,7 @@ class Billing:
                 events += self._link([lost], f"{invoice_id}-S", drafted)
         if not due:
             return events
-        standard = sum(item.value for item in due)
+        standard = sum((item.value for item in due), Decimal(0))
         amount = standard
         if rng.random() < 0.05:  # a write-down: realization below 1
             amount = standard * Decimal(str(round(rng.uniform(0.90, 0.97), 3)))
@@ -151,7 +159,8 @@ class Billing:
             events += self._reissue(invoice, due, voided)
         return events
 
-    def _reissue(self, invoice, items, voided):
+    def _reissue(self, invoice: dict[str, Any], items: list[Item], voided: dt.datetime,
+                 ) -> list[Event]:
         """The voided invoice's items return to WIP and are billed again days later on a
         new invoice for the same amount."""
         firm = self.firm
@@ -165,7 +174,7 @@ class Billing:
         return (self._link(items, reissue["invoice_id"], redrafted)
                 + self._lifecycle(reissue, redrafted, blockable=False)[0])
 
-    def _link(self, items, invoice_id, drafted):
+    def _link(self, items: list[Item], invoice_id: str, drafted: dt.datetime) -> list[Event]:
         """The items' `invoiced` events, naming the invoice, minutes after its draft."""
         firm, events = self.firm, []
         for item in items:
@@ -178,7 +187,8 @@ class Billing:
         return events
 
     # --- fixed fees and milestones ---------------------------------------------------------------
-    def fixed_fees_and_milestones(self):
+    def fixed_fees_and_milestones(self) -> list[Event]:
+        """Recognized revenue, instalment invoices and milestones of every project that has them."""
         events = []
         for project in self.firm.projects:
             if project["billing_method"] == "fixed_fee":
@@ -189,7 +199,7 @@ class Billing:
                 events += self._milestones(project)
         return events
 
-    def _recognition(self, project):
+    def _recognition(self, project: dict[str, Any]) -> list[Event]:
         """`revenue.recognized` per month of the contract's life, summing to the contract
         value at its end; now and then a period is corrected down a week or two later and
         the next period makes up the difference."""
@@ -218,7 +228,7 @@ class Billing:
                                          corrected_at, correlation=project["project_id"]))
         return events
 
-    def _instalments(self, project):
+    def _instalments(self, project: dict[str, Any]) -> list[Event]:
         """Instalments of the contract value: monthly ahead of the month, monthly after it, or
         quarterly after the quarter; the last one takes the rounding."""
         firm, rng, events = self.firm, self.firm.rng, []
@@ -243,7 +253,7 @@ class Billing:
             events += self._lifecycle(invoice, drafted)[0]
         return events
 
-    def _milestones(self, project):
+    def _milestones(self, project: dict[str, Any]) -> list[Event]:
         """Each milestone completed on its date and billed on its own invoice days later; a
         few late (past the grace period), one on the late-milestone project never."""
         firm, rng, events = self.firm, self.firm.rng, []
@@ -280,17 +290,20 @@ class Billing:
         return events
 
     # --- invoices ----------------------------------------------------------------------------
-    def _invoice(self, invoice_id, project, amount):
+    def _invoice(self, invoice_id: str, project: dict[str, Any], amount: Decimal,
+                 ) -> dict[str, Any]:
         return {"invoice_id": invoice_id, "client_id": project["client_id"],
                 "project_id": project["project_id"], "amount": str(amount.quantize(CENT)),
                 "currency": project["currency"]}
 
-    def _lifecycle(self, invoice, drafted, *, voids=False, stays_blocked=False, blockable=True):
+    def _lifecycle(self, invoice: dict[str, Any], drafted: dt.datetime, *, voids: bool = False,
+                   stays_blocked: bool = False, blockable: bool = True,
+                   ) -> tuple[list[Event], dt.datetime | None]:
         """Drafted → (blocked →) issued → paid, or voided days after issue; each event only
         if it happens by the end. Returns (events, when it was voided or None)."""
         firm, rng = self.firm, self.firm.rng
         invoice_id = invoice["invoice_id"]
-        steps = [("drafted", drafted, {})]
+        steps: list[tuple[str, dt.datetime, dict[str, Any]]] = [("drafted", drafted, {})]
         issued = firm.business_hour(drafted.date() + dt.timedelta(days=rng.randint(1, 4)))
         reason = self._block_reason(stays_blocked, blockable and not voids)
         if reason:
@@ -323,7 +336,7 @@ class Billing:
                                                        "paid_on": paid.date().isoformat()})])
         return events, None
 
-    def _block_reason(self, stays_blocked, blockable):
+    def _block_reason(self, stays_blocked: bool, blockable: bool) -> str | None:
         """missing_po on the project without its PO; else every reason once early on, then
         now and then."""
         self.invoices_built += 1
@@ -338,7 +351,7 @@ class Billing:
             return self.firm.rng.choice(list(BLOCK_DETAILS))
         return None
 
-    def _crm_sync(self, invoice_id, issued):
+    def _crm_sync(self, invoice_id: str, issued: dt.datetime) -> list[Event]:
         """The issued invoice reaches CRM minutes later, now and then at the second try."""
         firm, rng = self.firm, self.firm.rng
         sent = issued + dt.timedelta(minutes=rng.randint(2, 10))
@@ -351,7 +364,8 @@ class Billing:
                     firm.sync("erp-to-crm", "invoice", invoice_id, retried, attempt=2)]
         return [firm.sync("erp-to-crm", "invoice", invoice_id, sent)] if sent <= firm.end else []
 
-    def _emit(self, invoice, steps):
+    def _emit(self, invoice: dict[str, Any],
+              steps: list[tuple[str, dt.datetime, dict[str, Any]]]) -> list[Event]:
         firm = self.firm
         return [firm.event(f"invoice.{stage}", {**invoice, **extra}, when,
                            correlation=invoice["invoice_id"])

@@ -2,19 +2,24 @@
 docs/simulator.md with what OpsView should show for it."""
 import datetime as dt
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-from .dates import stamp
+from .dates import Event, stamp
+
+if TYPE_CHECKING:  # the firm imports this module
+    from .firm import FirmSimulator
 
 
 class Faults:
-    def __init__(self, firm):
+    def __init__(self, firm: "FirmSimulator") -> None:
         self.firm = firm
 
-    def events(self):
+    def events(self) -> list[Event]:
+        """The planted data problems: twin clients, placeholder projects, unreadable events."""
         return (self._duplicate_clients() + self._placeholder_projects()
                 + self._unreadable_events())
 
-    def _duplicate_clients(self):
+    def _duplicate_clients(self) -> list[Event]:
         """One company as three CRM records linked transitively (the first two by normalized
         name, the second and third by tax id), the third arriving mid-span; and a second
         record of another company that the CRM later merges into its survivor."""
@@ -33,7 +38,7 @@ class Faults:
                 firm.event("client.upserted", {**merged, "merged_into": globex["client_id"]},
                            firm.start + (firm.end - firm.start) / 3)]
 
-    def _placeholder_projects(self):
+    def _placeholder_projects(self) -> list[Event]:
         """Time booked on two projects the PSA has not got yet: the CRM's project sync fails
         once and the project arrives a day later; the other project never arrives."""
         firm, end = self.firm, self.firm.end
@@ -47,7 +52,7 @@ class Faults:
         firm.plant("missing_project", "PRJ-NEW-2", "TE-ORPHAN-2")
         approved, arrived = end - dt.timedelta(days=2), end - dt.timedelta(days=1)
 
-        def entry(entry_id, project_id, work_date):
+        def entry(entry_id: str, project_id: str, work_date: dt.date) -> dict[str, Any]:
             return {"time_entry_id": entry_id, "project_id": project_id,
                     "person_id": person["person_id"], "work_date": work_date.isoformat(),
                     "hours": "6.0", "billable": True}
@@ -68,7 +73,7 @@ class Faults:
                        correlation="TE-ORPHAN-2"),
         ]
 
-    def _unreadable_events(self):
+    def _unreadable_events(self) -> list[Event]:
         """An event of a type OpsView does not know, and two that break their schema."""
         firm, late = self.firm, self.firm.end - dt.timedelta(days=2)
         locked = firm.event("timesheet.locked", {"week": late.date().isoformat()}, late)
@@ -85,7 +90,7 @@ class Faults:
                 "amount": "1200.00", "currency": "usd", "blocked_reason": "missing_po"}, late),
         ]
 
-    def share_an_id(self, master, expenses):
+    def share_an_id(self, master: list[Event], expenses: list[Event]) -> None:
         """The expense relay numbers its events on its own: one of its ids is one the PSA
         relay already used. Different CloudEvents sources, so both events count."""
         middle = self.firm.start + (self.firm.end - self.firm.start) / 2
@@ -96,7 +101,8 @@ class Faults:
             approval["id"] = upsert["id"]
             self.firm.plant("shared_event_id", upsert["id"])
 
-    def conflicting_repeat(self, expenses):
+    def conflicting_repeat(self, expenses: list[Event],
+                           ) -> tuple[dt.datetime, Event] | tuple[None, None]:
         """(when, event): an expense posting the relay sends again two days later under the
         same id with another amount: a conflict, kept for inspection and without effect."""
         third = self.firm.start + (self.firm.end - self.firm.start) / 3

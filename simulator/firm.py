@@ -25,13 +25,15 @@ import math
 import random
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from ingestion.events import make_event
 
 from .billing import Billing
-from .dates import UTC, at, last_day, months, stamp, working_day
+from .dates import UTC, Event, at, last_day, months, stamp, working_day
 from .faults import Faults
 from .month_end import MonthEnd
 from .work import Work
@@ -73,8 +75,9 @@ SIZES = {
 
 
 class FirmSimulator:
-    def __init__(self, size="small", seed=42, end=None, source="urn:opsview:simulator",
-                 start=None, months=None):
+    def __init__(self, size: str | Size = "small", seed: int = 42, end: dt.datetime | None = None,
+                 source: str = "urn:opsview:simulator", start: dt.date | None = None,
+                 months: int | None = None) -> None:
         self.size = SIZES[size] if isinstance(size, str) else size
         if months:
             self.size = Size(clients=self.size.clients, people=self.size.people, months=months)
@@ -92,26 +95,34 @@ class FirmSimulator:
         self.expense_source = f"{source}/expenses"
         # The expense feed to ERP goes silent three days before the end (a stale feed).
         self.expense_feed_stops = self.end - dt.timedelta(days=3)
-        self.clients, self.projects, self.people = [], [], []
-        self.planted = defaultdict(list)  # problem or fault → the ids that show it
+        self.clients: list[dict[str, Any]] = []
+        self.projects: list[dict[str, Any]] = []
+        self.people: list[dict[str, Any]] = []
+        self.planted: defaultdict[str, list[str]] = defaultdict(list)  # problem → its ids
         self.work, self.billing, self.faults = Work(self), Billing(self), Faults(self)
 
     # --- building blocks -------------------------------------------------------------------
-    def _id(self):
+    def _id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def event(self, event_type, data, when, correlation=None, subject=None, source=None):
+    def event(self, event_type: str, data: dict[str, Any], when: dt.datetime,
+              correlation: str | None = None, subject: str | None = None,
+              source: str | None = None) -> Event:
+        """An event of the firm, with a seeded id."""
         return make_event(event_type, data, event_id=self._id(), time=when,
                           source=source or self.source, correlationid=correlation,
                           subject=subject)
 
-    def business_hour(self, day, earliest=8, latest=18):
+    def business_hour(self, day: dt.date, earliest: int = 8, latest: int = 18) -> dt.datetime:
+        """A random minute of the working day on or after `day`."""
         return at(working_day(day), self.rng.randint(earliest, latest - 1), self.rng.randint(0, 59))
 
-    def lognormal_hours(self, median, sigma):
+    def lognormal_hours(self, median: float, sigma: float) -> float:
+        """A duration in hours, log-normally spread around the median."""
         return median * math.exp(self.rng.gauss(0, sigma))
 
-    def sync(self, flow, object_type, object_id, when, *, attempt=1, error=None):
+    def sync(self, flow: str, object_type: str, object_id: str, when: dt.datetime, *,
+             attempt: int = 1, error: tuple[str, str] | None = None) -> Event:
         """One `sync.succeeded`, or `sync.failed` with `error` = (code, message)."""
         source_system, target_system = SYSTEMS[flow]
         data = {"flow": flow, "source_system": source_system, "target_system": target_system,
@@ -122,16 +133,17 @@ class FirmSimulator:
         return self.event("sync.failed" if error else "sync.succeeded", data, when,
                           correlation=object_id)
 
-    def plant(self, name, *ids):
+    def plant(self, name: str, *ids: str) -> None:
         """Records where a planted problem or fault shows, for the docs and the tests."""
         self.planted[name].extend(ids)
 
     # --- master data -----------------------------------------------------------------------
-    def master_data(self):
+    def master_data(self) -> list[Event]:
+        """The clients, projects and people, upserted a month before the span."""
         when = self.start - dt.timedelta(days=30)
         return self._clients(when) + self._projects(when) + self._people(when)
 
-    def _clients(self, when):
+    def _clients(self, when: dt.datetime) -> list[Event]:
         rng, events = self.rng, []
         tax_numbers = rng.sample(range(10**7, 10**8), self.size.clients + 1)
         for i in range(self.size.clients):
@@ -144,7 +156,7 @@ class FirmSimulator:
         self.spare_tax_id = f"TX{tax_numbers[-1]}"  # a second CRM record's own tax id
         return events
 
-    def _projects(self, when):
+    def _projects(self, when: dt.datetime) -> list[Event]:
         rng, events, fixed_fees = self.rng, [], 0
         for n in range(max(len(PARTS), self.size.people // 2)):
             client = self.clients[n % len(self.clients)]
@@ -163,8 +175,8 @@ class FirmSimulator:
             if part in ("no_rate_card", "no_po"):
                 self.plant("missing_billing_setup", project["project_id"])
             # Rate cards price time and materials; other methods may have one.
-            if (method == "time_and_materials" and part != "no_rate_card"
-                    or method in ("fixed_fee", "milestone") and rng.random() < 0.5):
+            if ((method == "time_and_materials" and part != "no_rate_card")
+                    or (method in ("fixed_fee", "milestone") and rng.random() < 0.5)):
                 project["rate_card_id"] = f"RC-{entity}-{rng.randint(1, 9)}"
             if project["po_required"] and part != "no_po":
                 project["po_number"] = f"PO-{rng.randint(10000, 99999)}"
@@ -187,11 +199,11 @@ class FirmSimulator:
                                     when + dt.timedelta(seconds=rng.randint(5, 90))))
         return events
 
-    def _people(self, when):
+    def _people(self, when: dt.datetime) -> list[Event]:
         rng, events = self.rng, []
         for n in range(self.size.people):
             grade, cost, bill = rng.choices(GRADES, weights=[35, 35, 20, 10])[0]
-            person = {"person_id": f"EMP-{3000 + n}", "name": f"{grade} {n + 1}",
+            person: dict[str, Any] = {"person_id": f"EMP-{3000 + n}", "name": f"{grade} {n + 1}",
                       "practice": PRACTICES[n % len(PRACTICES)],
                       "cost_rate": f"{cost + rng.randint(-5, 5)}.00",
                       "bill_rate": f"{bill + rng.randint(-10, 10)}.00",
@@ -215,7 +227,7 @@ class FirmSimulator:
         return events
 
     # --- telemetry ---------------------------------------------------------------------------
-    def expense_batches(self):
+    def expense_batches(self) -> list[Event]:
         """The expense feed posts to ERP in two batch runs a day, until it goes silent."""
         events, run = [], at(self.start.date(), 8)
         while run < min(self.expense_feed_stops, self.end):
@@ -224,14 +236,15 @@ class FirmSimulator:
             run += dt.timedelta(hours=12)
         return events
 
-    def reconciliation_reports(self):
+    def reconciliation_reports(self) -> list[tuple[dt.datetime, dt.date]]:
         """(when, month) of each monthly report: 17 days after the month, once every entry of
         the month has settled (approved, posted or reversed), if that is within the span."""
         reports = [(at(last_day(first) + dt.timedelta(days=17), 6), first)
                    for first in months(self.start.date(), self.end.date())]
         return [(made, first) for made, first in reports if made <= self.end]
 
-    def _reports_until(self, schedule, moment):
+    def _reports_until(self, schedule: list[tuple[dt.datetime, dt.date]], moment: str | None,
+                       ) -> list[Event]:
         events = []
         while schedule and (moment is None or stamp(schedule[0][0]) < moment):
             made, first = schedule.pop(0)
@@ -251,17 +264,18 @@ class FirmSimulator:
         return events
 
     # --- delivery ----------------------------------------------------------------------------
-    def events(self):
+    def events(self) -> Iterator[Event]:
         """Every event, lazily, in a realistic delivery order: by time, shuffled within
         windows of 40 (out-of-order delivery), about 2 % delivered twice."""
-        pending, sequence = [], itertools.count()
+        pending: list[tuple[str, int, Event]] = []
+        sequence = itertools.count()
 
-        def hold(events, late_by=None):
+        def hold(events: Iterable[Event], late_by: dt.datetime | None = None) -> None:
             for event in events:
                 key = event["time"] if late_by is None else stamp(late_by)
                 heapq.heappush(pending, (key, next(sequence), event))
 
-        def release(before=None):
+        def release(before: str | None = None) -> Iterator[Event]:
             while pending and (before is None or pending[0][0] < before):
                 yield heapq.heappop(pending)[2]
 
@@ -282,7 +296,7 @@ class FirmSimulator:
             hold([repeat], late_by=repeat_at)
         reports = self.reconciliation_reports()
 
-        def in_time_order():
+        def in_time_order() -> Iterator[Event]:
             for week_starts, week_events in self.work.weeks():
                 # Runs and reports due before this week's first event bill and count weeks
                 # that are all built by now.
@@ -300,7 +314,7 @@ class FirmSimulator:
         yield from sorted(late + month_end.expense_reports(expenses) + month_end.fx_rates(),
                           key=lambda event: (event["time"], event["id"]))
 
-    def _delivered(self, ordered, window_size=40):
+    def _delivered(self, ordered: Iterable[Event], window_size: int = 40) -> Iterator[Event]:
         rng, window = self.rng, []
         for event in itertools.chain(ordered, [None]):
             if event is not None:
@@ -314,13 +328,13 @@ class FirmSimulator:
                     yield delivered  # a duplicate delivery
             window = []
 
-    def estimated_deliveries(self):
+    def estimated_deliveries(self) -> int:
         """Roughly how many events `events()` yields, for a progress bar."""
         weekdays = sum(1 for d in range((self.end - self.start).days + 1)
                        if (self.start + dt.timedelta(days=d)).weekday() < 5)
         return int(self.size.people * 2 * weekdays * 4.7) + self.size.people * 6
 
-    def live_events(self, now, count=20):
+    def live_events(self, now: dt.datetime, count: int = 20) -> list[Event]:
         """Current events for a live feed: `count` time entries approved in the last hour and
         a half and posted now, each with its sync telemetry (1 % after a failed attempt)."""
         rng, events = self.rng, []
@@ -349,6 +363,6 @@ class FirmSimulator:
         return events
 
 
-def _public(record):
+def _public(record: dict[str, Any]) -> dict[str, Any]:
     """A record as its upsert event carries it, without the simulator's own planning."""
     return {key: value for key, value in record.items() if not key.startswith("_")}

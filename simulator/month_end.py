@@ -10,11 +10,15 @@ import random
 import uuid
 from collections import Counter
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from ingestion.events import make_event
 
 from .billing import Item
-from .dates import at, last_day, months, working_day
+from .dates import Event, at, last_day, months, working_day
+
+if TYPE_CHECKING:  # the firm imports this module
+    from .firm import FirmSimulator
 
 # Mid rates the treasury's daily publications wander around: 1 base = rate quote.
 PAIRS = {("EUR", "USD"): Decimal("1.08"), ("EUR", "GBP"): Decimal("0.86"),
@@ -23,16 +27,17 @@ LATE_ENTRIES = 6
 
 
 class MonthEnd:
-    def __init__(self, firm, seed):
+    def __init__(self, firm: "FirmSimulator", seed: int) -> None:
         self.firm = firm
         self.rng = random.Random(f"month-end-{seed}")
 
-    def _event(self, event_type, data, when, **extra):
+    def _event(self, event_type: str, data: dict[str, Any], when: dt.datetime,
+               **extra: Any) -> Event:
         return make_event(event_type, data, time=when, source=self.firm.source,
                           event_id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                           **extra)
 
-    def fx_rates(self):
+    def fx_rates(self) -> list[Event]:
         """Each working day at 17:00 UTC, the day's rate of each pair (a random walk)."""
         firm, events = self.firm, []
         rates = dict(PAIRS)
@@ -48,7 +53,7 @@ class MonthEnd:
             day += dt.timedelta(days=1)
         return events
 
-    def _last_closed_month(self):
+    def _last_closed_month(self) -> dt.date | None:
         """The last month whose fourth working day after it is within the span."""
         closed = [first for first in months(self.firm.start.date(), self.firm.end.date())
                   if self._approval_day(first) < self.firm.end.date()
@@ -56,14 +61,14 @@ class MonthEnd:
         return closed[-1] if closed else None
 
     @staticmethod
-    def _approval_day(first):
+    def _approval_day(first: dt.date) -> dt.date:
         day, counted = last_day(first), 0
         while counted < 4:
             day = working_day(day + dt.timedelta(days=1))
             counted += 1
         return day
 
-    def late_timesheet(self):
+    def late_timesheet(self) -> list[Event]:
         """A consultant's last week of a closed month on the firm's first time-and-materials
         project that plays no other part, approved on the fourth working day after the month
         — after the default cut-off — and posted just after the month's billing run: it
@@ -109,12 +114,13 @@ class MonthEnd:
             day -= dt.timedelta(days=1)
         return events
 
-    def expense_reports(self, expenses):
+    def expense_reports(self, expenses: list[Event]) -> list[Event]:
         """The expense feed's monthly reconciliation with ERP, 17 days after each month:
         expenses approved (or later) and posted, by month incurred. ERP holds one expense in
         the last reported month that the expense tool never reported: its target count is
         one above what OpsView received."""
-        approved, posted = Counter(), Counter()
+        approved: Counter[str] = Counter()  # by month, YYYY-MM
+        posted: Counter[str] = Counter()
         for event in expenses:
             month = event["data"]["incurred_on"][:7]
             if event["type"] == "expense.approved":

@@ -6,10 +6,15 @@ month as the middleware's reconciliation counts it: approved or later, and poste
 """
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterator
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from .billing import Item
-from .dates import at, last_day, months, stamp
+from .dates import Event, at, last_day, months, stamp
+
+if TYPE_CHECKING:  # the firm imports this module
+    from .firm import FirmSimulator
 
 HOURS = [Decimal(h) for h in ("2", "3", "3.5", "4", "4", "4.5", "5")]
 SYNC_ERRORS = [("ERP-409", "ERP rejected the document: accounting period closed"),
@@ -18,9 +23,10 @@ SYNC_ERRORS = [("ERP-409", "ERP rejected the document: accounting period closed"
 
 
 class Work:
-    def __init__(self, firm):
+    def __init__(self, firm: "FirmSimulator") -> None:
         self.firm = firm
-        self.counts = defaultdict(lambda: [0, 0])  # work month → [approved or later, posted]
+        # work month → [approved or later, posted]
+        self.counts: defaultdict[dt.date, list[int]] = defaultdict(lambda: [0, 0])
         self.entry_no = 0
         end = firm.end
         # Approved time on one project stops reaching ERP two months before the end.
@@ -28,10 +34,10 @@ class Work:
         # Postings that fail and never recover: the first entries approved after these.
         self.failures_from = [end - dt.timedelta(days=10), end - dt.timedelta(days=6),
                               end - dt.timedelta(days=3)]
-        self.billed_unposted = None
+        self.billed_unposted: str | None = None
 
     # --- time ------------------------------------------------------------------------------
-    def weeks(self):
+    def weeks(self) -> Iterator[tuple[str, list[Event]]]:
         """Yields (the week's first event time, the week's events), one week at a time:
         every event of a week's timesheets happens at or after Friday 17:00 of that week."""
         firm = self.firm
@@ -51,7 +57,8 @@ class Work:
             yield stamp(at(friday, 17)), events
             monday += dt.timedelta(days=7)
 
-    def _entry(self, entry_id, person, project, day, friday):
+    def _entry(self, entry_id: str, person: dict[str, Any], project: dict[str, Any],
+               day: dt.date, friday: dt.date) -> list[Event]:
         firm, rng, end = self.firm, self.firm.rng, self.firm.end
         method = project["billing_method"]
         # Internal time on a client project is booked non-billable now and then.
@@ -66,7 +73,7 @@ class Work:
             data["bill_rate"] = str(rate)
         events, subject = [], f"time_entry/{entry_id}"
 
-        def emit(stage, when, **extra):
+        def emit(stage: str, when: dt.datetime, **extra: Any) -> None:
             events.append(firm.event(f"time_entry.{stage}", {**data, **extra}, when,
                                      correlation=entry_id, subject=subject))
 
@@ -120,7 +127,8 @@ class Work:
             firm.billing.add(project, Item("time_entry", data, month, posted, value, True))
         return events
 
-    def _never_posted(self, entry_id, project, approved):
+    def _never_posted(self, entry_id: str, project: dict[str, Any], approved: dt.datetime,
+                      ) -> list[Event] | None:
         """The sync events of an entry planted to stay unposted, or None for any other."""
         firm, rng, end = self.firm, self.firm.rng, self.firm.end
         if project["_part"] == "unposted_project" and approved >= self.unposted_since:
@@ -139,7 +147,7 @@ class Work:
         return None
 
     # --- expenses ----------------------------------------------------------------------------
-    def expenses(self):
+    def expenses(self) -> list[Event]:
         """About a third of the people claim an expense a month on their first project;
         approved within days, posted by the next batch run of the expense feed to ERP."""
         firm, rng, events, n = self.firm, self.firm.rng, [], 0
@@ -174,14 +182,15 @@ class Work:
                                                    Decimal(data["amount"]), True))
         return events
 
-    def _expense(self, stage, data, when):
+    def _expense(self, stage: str, data: dict[str, Any], when: dt.datetime) -> Event:
         return self.firm.event(f"expense.{stage}", data, when, correlation=data["expense_id"],
                                source=self.firm.expense_source)
 
 
-def _next_batch_run(moment):
+def _next_batch_run(moment: dt.datetime) -> dt.datetime:
     """The expense feed's next batch run (08:00 and 20:00) at or after the moment."""
     for hour in (8, 20, 32):
         run = at(moment.date(), 0) + dt.timedelta(hours=hour)
         if run >= moment:
             return run
+    raise AssertionError("tomorrow's 08:00 is always at or after the moment")

@@ -101,6 +101,8 @@ def test_every_response_carries_a_script_tight_content_security_policy(client, d
     assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert response["Permissions-Policy"] == "camera=(), microphone=(), geolocation=(), payment=()"
     # The webhook's problem documents carry it too.
     assert "Content-Security-Policy" in client.post("/ingest/x/events", data="{}",
                                                     content_type="application/json")

@@ -1,6 +1,8 @@
 """Display filters: the one money formatter, ratios as percentages, codes as words and
 dates as people read them."""
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django import template
 
@@ -16,21 +18,21 @@ register.filter("money_in", money_in)
 
 
 @register.filter
-def pct(value):
+def pct(value: float | None) -> str:
     if value is None or value == "":
         return "—"
     return f"{float(value) * 100:.1f} %"
 
 
 @register.filter
-def hours(seconds):
+def hours(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return f"{seconds / 3600:,.1f} h"
 
 
 @register.filter
-def millis(value):
+def millis(value: float | None) -> str:
     """A latency in milliseconds as people read it: '850 ms', '1.8 s', '2.5 min'."""
     if value in (None, ""):
         return "—"
@@ -43,37 +45,38 @@ def millis(value):
 
 
 @register.filter
-def get(mapping, key):
+def get(mapping: Mapping[Any, Any] | None, key: Any) -> Any:
+    """mapping[key] in a template, None when missing."""
     return (mapping or {}).get(key)
 
 
 @register.filter
-def label(value):
+def label(value: str) -> str:
     """'at_risk' → 'At risk', 'missing_po' → 'Missing purchase order'."""
     return labels.label(value)
 
 
 @register.filter
-def words(text):
+def words(text: str) -> str:
     """Codes inside a sentence as words: 'blocked: missing_po' → 'blocked: missing purchase
     order'."""
     return labels.words(text)
 
 
 @register.filter
-def when(value):
+def when(value: Any) -> str:
     """'2026-09-04T18:01:00+00:00' → '4 Sep 2026, 18:01' (local time)."""
     return labels.readable_time(value)
 
 
 @register.filter
-def day(value):
+def day(value: Any) -> str:
     """'2026-09-04' → '4 Sep 2026'."""
     return labels.readable_date(value)
 
 
 @register.filter
-def add_money(value, other):
+def add_money(value: Any, other: Any) -> Decimal | None:
     """The sum of two decimal strings."""
     try:
         return Decimal(str(value)) + Decimal(str(other))
@@ -82,12 +85,13 @@ def add_money(value, other):
 
 
 @register.filter
-def days(value):
+def days(value: float | None) -> str:
+    """'4.5 d', or '—' when missing."""
     return "—" if value is None else f"{value:g} d"
 
 
 @register.filter
-def countdown(seconds):
+def countdown(seconds: float) -> str:
     """'2 d 4 h left' or 'passed 3 d 2 h ago'."""
     from reporting.views import _countdown
 
@@ -95,10 +99,11 @@ def countdown(seconds):
 
 
 @register.filter
-def change(line, unit):
+def change(line: Mapping[str, Any] | None, unit: str) -> str:
     """A trend line's last change, signed, in the card's unit: money and counts as numbers,
     a ratio in percentage points, DSO in days."""
-    delta = (line or {}).get("change")
+    line = line or {}
+    delta = line.get("change")
     if delta is None:
         return "new"
     arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
@@ -112,7 +117,7 @@ def change(line, unit):
 
 
 @register.filter
-def trend_class(line, good_when):
+def trend_class(line: Mapping[str, Any] | None, good_when: str) -> str:
     """good, bad or flat: whether the last change is the direction that is good news."""
     delta = (line or {}).get("change")
     if not delta:
@@ -121,6 +126,6 @@ def trend_class(line, good_when):
 
 
 @register.filter
-def chart_table(spec):
+def chart_table(spec: charts.Spec | None) -> dict[str, Any] | None:
     """The chart's numbers as a table (its text alternative)."""
     return charts.table_of(spec) if spec else None

@@ -1,9 +1,10 @@
 import time
 import urllib.request
+from typing import Any
 
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 DEMO_USERS = [
     ("finance", "finance_ops", "Fiona", "Finance ops"),
@@ -17,14 +18,14 @@ PASSWORD = "opsview-demo"
 class Command(BaseCommand):
     help = "Create one demo user per role and an admin (idempotent); prints the credentials."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--credentials", action="store_true",
                             help="only print the credentials (`make demo` ends with them)")
         parser.add_argument("--wait-for", metavar="URL", default="",
                             help="with --credentials: first wait until URL answers, so the "
                                  "credentials come after the server's own start-up lines")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["credentials"]:
             if options["wait_for"]:
                 self._wait_for(options["wait_for"])
@@ -48,15 +49,15 @@ class Command(BaseCommand):
         call_command("seed_money_thresholds", stdout=self.stdout)
         self._credentials(rows)
 
-    def _credentials(self, rows, url=""):
+    def _credentials(self, rows: list[tuple[str, str]], url: str = "") -> None:
         if url:
             self.stdout.write(f"\nOpsView demo: {url}")
-        self.stdout.write("Demo users (password for all: %s):" % PASSWORD)
+        self.stdout.write(f"Demo users (password for all: {PASSWORD}):")
         for username, role in rows:
             self.stdout.write(f"  {username:<12} {role}")
 
     @staticmethod
-    def _wait_for(url, seconds=60):
+    def _wait_for(url: str, seconds: int = 60) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:

@@ -4,24 +4,28 @@ import datetime as dt
 import itertools
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import requests
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingestion.events import signed_request
 from ingestion.intake import store_events
 from ingestion.models import Source
 from ingestion.pipeline import drain_inbox
 from simulator import SIZES, FirmSimulator
+from simulator.dates import Event
 
 
 class Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, total, label):
+    def __init__(self, total: int, label: str) -> None:
         self.total, self.label, self.done, self.started = total, label, 0, time.monotonic()
 
-    def advance(self, n):
+    def advance(self, n: int) -> None:
+        """n more done: redraw the bar."""
         self.done += n
         self.total = max(self.total, self.done)  # the total is an estimate
         width = 30
@@ -31,7 +35,7 @@ class Progress:
                          f"{self.done}/{self.total} ({rate:,.0f}/s)")
         sys.stderr.flush()
 
-    def close(self):
+    def close(self) -> None:
         sys.stderr.write("\n")
 
 
@@ -39,7 +43,7 @@ class Command(BaseCommand):
     help = ("Simulate a professional-services firm's integration traffic, faults included, "
             "into the inbox (directly, or as signed HTTP to a running server).")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--size", choices=sorted(SIZES), default="small")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: now)")
@@ -60,11 +64,10 @@ class Command(BaseCommand):
                             help="seconds the live feed runs")
         parser.add_argument("--interval", type=float, default=5.0)
 
-    def handle(self, *args, **options):
-        end = _day(options["end"], "--end")
+    def handle(self, *args: Any, **options: Any) -> None:
+        end_day = _day(options["end"], "--end")
         start = _day(options["start"], "--start")
-        if end:
-            end = dt.datetime.combine(end, dt.time(18), dt.timezone.utc)
+        end = dt.datetime.combine(end_day, dt.time(18), dt.UTC) if end_day else None
         if options["batch"] < 1 or options["batch"] > 1000:
             raise CommandError("--batch must be between 1 and 1000")
         simulator = FirmSimulator(options["size"], seed=options["seed"], end=end, start=start,
@@ -99,14 +102,14 @@ class Command(BaseCommand):
         if options["live"]:
             self._live(simulator, send, options)
 
-    def _sender(self, options):
+    def _sender(self, options: dict[str, Any]) -> Callable[[list[Event]], dict[str, Any]]:
         if options["url"]:
             if not options["secret"]:
                 raise CommandError("--url needs --secret (the source's whsec_ secret)")
             url = f"{options['url'].rstrip('/')}/ingest/{options['source']}/events"
             session = requests.Session()
 
-            def send_http(batch):
+            def send_http(batch: list[Event]) -> dict[str, Any]:
                 body, headers = signed_request(options["secret"], batch)
                 response = session.post(url, data=body, headers=headers, timeout=120)
                 if response.status_code != 202:
@@ -118,18 +121,19 @@ class Command(BaseCommand):
         source, _ = Source.objects.get_or_create(
             slug=options["source"], defaults={"name": "Firm simulator", "rate_limit_per_minute": 0})
 
-        def send_direct(batch):
+        def send_direct(batch: list[Event]) -> dict[str, Any]:
             return store_events(source, batch).as_dict()
 
         return send_direct
 
-    def _live(self, simulator, send, options):
+    def _live(self, simulator: FirmSimulator, send: Callable[[list[Event]], dict[str, Any]],
+              options: dict[str, Any]) -> None:
         self.stdout.write(f"live feed: every {options['interval']} s for "
                           f"{options['duration']} s (Ctrl-C to stop)")
         deadline = time.monotonic() + options["duration"]
         try:
             while time.monotonic() < deadline:
-                now = dt.datetime.now(dt.timezone.utc)
+                now = dt.datetime.now(dt.UTC)
                 result = send(simulator.live_events(now))
                 if options["process"] and not options["url"]:
                     drain_inbox()
@@ -139,7 +143,7 @@ class Command(BaseCommand):
             self.stdout.write("live feed stopped")
 
 
-def _day(value, option):
+def _day(value: str | None, option: str) -> dt.date | None:
     if not value:
         return None
     try:
