@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 # After every event of both firms (the hand-worked firm's last is 30 Apr 2026; the simulated
 # firm ends on SIMULATED_END at 18:00), so none is refused as being from the future.
-FROZEN_AT = dt.datetime(2026, 5, 1, 10, 0, tzinfo=dt.timezone.utc)
+FROZEN_AT = dt.datetime(2026, 5, 1, 10, 0, tzinfo=dt.UTC)
 SIMULATED_END = "2026-04-30"
 FIRMS = ("hand", "simulated")
 # Settings that would change answers or send work elsewhere: a recording runs without them.

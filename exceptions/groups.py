@@ -16,7 +16,7 @@ from .models import SEVERITY_ORDER, Case
 from .rules.registry import REGISTRY, SEPARATOR, Grouping
 from .sla import SlaState
 
-__all__ = ["SEPARATOR", "Grouping", "Group", "group", "fill", "key_of", "label", "members"]
+__all__ = ["SEPARATOR", "Group", "Grouping", "fill", "group", "key_of", "label", "members"]
 
 # Any other type: its cases are alike by type alone.
 BY_TYPE = Grouping(parts=lambda row: [], members=lambda parts: Q(), label=lambda parts: "",

@@ -11,8 +11,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import sla
-from .models import (SEVERITY_ORDER, Case, CaseEntry, CaseType, MoneyThreshold, ResolutionCode,
-                     Severity, SlaPolicy, Undo)
+from .models import (
+    SEVERITY_ORDER,
+    Case,
+    CaseEntry,
+    CaseType,
+    MoneyThreshold,
+    ResolutionCode,
+    Severity,
+    SlaPolicy,
+    Undo,
+)
 from .signals import announce
 
 # Who changes a case: a user, or a label such as "rule:sync_failed".

@@ -75,7 +75,7 @@ def add_business_seconds(start: dt.datetime, seconds: float, calendar: Calendar,
             if window[1] > lo:
                 available = (window[1] - lo).total_seconds()
                 if remaining <= available:
-                    return (lo + dt.timedelta(seconds=remaining)).astimezone(dt.timezone.utc)
+                    return (lo + dt.timedelta(seconds=remaining)).astimezone(dt.UTC)
                 remaining -= available
         day += dt.timedelta(days=1)
     raise ValueError("the calendar has no working time")

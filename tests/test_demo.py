@@ -34,8 +34,8 @@ def test_the_demo_firm_fills_every_kpi_and_opens_every_kind_of_case(db):
     latency = kpis.posting_latency(**month)
     assert latency["count"] > 0 and latency["backlog"]["count"] > 0
     assert Decimal(kpis.utilization(**month)["billable_hours"]) > 0
-    health = kpis.integration_health(start=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
-                                     end=dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc))
+    health = kpis.integration_health(start=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+                                     end=dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
     assert health["flows"] and health["reconciliation_gaps"] and health["inbox"]["dead"]
     assert any(Decimal(r["earned_revenue"]) > 0 for r in kpis.margin(**month)["rows"])
     assert kpis.receivables(as_of=end)["currencies"]

@@ -16,16 +16,40 @@ from opsview.rhythm import learn_rhythms
 
 from .. import services
 from ..escalation import sla_sweep
+
 # Importing a family declares its rules, in this order: the order they are evaluated in.
-from . import sync, billing, clients  # noqa: F401, I001
-from .billing import (approved_expense_unposted, approved_time_unposted, invoice_blocked,
-                      milestone_not_invoiced, missing_billing_setup)
+from . import billing, clients, sync  # noqa: F401
+from .billing import (
+    approved_expense_unposted,
+    approved_time_unposted,
+    invoice_blocked,
+    milestone_not_invoiced,
+    missing_billing_setup,
+)
 from .clients import client_groups, duplicate_client, normalize_name
-from .engine import (LOCK_NAMESPACE, UPDATABLE, Finding, due_by_cutoffs, exclusive, parameter,
-                     reconcile, route, rule_setting)
+from .engine import (
+    LOCK_NAMESPACE,
+    UPDATABLE,
+    Finding,
+    due_by_cutoffs,
+    exclusive,
+    parameter,
+    reconcile,
+    route,
+    rule_setting,
+)
 from .registry import REGISTRY, Rule, Run, blocking, rule
-from .sync import (EVIDENCE, MONEY_OBJECTS, PLACEHOLDER_KINDS, dead_letter, reconciliation_gap,
-                   shows_gap, stale_feed, sync_failed, unknown_reference)
+from .sync import (
+    EVIDENCE,
+    MONEY_OBJECTS,
+    PLACEHOLDER_KINDS,
+    dead_letter,
+    reconciliation_gap,
+    shows_gap,
+    stale_feed,
+    sync_failed,
+    unknown_reference,
+)
 
 __all__ = [
     "BLOCKING", "EVIDENCE", "LOCK_NAMESPACE", "MONEY_OBJECTS", "PLACEHOLDER_KINDS", "REGISTRY",
@@ -54,7 +78,7 @@ def on_batch_processed(changes: Any) -> bool:
     for case_type, find, options in _event_driven(changes, now):
         try:
             reconcile(case_type, find, now=now, **options)
-        except Exception:  # noqa: BLE001 - the batch is announced again, later
+        except Exception:
             log.exception("event-driven rule %s failed for a batch", case_type)
             ran = False
     return ran
@@ -73,13 +97,13 @@ def evaluate_time_rules(now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     try:
         learn_rhythms(now)
-    except Exception:  # noqa: BLE001 - the rhythm is an input; stale detection falls back
+    except Exception:
         log.exception("could not learn the flows' rhythms")
     results = {}
     for case_type, find in TIME_RULES.items():
         try:
             results[case_type] = reconcile(case_type, lambda: find(now), now=now, count=False)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("rule %s failed", case_type)
             results[case_type] = {"error": True}
     # Money at stake changes as the state does: open cases reaching a threshold are raised.

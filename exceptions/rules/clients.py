@@ -56,7 +56,7 @@ def duplicate_client() -> list[Finding]:
                .values("client_id", "name", "tax_id", "merged_into", "marked_distinct",
                        "first_received_at")}
     findings = []
-    far_future = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    far_future = dt.datetime.max.replace(tzinfo=dt.UTC)
     for ids in client_groups(list(clients.values())):
         by_receipt = sorted(ids, key=lambda i: (clients[i]["first_received_at"] or far_future,
                                                 i))

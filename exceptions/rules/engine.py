@@ -30,8 +30,15 @@ from opsview import models as state
 from opsview import selectors
 
 from .. import services
-from ..models import (Case, CaseEntry, Queue, ResolutionCode, RoutingRule, RuleSetting,
-                      fingerprint_key)
+from ..models import (
+    Case,
+    CaseEntry,
+    Queue,
+    ResolutionCode,
+    RoutingRule,
+    RuleSetting,
+    fingerprint_key,
+)
 from ..signals import announce
 from ..sla import SlaState
 from .registry import REGISTRY

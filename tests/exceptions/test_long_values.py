@@ -60,7 +60,7 @@ def test_master_data_at_the_contract_limit_is_stored_whole(deliver, process):
     project = Project.objects.get()
     assert (project.practice, project.legal_entity, project.po_number) == (
         long("practice-"), long("entity-"), long("po-"))
-    evaluate_time_rules(now=dt.datetime.now(dt.timezone.utc))
+    evaluate_time_rules(now=dt.datetime.now(dt.UTC))
     assert Case.objects.filter(type="unknown_reference", object_id=long("C-")).exists()
 
 

@@ -11,7 +11,7 @@ from exceptions.models import CaseType, RuleSetting
 from exceptions.rules.registry import rule
 from ingestion.announce import BatchChanges, SyncSeen
 
-NOW = dt.datetime(2026, 9, 15, 12, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 9, 15, 12, tzinfo=dt.UTC)
 
 
 def test_every_case_type_has_exactly_one_rule():

@@ -7,7 +7,7 @@ from ingestion import pipeline
 from ingestion.events import make_event
 from ingestion.models import InboxEvent, Source
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
 
 

@@ -3,7 +3,7 @@ import datetime as dt
 
 from exceptions.sla import Calendar, add_business_seconds, business_seconds, due_at, sla_state
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NINE_TO_FIVE = Calendar()  # UTC, Monday–Friday, 09:00–17:00
 HOUR = 3600
 

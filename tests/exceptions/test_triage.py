@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 from exceptions import services
 from exceptions.models import Case, CaseEntry, Queue
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ACTIONS = ["claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reopen", "comment"]
 
 

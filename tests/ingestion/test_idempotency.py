@@ -151,7 +151,7 @@ def test_integration_health_counts_conflicts_received_in_the_window(deliver):
 
     deliver.send(client_event("Acme"))
     deliver.send(client_event("Acme"), client_event("Changed"))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     health = kpis.integration_health(start=now - dt.timedelta(hours=1),
                                      end=now + dt.timedelta(minutes=1))
     assert (health["duplicates"], health["conflicts"]) == (2, 1)
@@ -189,7 +189,7 @@ def test_the_integration_page_shows_conflicts(deliver, client, logged_in):
 def _at(offset):
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc) + offset
+    return dt.datetime.now(dt.UTC) + offset
 
 
 def test_an_event_more_than_a_day_ahead_is_a_dead_letter_listed_in_rejected(deliver, process):

@@ -11,7 +11,7 @@ from ingestion.intake import store_events
 from opsview import models as state
 from reporting import kpis
 
-T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
 DAY = 24 * 60  # minutes
 
 

@@ -9,7 +9,7 @@ from ingestion.events import make_event
 from ingestion.models import InboxEvent
 from opsview.models import Client, Invoice, Person, Project, RevenueRecognition, TimeEntry
 
-T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
 def at(hours):

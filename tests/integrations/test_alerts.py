@@ -13,7 +13,7 @@ from integrations.models import AlertSubscription, Delivery
 
 from .test_retry import failure
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MONDAY = dt.datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 

@@ -45,7 +45,7 @@ def test_metrics_parse_and_carry_the_business_and_the_pipeline(client, deliver, 
     import datetime as dt
 
     deliver.send(*firm_events())
-    deliver.send(failure(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)))
+    deliver.send(failure(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
     deliver.send({"specversion": "1.0", "id": "no-time", "source": "s", "type": "x.y"})
     before = scrape(client, token)
     process()

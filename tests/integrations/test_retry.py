@@ -19,7 +19,7 @@ from integrations.models import Delivery
 from tests.conftest import make_role_user, reseed
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connecting.md"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def receiver_code():

@@ -17,7 +17,7 @@ import datetime as dt
 
 from ingestion.events import make_event
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(text):

@@ -83,7 +83,7 @@ def test_the_chart_json_on_the_page_holds_no_markup(client, logged_in, deliver, 
 
     from .firm import firm_events
 
-    renamed = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)  # after the firm's
+    renamed = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)  # after the firm's
     events = firm_events() + [make_event("client.upserted", {"client_id": "C1", "name": HOSTILE},
                                          time=renamed)]
     for start in range(0, len(events), 100):

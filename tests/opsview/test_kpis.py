@@ -256,7 +256,7 @@ def test_integration_health_per_flow(deliver, process):
 
 
 def test_integration_health_counts_pending_dead_and_duplicates(deliver, process, event):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     good = event("client.upserted", {"client_id": "C1", "name": "Acme"})
     deliver.send(good, event("client.upserted", {"client_id": "C2"}))
     process()

@@ -58,7 +58,7 @@ def test_a_hostile_client_name_is_text_in_the_charts(page, browser_login):
     from .test_charts import HOSTILE
 
     renamed = make_event("client.upserted", {"client_id": "C1", "name": HOSTILE},
-                         time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1))
+                         time=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
     store_events(Source.objects.create(slug="psa", name="PSA"), firm_events() + [renamed])
     pipeline.drain_inbox()
     browser_login("executive")

@@ -119,7 +119,7 @@ def flows_today(deliver, process):
 
     from .firm import sync
 
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     deliver.send(sync("psa-to-erp", "T1", True, now, latency=900),
                  sync("psa-to-erp", "T2", False, now), sync("crm-to-psa", "T3", False, now))
     process()

@@ -11,7 +11,7 @@ from opsview.timeline import (
     wip_spans,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def t(day, hour=12):

@@ -14,7 +14,7 @@ import pytest
 from ingestion.contracts import CONTRACTS, validate_data
 from simulator import FirmSimulator
 
-END = dt.datetime(2026, 11, 20, 18, tzinfo=dt.timezone.utc)
+END = dt.datetime(2026, 11, 20, 18, tzinfo=dt.UTC)
 SEEDS = [42, 7, 1234]
 CENT = Decimal("0.01")
 pytestmark = pytest.mark.parametrize("seed", SEEDS)

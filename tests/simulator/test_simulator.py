@@ -15,7 +15,7 @@ from opsview.models import Client, Invoice, Project, TimeEntry
 from reporting import kpis
 from simulator import FirmSimulator, Size
 
-END = dt.datetime(2026, 11, 20, 18, tzinfo=dt.timezone.utc)
+END = dt.datetime(2026, 11, 20, 18, tzinfo=dt.UTC)
 TINY = Size(clients=6, people=16, months=3)
 INJECTED_INVALID = {"TE-BAD-1", "INV-BAD-1"}
 
@@ -125,7 +125,7 @@ def test_the_estimate_of_deliveries_is_close():
 def test_live_events_post_what_was_approved_and_sync_the_entries_they_name():
     simulator = FirmSimulator(TINY, seed=3, end=END)
     simulator.master_data()
-    now = dt.datetime(2026, 11, 20, 12, 30, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 20, 12, 30, tzinfo=dt.UTC)
     events = simulator.live_events(now, count=200)
     stages = defaultdict(dict)
     for event in events:
@@ -143,7 +143,7 @@ def test_the_span_follows_start_or_months():
     by_months = FirmSimulator(TINY, seed=1, end=END, months=1)
     assert (by_months.end - by_months.start).days == 30
     by_start = FirmSimulator(TINY, seed=1, end=END, start=dt.date(2026, 10, 1))
-    assert by_start.start == dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
+    assert by_start.start == dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
     assert min(e["time"] for e in by_start.events()
                if e["type"].startswith("time_entry.")) >= "2026-09-"
 
