@@ -12,6 +12,7 @@ from django.db import connection
 from core.bulk import update_rows
 
 from . import models as state
+from .lifecycle import Kind
 from .timeline import (
     InvoiceDates,
     Stage,
@@ -23,9 +24,9 @@ from .timeline import (
 )
 
 ITEMS = {
-    "time_entry": (state.TimeEntry, "work_date"),
-    "expense": (state.Expense, "incurred_on"),
-    "milestone": (state.Milestone, "completed_on"),
+    Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
+    Kind.EXPENSE: (state.Expense, "incurred_on"),
+    Kind.MILESTONE: (state.Milestone, "completed_on"),
 }
 
 
@@ -44,7 +45,7 @@ def refresh_invoices(invoice_pks):
     if not invoice_pks:
         return []
     zone = firm_zone()
-    history = stages_of("invoice", invoice_pks)
+    history = stages_of(Kind.INVOICE, invoice_pks)
     invoices = list(state.Invoice.objects.filter(pk__in=list(invoice_pks)).order_by("pk"))
     fields = ["announced_at", "first_drafted_at", "issued_date", "paid_date", "voided_date"]
     for invoice in invoices:
@@ -62,7 +63,7 @@ def items_naming(invoice_ids):
     if invoice_ids:
         for kind, record_id in (state.StageEvent.objects
                                 .filter(invoice_ref__in=list(invoice_ids))
-                                .exclude(kind="invoice").values_list("kind", "record_id")):
+                                .exclude(kind=Kind.INVOICE).values_list("kind", "record_id")):
             result[kind].add(record_id)
     return result
 
@@ -128,10 +129,10 @@ def value_of(kind, item, project, person):
     method, currency, _ = project
     if not carries_value(kind, item, method):
         return None
-    if kind == "time_entry":
+    if kind == Kind.TIME_ENTRY:
         rate = item.bill_rate if item.bill_rate is not None else (person[0] if person else None)
         return item.hours * (rate or 0), currency
-    if kind == "expense":
+    if kind == Kind.EXPENSE:
         return item.amount, item.currency
     return item.amount, currency
 
@@ -140,9 +141,9 @@ def carries_value(kind, item, billing_method):
     """Whether the item has billable value on a project billing this way (SPEC section 2).
     Spans are kept only for those; a project whose billing method changes has its items'
     spans refreshed (`items_of_projects`)."""
-    if kind == "time_entry":
+    if kind == Kind.TIME_ENTRY:
         return item.billable and billing_method == state.Project.BillingMethod.TIME_AND_MATERIALS
-    if kind == "expense":
+    if kind == Kind.EXPENSE:
         return item.billable and billing_method not in ("", state.Project.BillingMethod
                                                         .NON_BILLABLE)
     return billing_method == state.Project.BillingMethod.MILESTONE
@@ -159,7 +160,7 @@ def items_of_people(person_pks):
     """{kind: {pk}} of every time entry and expense of these people."""
     return {kind: set(model.objects.filter(person_id__in=person_pks)
                       .values_list("pk", flat=True))
-            for kind, (model, _) in ITEMS.items() if kind != "milestone"} if person_pks else {}
+            for kind, (model, _) in ITEMS.items() if kind != Kind.MILESTONE} if person_pks else {}
 
 
 def _span_row(kind, item, date_field, span, value, currency):

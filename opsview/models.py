@@ -22,6 +22,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .lifecycle import ExpenseStage, InvoiceStage, Kind, MilestoneStage, TimeEntryStage
+
 
 class MasterRecord(models.Model):
     """Last-writer-wins state: the version is the (time, event id) of the event that wrote it."""
@@ -163,9 +165,9 @@ class LifecycleRecord(models.Model):
 
 
 class TimeEntry(LifecycleRecord):
-    KIND = "time_entry"
-    RANKS = {"submitted": 1, "approved": 2, "rejected": 2, "posted": 3, "invoiced": 4,
-             "reversed": 5}
+    KIND = Kind.TIME_ENTRY
+    Stage = TimeEntryStage
+    RANKS = TimeEntryStage.ranks()
 
     time_entry_id = models.CharField(max_length=255, unique=True)
     # Covered by the (project, status) and (person, work_date) indexes below.
@@ -205,7 +207,8 @@ class TimeEntry(LifecycleRecord):
             models.Index(fields=["approved_at"], name="time_unposted_cover_idx",
                          include=["id", "project", "person", "hours", "bill_rate", "billable"],
                          condition=Q(posted_at__isnull=True,
-                                     status__in=["approved", "invoiced"])),
+                                     status__in=[TimeEntryStage.APPROVED,
+                                                 TimeEntryStage.INVOICED])),
             # What invoices bill (billing's realization and lag, readiness in billing): the
             # entries of a set of invoices with their value columns, from the index alone.
             models.Index(fields=["invoice"], name="time_invoice_cover_idx",
@@ -219,8 +222,9 @@ class TimeEntry(LifecycleRecord):
 
 
 class Expense(LifecycleRecord):
-    KIND = "expense"
-    RANKS = {"approved": 1, "posted": 2, "invoiced": 3}
+    KIND = Kind.EXPENSE
+    Stage = ExpenseStage
+    RANKS = ExpenseStage.ranks()
 
     expense_id = models.CharField(max_length=255, unique=True)
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="expenses")
@@ -242,15 +246,17 @@ class Expense(LifecycleRecord):
                                          "billable"]),
                    models.Index(fields=["approved_at"], name="expense_unposted_idx",
                                 condition=Q(posted_at__isnull=True,
-                                            status__in=["approved", "invoiced"]))]
+                                            status__in=[ExpenseStage.APPROVED,
+                                                        ExpenseStage.INVOICED]))]
 
     def __str__(self):
         return self.expense_id
 
 
 class Milestone(LifecycleRecord):
-    KIND = "milestone"
-    RANKS = {"completed": 1, "invoiced": 2}
+    KIND = Kind.MILESTONE
+    Stage = MilestoneStage
+    RANKS = MilestoneStage.ranks()
 
     milestone_id = models.CharField(max_length=255, unique=True)
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="milestones")
@@ -273,9 +279,9 @@ class Invoice(LifecycleRecord):
     """An invoice. One that items name before any `invoice.*` event announced it is a
     placeholder: the items on it are unbilled until it arrives."""
 
-    KIND = "invoice"
-    # A blocked invoice that is then issued is unblocked; voided ends every path.
-    RANKS = {"drafted": 1, "blocked": 2, "issued": 3, "paid": 4, "voided": 5}
+    KIND = Kind.INVOICE
+    Stage = InvoiceStage
+    RANKS = InvoiceStage.ranks()
 
     class BlockedReason(models.TextChoices):
         MISSING_PO = "missing_po"
@@ -324,11 +330,7 @@ class StageEvent(models.Model):
     """One lifecycle event of a transaction (time entry, expense, milestone or invoice): the
     history from which its status at any past moment is rebuilt."""
 
-    class Kind(models.TextChoices):
-        TIME_ENTRY = "time_entry"
-        EXPENSE = "expense"
-        MILESTONE = "milestone"
-        INVOICE = "invoice"
+    Kind = Kind
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     record_id = models.BigIntegerField()  # the pk in the kind's table

@@ -26,16 +26,18 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import models as state
+from .lifecycle import ExpenseStage, InvoiceStage, Kind, MilestoneStage, TimeEntryStage
 from .timeline import end_of
 
 ZERO = Decimal("0")
 AMOUNT = DecimalField(max_digits=24, decimal_places=6)
-APPROVED_OR_LATER = ["approved", "posted", "invoiced"]
+# Time entries and expenses share these stage values (TimeEntryStage, ExpenseStage).
+APPROVED_OR_LATER = [TimeEntryStage.APPROVED, TimeEntryStage.POSTED, TimeEntryStage.INVOICED]
 T_AND_M = state.Project.BillingMethod.TIME_AND_MATERIALS
 NOT_BILLING = ["", state.Project.BillingMethod.NON_BILLABLE]
 # The state of the invoice an item is on, now.
-BILLED_NOW = Q(invoice__status__in=["issued", "paid"])
-IN_BILLING_NOW = Q(invoice__status__in=["drafted", "blocked"])
+BILLED_NOW = Q(invoice__status__in=[InvoiceStage.ISSUED, InvoiceStage.PAID])
+IN_BILLING_NOW = Q(invoice__status__in=[InvoiceStage.DRAFTED, InvoiceStage.BLOCKED])
 
 
 def project_filters(filters, prefix="project__"):
@@ -63,7 +65,8 @@ def counted_expenses(filters=None, statuses=APPROVED_OR_LATER):
         project__is_placeholder=False, person__is_placeholder=False)
 
 
-def counted_milestones(filters=None, statuses=("completed", "invoiced")):
+def counted_milestones(filters=None, statuses=(MilestoneStage.COMPLETED,
+                                               MilestoneStage.INVOICED)):
     return state.Milestone.objects.filter(
         project_filters(filters), status__in=statuses, project__is_placeholder=False)
 
@@ -112,13 +115,13 @@ def total(expression, condition=None):
 def unposted_time(filters=None):
     """Time approved and never posted (SPEC section 7: only a `posted` event posts),
     whatever came after, unless rejected or reversed."""
-    return counted_time(filters, ["approved", "invoiced"]).filter(
+    return counted_time(filters, [TimeEntryStage.APPROVED, TimeEntryStage.INVOICED]).filter(
         approved_at__isnull=False, posted_at__isnull=True)
 
 
 def unposted_expenses(filters=None):
     """Billable expenses approved and never posted."""
-    return counted_expenses(filters, ["approved", "invoiced"]).filter(
+    return counted_expenses(filters, [ExpenseStage.APPROVED, ExpenseStage.INVOICED]).filter(
         BILLABLE_EXPENSE, approved_at__isnull=False, posted_at__isnull=True)
 
 
@@ -179,8 +182,8 @@ def last_event_by_flow():
 
 
 # --- Reconciliation ------------------------------------------------------------------------
-COUNTED_OBJECTS = {"time_entry": (state.TimeEntry, "work_date"),
-                   "expense": (state.Expense, "incurred_on")}
+COUNTED_OBJECTS = {Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
+                   Kind.EXPENSE: (state.Expense, "incurred_on")}
 
 
 def dated_items(object_type, first_day, last_day, filters=None):

@@ -15,13 +15,10 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
-# An item is approved or later in these stages; rejected and reversed items count nowhere.
-COUNTED_STAGES = {
-    "time_entry": frozenset({"approved", "posted", "invoiced"}),
-    "expense": frozenset({"approved", "posted", "invoiced"}),
-    "milestone": frozenset({"completed", "invoiced"}),
-}
-BILLED, IN_BILLING, VOIDED, UNANNOUNCED = "billed", "in_billing", "voided", "unannounced"
+from .lifecycle import COUNTED_STAGES, INVOICED, InvoiceStage, InvoiceState, Kind
+
+BILLED, IN_BILLING = InvoiceState.BILLED, InvoiceState.IN_BILLING
+VOIDED, UNANNOUNCED = InvoiceState.VOIDED, InvoiceState.UNANNOUNCED
 
 
 def firm_zone():
@@ -71,7 +68,7 @@ def invoice_at(stages, moment):
     """The invoice the latest `invoiced` event at or before `moment` names, or None."""
     best = None
     for stage in stages:
-        if stage.stage == "invoiced" and stage.at <= moment and (
+        if stage.stage == INVOICED and stage.at <= moment and (
                 best is None or (stage.at, stage.event_id) > (best.at, best.event_id)):
             best = stage
     return best.invoice_ref if best else None
@@ -79,7 +76,7 @@ def invoice_at(stages, moment):
 
 def current_invoice(stages):
     """The invoice the latest `invoiced` event names, whenever it happened."""
-    invoiced = [s for s in stages if s.stage == "invoiced"]
+    invoiced = [s for s in stages if s.stage == INVOICED]
     if not invoiced:
         return None
     return max(invoiced, key=lambda s: (s.at, s.event_id)).invoice_ref
@@ -124,10 +121,11 @@ def invoice_dates(stages, issued_on=None, paid_on=None, zone=None):
         times = [s.at for s in stages if s.stage in names]
         return min(times) if times else None
 
-    issued, paid, voided = first("issued", "paid"), first("paid"), first("voided")
+    issued, paid, voided = (first(InvoiceStage.ISSUED, InvoiceStage.PAID),
+                            first(InvoiceStage.PAID), first(InvoiceStage.VOIDED))
     return InvoiceDates(
         announced_at=min(s.at for s in stages),
-        first_drafted_at=first("drafted"),
+        first_drafted_at=first(InvoiceStage.DRAFTED),
         issued_date=(issued_on or local_date(issued, zone)) if issued else None,
         paid_date=(paid_on or local_date(paid, zone)) if paid else None,
         voided_date=local_date(voided, zone) if voided else None,
@@ -156,10 +154,10 @@ def wip_spans(kind, stages, on_date, invoices, zone=None):
         return []
     counted_stages = COUNTED_STAGES[kind]
     dated_from = day_start(on_date, zone)
-    if kind == "milestone":
+    if kind == Kind.MILESTONE:
         if status_at(stages, dt.datetime.max.replace(tzinfo=dt.timezone.utc)) is None:
             return []
-        points = {dated_from} | {s.at for s in stages if s.stage == "invoiced"}
+        points = {dated_from} | {s.at for s in stages if s.stage == INVOICED}
     else:
         points = {dated_from} | {s.at for s in stages}
     for ref in {s.invoice_ref for s in stages if s.invoice_ref}:
@@ -182,7 +180,7 @@ def _wip_state(kind, stages, moment, dated_from, counted_stages, invoices, zone)
     """None when the item is not WIP at `moment`, else whether it is in billing."""
     if moment < dated_from:
         return None
-    if kind != "milestone" and status_at(stages, moment) not in counted_stages:
+    if kind != Kind.MILESTONE and status_at(stages, moment) not in counted_stages:
         return None
     ref = invoice_at(stages, moment)
     state = invoices.get(ref, InvoiceDates()).state_at(moment, zone) if ref else UNANNOUNCED
