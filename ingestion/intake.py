@@ -23,6 +23,7 @@ from core.problems import Problem
 
 from . import jsontext, metrics
 from .contracts import Envelope, error_messages
+from .envelopes import ALTERED, future_time_errors
 from .models import DuplicateDelivery, InboxEvent
 
 log = logging.getLogger(__name__)
@@ -153,18 +154,6 @@ class IntakeResult:
                 "rejected": self.rejected}
 
 
-def future_time_errors(envelope, now):
-    """An event whose time lies more than INGEST_FUTURE_LIMIT_HOURS after `now` is refused:
-    a clock error must not win last-writer-wins forever."""
-    hours = settings.INGEST_FUTURE_LIMIT_HOURS
-    if envelope.time <= now + dt.timedelta(hours=hours):
-        return []
-    return [f"time: {envelope.time.isoformat()} is more than {hours} hours after "
-            f"{now.isoformat(timespec='seconds')}, when it was checked (time in the future)"]
-
-
-# Dead-letter errors that say how the stored copy differs from what the sender sent.
-ALTERED = "stored altered: "
 MAX_DEPTH = jsontext.MAX_DEPTH
 
 
