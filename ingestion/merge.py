@@ -359,7 +359,7 @@ def apply_lifecycle(model: type[db.Model], key_field: str, events: Events,
     for row, contract in sorted(events, key=lambda item: version_of(item[0])):
         first.setdefault(getattr(contract, key_field), contract)
 
-    def new_row(key):
+    def new_row(key: str) -> db.Model:
         contract = first[key]
         return model(**{key_field: key, "status": "", "status_rank": 0,
                         **{name: maps[name][getattr(contract, name)]

@@ -1,6 +1,7 @@
 """What one batch of inbox rows did: the rows processed, dead and unhandled, and the state
 its merges touched, announced to the layers above once the batch commits."""
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import models
@@ -20,15 +21,18 @@ class BatchOutcome:
     # Records with new lifecycle events, whose derived state must be refreshed.
     staged: dict = field(default_factory=lambda: defaultdict(set))  # kind -> pks
 
-    def touch(self, model: type[models.Model], pks) -> None:
+    def touch(self, model: type[models.Model], pks: Iterable[int]) -> None:
+        """Note rows of `model` this batch changed."""
         self.touched[model._meta.label].update(pks)
 
     def clear(self) -> None:
+        """Forget what a failed attempt at the whole batch touched."""
         self.touched.clear()
         self.sync_attempts.clear()
         self.staged.clear()
 
     def changes(self) -> BatchChanges:
+        """What the layers above are told about this batch."""
         return BatchChanges(
             events=bool(self.processed or self.dead or self.unhandled),
             dead=bool(self.dead),

@@ -8,9 +8,11 @@ raises, each event is retried alone so one poison event is dead-lettered and its
 land. A committed batch is announced to the layers above (`ingestion.announce`); dead
 letters can be replayed.
 """
+import datetime as dt
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F
@@ -63,7 +65,7 @@ def _validate(rows, outcome):
     return valid
 
 
-def process_events(event_ids=None, limit=500):
+def process_events(event_ids: Iterable[int] | None = None, limit: int = 500) -> BatchOutcome:
     """Claim and process pending inbox rows — the given ones, or else the oldest `limit` —
     skipping rows another worker holds. Returns a BatchOutcome."""
     outcome = BatchOutcome()
@@ -175,7 +177,8 @@ class _holding:
         return False
 
 
-def settle_unseen_batches(older_than, limit=200, give_up_after=5):
+def settle_unseen_batches(older_than: dt.datetime, limit: int = 200,
+                          give_up_after: int = 5) -> int:
     """Announce processed batches whose rules never ran or failed (a worker killed, the
     database restarted between commit and rules), oldest first. A batch failing
     `give_up_after` times is dropped with an error logged: the time-based evaluation
@@ -199,7 +202,7 @@ def settle_unseen_batches(older_than, limit=200, give_up_after=5):
     return settled
 
 
-def announce_dead_letters(event_ids):
+def announce_dead_letters(event_ids: Iterable[int]) -> None:
     """Dead letters kept at intake (their envelope refused) never go through processing:
     announce them like a processed batch's, so their case opens now, not at the next
     time-based evaluation."""
@@ -210,7 +213,9 @@ def announce_dead_letters(event_ids):
         raise RuntimeError("the dead-letter rule did not run")  # the task retries
 
 
-def pending_ids(limit=None, older_than=None):
+def pending_ids(limit: int | None = None, older_than: dt.datetime | None = None) -> list[int]:
+    """The pending inbox rows, oldest first: all, or the first `limit` received before
+    `older_than`."""
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING)
     if older_than is not None:
         qs = qs.filter(received_at__lt=older_than)
@@ -218,7 +223,8 @@ def pending_ids(limit=None, older_than=None):
     return list(qs[:limit] if limit else qs)
 
 
-def drain_inbox(batch_size=500, progress=None, max_seconds=None):
+def drain_inbox(batch_size: int = 500, progress: Callable[[dict], None] | None = None,
+                max_seconds: float | None = None) -> dict[str, int]:
     """Process pending rows batch by batch until none is left (or `max_seconds` pass).
     Returns counts."""
     totals = defaultdict(int)
@@ -235,7 +241,7 @@ def drain_inbox(batch_size=500, progress=None, max_seconds=None):
     return dict(totals)
 
 
-def replay(event_ids=None):
+def replay(event_ids: Iterable[int] | None = None) -> dict[str, int]:
     """Put dead letters back to pending and process them again: all of them when
     `event_ids` is None, else the given ones (an empty selection replays nothing)."""
     now = timezone.now()
@@ -282,7 +288,7 @@ def replay(event_ids=None):
     }
 
 
-def replay_summary(result):
+def replay_summary(result: dict[str, int]) -> str:
     """What a replay did, in one line for the person who asked for it; a copy stored altered
     is always mentioned."""
     line = ("Replayed {replayed}: {processed} processed, {dead} still dead, {unhandled} "

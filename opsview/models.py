@@ -15,6 +15,7 @@ invoices the item was on.
 import datetime as dt
 import hashlib
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -94,7 +95,7 @@ class Project(MasterRecord):
         return self.name or self.project_id
 
     @property
-    def billing_setup_complete(self):
+    def billing_setup_complete(self) -> bool:
         """A billing method that bills, a rate card where time is billed by the hour, a PO
         where the client requires one (SPEC section 4, invoice readiness)."""
         return (
@@ -105,7 +106,7 @@ class Project(MasterRecord):
         )
 
 
-def billing_setup_complete_q(prefix=""):
+def billing_setup_complete_q(prefix: str = "") -> Q:
     """The Q form of Project.billing_setup_complete, for set-based queries."""
     return (
         ~Q(**{f"{prefix}billing_method__in": ["", Project.BillingMethod.NON_BILLABLE]})
@@ -497,7 +498,7 @@ class ReconciliationReport(MasterRecord):
         ]
 
     @property
-    def gap(self):
+    def gap(self) -> int:
         return self.source_count - self.target_count
 
 
@@ -535,14 +536,16 @@ class FlowRhythm(models.Model):
         return self.flow
 
 
-def validate_scopes(scopes):
+def validate_scopes(scopes: str) -> None:
+    """Refuse scopes that are empty or not all among ApiToken.SCOPES."""
     unknown = set(scopes.split()) - set(ApiToken.SCOPES)
     if unknown or not scopes.split():
         raise ValidationError(f"scopes are space-separated words among "
                               f"{', '.join(ApiToken.SCOPES)}")
 
 
-def hash_token(token):
+def hash_token(token: str) -> str:
+    """The SHA-256 a token is stored and looked up by."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -572,10 +575,10 @@ class ApiToken(models.Model):
         return f"{self.user} {self.token_hint}…"
 
     @property
-    def scope_set(self):
+    def scope_set(self) -> set[str]:
         return set(self.scopes.split())
 
-    def set_new_token(self):
+    def set_new_token(self) -> str:
         """Give this (unsaved) row a fresh token; returns the plaintext, never stored."""
         token = self.PREFIX + secrets.token_urlsafe(32)
         self.token_hash = hash_token(token)
@@ -583,7 +586,7 @@ class ApiToken(models.Model):
         return token
 
     @classmethod
-    def issue(cls, user, name="", scopes="read"):
+    def issue(cls, user: Any, name: str = "", scopes: str = "read") -> tuple["ApiToken", str]:
         """Create a token for `user`; returns (ApiToken, plaintext token)."""
         validate_scopes(scopes)
         api_token = cls(user=user, name=name, scopes=scopes)
@@ -592,13 +595,13 @@ class ApiToken(models.Model):
         return api_token, token
 
     @classmethod
-    def authenticate(cls, token):
+    def authenticate(cls, token: str) -> Any:
         """The active user the token belongs to, or None."""
         api_token = cls.find(token)
         return api_token.user if api_token else None
 
     @classmethod
-    def find(cls, token):
+    def find(cls, token: str) -> "ApiToken | None":
         """The valid ApiToken (with its user) for a plaintext token, or None."""
         api_token = (
             cls.objects.select_related("user")
@@ -630,12 +633,12 @@ class AuditEvent(models.Model):
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise PermissionDenied("audit events cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> None:
         raise PermissionDenied("audit events cannot be deleted")
 
 
