@@ -10,6 +10,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
+from django.db import models
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,6 +21,14 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from opsview.models import Invoice, Project
+
+
+def _one_of(choices: type[models.TextChoices]) -> Any:
+    """A Literal of a model's choices, in their order: the contract accepts what the state
+    stores, written down once, on the model."""
+    return Literal[tuple(choices.values)]
 
 
 def _decimal_from_json(value):
@@ -144,8 +153,8 @@ class ProjectUpserted(Contract):
     practice: Text
     legal_entity: Text
     currency: Currency
-    billing_method: Literal["time_and_materials", "fixed_fee", "milestone", "non_billable"]
-    status: Literal["active", "on_hold", "closed"]
+    billing_method: _one_of(Project.BillingMethod)
+    status: _one_of(Project.Status)
     rate_card_id: Text | None = None
     po_required: StrictBool = False
     po_number: Text | None = None
@@ -223,8 +232,7 @@ class MilestoneInvoiced(MilestoneEvent):
     invoice_id: Id
 
 
-BlockedReason = Literal["missing_po", "missing_project_metadata", "rate_mismatch",
-                        "tax_configuration", "customer_mismatch", "other"]
+BlockedReason = _one_of(Invoice.BlockedReason)
 
 
 class InvoiceEvent(Contract):
