@@ -84,3 +84,50 @@ def test_the_docs_list_every_declared_type():
     text = DOCS.read_text()
     missing = [t for t in CONTRACTS if f"| `{t}` |" not in text]
     assert missing == []
+
+
+def _run_time_nodes(tree):
+    """Every node but those under `if TYPE_CHECKING:` (imports for annotations only)."""
+    import ast
+
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _ingestion_imports():
+    """{module: {ingestion modules it imports at run time, function-local imports too}}."""
+    import ast
+
+    package = Path(catalog.__file__).parent
+    graph = {}
+    for path in package.glob("*.py"):
+        found = set()
+        for node in _run_time_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    names = [node.module] if node.module else [a.name for a in node.names]
+                elif node.module and node.module.startswith("ingestion"):
+                    rest = node.module.removeprefix("ingestion").lstrip(".")
+                    names = [rest] if rest else [a.name for a in node.names]
+                else:
+                    continue
+                found |= {name.split(".")[0] for name in names}
+        graph[path.stem] = found & {p.stem for p in package.glob("*.py")}
+    return graph
+
+
+def test_the_modules_of_ingestion_import_one_another_without_a_circle():
+    graph = _ingestion_imports()
+    assert "tasks" in graph["intake"] and "intake" not in graph["pipeline"]
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n)))
+                   for n in graph.get(start, ()))
+
+    assert [module for module in graph if reaches(module, module)] == []
