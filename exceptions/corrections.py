@@ -15,7 +15,8 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from ingestion import pipeline
-from ingestion.contracts import CONTRACTS, Envelope, error_messages, validate_data
+from ingestion.catalog import CONTRACTS, validate_data
+from ingestion.contracts import Envelope, error_messages
 from ingestion.intake import content_digest, future_time_errors
 from ingestion.models import InboxEvent
 from opsview import audit

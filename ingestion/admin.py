@@ -1,6 +1,9 @@
 import json
 
 from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -23,26 +26,26 @@ class SourceAdmin(admin.ModelAdmin):
     actions = ["rotate_secret", "retire_previous_secret", "new_callback_secret"]
 
     @admin.display(boolean=True, description="rotation in progress")
-    def has_previous_secret(self, source):
+    def has_previous_secret(self, source: Source) -> bool:
         return bool(source.previous_secret)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         action = "source.changed" if change else "source.created"
         audit.record(action, f"source:{obj.slug}", request=request,
                      fields=sorted(form.changed_data))
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
         audit.record("source.deleted", f"source:{obj.slug}", request=request)
         super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for source in queryset:
             audit.record("source.deleted", f"source:{source.slug}", request=request)
         super().delete_queryset(request, queryset)
 
     @admin.action(description="Rotate secret (the old one stays valid until retired)")
-    def rotate_secret(self, request, queryset):
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         rotated = []
         for source in queryset:
             rotated.append((source.slug, source.rotate_secret()))
@@ -51,7 +54,7 @@ class SourceAdmin(admin.ModelAdmin):
                                  "admin:ingestion_source_changelist")
 
     @admin.action(description="New callback secret for retry requests (shown once)")
-    def new_callback_secret(self, request, queryset):
+    def new_callback_secret(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         issued = []
         for source in queryset:
             issued.append((source.slug, source.new_callback_secret()))
@@ -61,7 +64,7 @@ class SourceAdmin(admin.ModelAdmin):
                                  "admin:ingestion_source_changelist")
 
     @admin.action(description="Retire the previous secret")
-    def retire_previous_secret(self, request, queryset):
+    def retire_previous_secret(self, request: HttpRequest, queryset: QuerySet) -> None:
         for source in queryset:
             source.retire_previous_secret()
             audit.record("source.previous_secret_retired", f"source:{source.slug}",
@@ -79,17 +82,17 @@ class InboxEventAdmin(admin.ModelAdmin):
     actions = ["replay_dead_letters"]
     show_full_result_count = False
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         return [f.name for f in self.model._meta.fields]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
     @admin.action(description="Replay selected dead letters")
-    def replay_dead_letters(self, request, queryset):
+    def replay_dead_letters(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         result = pipeline.replay(ids)
         audit.record("inbox.dead_letters_replayed", f"inbox:{len(ids)} rows", request=request,
@@ -112,7 +115,7 @@ class DuplicateDeliveryAdmin(admin.ModelAdmin):
     readonly_fields = fields
 
     @admin.display(description="first delivery (stored)")
-    def stored_event(self, delivery):
+    def stored_event(self, delivery: DuplicateDelivery) -> str:
         stored = delivery.stored_event()
         if stored is None:
             return "—"
@@ -121,12 +124,12 @@ class DuplicateDeliveryAdmin(admin.ModelAdmin):
                            stored.pk, stored.status)
 
     @admin.display(description="first delivery's raw JSON")
-    def stored_raw(self, delivery):
+    def stored_raw(self, delivery: DuplicateDelivery) -> str:
         stored = delivery.stored_event()
         return "—" if stored is None else json.dumps(stored.raw, indent=2, sort_keys=True)
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

@@ -8,6 +8,7 @@ stays unseen (a `ProcessedBatch` row) and is announced again by the sweeper.
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ class BatchChanges:
     staged: dict = field(default_factory=dict)  # kind -> pks
     sync_attempts: list = field(default_factory=list)  # [SyncSeen]
 
-    def as_json(self):
+    def as_json(self) -> dict[str, Any]:
+        """The changes as JSON, to be kept until the rules have seen them."""
         return {"events": self.events, "dead": self.dead,
                 "dead_letters_changed": self.dead_letters_changed,
                 "touched": {k: sorted(v) for k, v in self.touched.items()},
@@ -41,7 +43,8 @@ class BatchChanges:
                                   for a in self.sync_attempts]}
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: dict[str, Any]) -> "BatchChanges":
+        """The changes `as_json` wrote."""
         return cls(events=data["events"], dead=data["dead"],
                    dead_letters_changed=data["dead_letters_changed"],
                    touched={k: set(v) for k, v in data["touched"].items()},

@@ -3,6 +3,7 @@ import datetime as dt
 import json
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from .signing import signed_headers
 
@@ -18,12 +19,14 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def dumps(value):
+def dumps(value: Any) -> str:
+    """Compact JSON; Decimals as strings, dates as ISO 8601."""
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
-def make_event(event_type, data, *, event_id=None, time=None, source="urn:opsview:test",
-               subject=None, correlationid=None):
+def make_event(event_type: str, data: Any, *, event_id: str | None = None,
+               time: dt.datetime | str | None = None, source: str = "urn:opsview:test",
+               subject: str | None = None, correlationid: str | None = None) -> dict[str, Any]:
     """A CloudEvents 1.0 event as a dict; money may be given as Decimal."""
     time = time or dt.datetime.now(dt.timezone.utc)
     if isinstance(time, dt.datetime):
@@ -44,7 +47,8 @@ def make_event(event_type, data, *, event_id=None, time=None, source="urn:opsvie
     return event
 
 
-def signed_request(secret, events, *, msg_id=None, timestamp=None):
+def signed_request(secret: str, events: dict | list, *, msg_id: str | None = None,
+                   timestamp: int | float | None = None) -> tuple[bytes, dict[str, str]]:
     """(body bytes, headers) for one event (structured) or a list (batched)."""
     batched = isinstance(events, list)
     body = dumps(events).encode()

@@ -10,7 +10,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -23,7 +25,8 @@ from core.problems import Problem
 
 from . import jsontext, metrics
 from .contracts import Envelope, error_messages
-from .models import DuplicateDelivery, InboxEvent
+from .envelopes import ALTERED, future_time_errors
+from .models import DuplicateDelivery, InboxEvent, Source
 
 log = logging.getLogger(__name__)
 STRUCTURED = "application/cloudevents+json"
@@ -47,7 +50,7 @@ _QUOTED_PAIR = re.compile(r"\\(.)")
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
-def header_value(value):
+def header_value(value: str) -> str:
     """An attribute from its ce-* header, as the CloudEvents HTTP binding (3.1.3.2) says: a
     double-quoted value is unquoted first, then one round of percent-decoding is done, in
     upper or lower case; the decoded bytes must be UTF-8 (an overlong form such as %C0%A0
@@ -56,7 +59,7 @@ def header_value(value):
     if len(value) >= 2 and value[0] == value[-1] == '"':
         value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
 
-    def decoded(run):
+    def decoded(run: re.Match) -> str:
         try:
             return bytes.fromhex(run.group().replace("%", "")).decode("utf-8")
         except UnicodeDecodeError:
@@ -67,7 +70,8 @@ def header_value(value):
     return _PERCENT_RUN.sub(decoded, value)
 
 
-def media_type(content_type):
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower case, without parameters."""
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
@@ -98,7 +102,7 @@ def _too_deep(text):
     return jsontext.TOO_DEEP
 
 
-def parse_events(content_type, headers, body):
+def parse_events(content_type: str | None, headers: Mapping[str, str], body: bytes) -> list:
     """The raw event objects of a request, or a Problem (400/415)."""
     kind = media_type(content_type)
     if kind == STRUCTURED:
@@ -148,23 +152,12 @@ class IntakeResult:
     rejected: list = field(default_factory=list)
     pending_ids: list = field(default_factory=list)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
+        """The counts and refusals a webhook answer reports."""
         return {"accepted": self.accepted, "duplicates": self.duplicates,
                 "rejected": self.rejected}
 
 
-def future_time_errors(envelope, now):
-    """An event whose time lies more than INGEST_FUTURE_LIMIT_HOURS after `now` is refused:
-    a clock error must not win last-writer-wins forever."""
-    hours = settings.INGEST_FUTURE_LIMIT_HOURS
-    if envelope.time <= now + dt.timedelta(hours=hours):
-        return []
-    return [f"time: {envelope.time.isoformat()} is more than {hours} hours after "
-            f"{now.isoformat(timespec='seconds')}, when it was checked (time in the future)"]
-
-
-# Dead-letter errors that say how the stored copy differs from what the sender sent.
-ALTERED = "stored altered: "
 MAX_DEPTH = jsontext.MAX_DEPTH
 
 
@@ -285,7 +278,7 @@ RETURNING id, event_source, event_id
 """
 
 
-def insert_inbox_rows(rows):
+def insert_inbox_rows(rows: list[dict[str, Any]]) -> list[tuple[int, str, str | None]]:
     """Insert inbox rows in one statement; returns (pk, event_source, event_id) of the rows
     inserted."""
     if not rows:  # an empty batch
@@ -305,12 +298,13 @@ def insert_inbox_rows(rows):
         return cursor.fetchall()
 
 
-def canonical_json(raw):
+def canonical_json(raw: Any) -> str:
     """An event as canonical JSON (sorted keys, compact): what its content digest hashes."""
     return json.dumps(raw, sort_keys=True, separators=(",", ":"))
 
 
-def content_digest(raw):
+def content_digest(raw: Any) -> str:
+    """The SHA-256 of an event's canonical JSON: a repeat with other content differs."""
     return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
 
 
@@ -359,7 +353,7 @@ def _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at):
     return deliveries
 
 
-def store_events(source, raw_events):
+def store_events(source: Source, raw_events: list) -> IntakeResult:
     """Commit every event of one request to the inbox; enqueue processing after commit."""
     received_at = timezone.now()
     result = IntakeResult()

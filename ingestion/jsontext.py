@@ -12,6 +12,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 MAX_DEPTH = 64
 FLOAT_MAX = sys.float_info.max  # about 1.8e308
@@ -57,7 +58,7 @@ def _number_int(text):
     return OutOfRange(text) if abs(value) > FLOAT_MAX else value
 
 
-def parse(text):
+def parse(text: str | bytes) -> Any:
     """The JSON value of `text`, numbers past a float's range as OutOfRange. Raises
     ValueError for text that is not JSON and RecursionError for nesting the parser refuses."""
     return json.loads(text, parse_constant=_reject_constant, parse_float=_number_float,
@@ -69,7 +70,7 @@ _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
 _CLOSING = {"[": "]", "{": "}"}
 
 
-def split_array(text):
+def split_array(text: str) -> list:
     """The elements of a JSON array too deeply nested for the parser: each element parsed
     on its own, or TOO_DEEP when it nests past MAX_DEPTH (then it is not parsed). The scan
     reads brackets outside strings; ValueError if they do not balance or the text is not
@@ -110,7 +111,7 @@ class Findings:
     out_of_range: bool = False  # a number a float cannot hold
 
 
-def inspect(value):
+def inspect(value: Any) -> "Findings":
     """What of `value` cannot be stored as sent, without recursion."""
     found, stack = Findings(), [(value, 1)]
     while stack:
@@ -131,7 +132,7 @@ def inspect(value):
     return found
 
 
-def out_of_range_paths(value, path=""):
+def out_of_range_paths(value: Any, path: str = "") -> list[str]:
     """Where the OutOfRange numbers are, as paths like `data.rates[1]` (value nests at most
     MAX_DEPTH levels)."""
     if isinstance(value, OutOfRange):
@@ -146,7 +147,7 @@ def out_of_range_paths(value, path=""):
                                                                                    child_path)]
 
 
-def storable(value):
+def storable(value: Any) -> Any:
     """A copy that every JSON column takes, to keep as a dead letter: unstorable characters
     replaced by U+FFFD, OutOfRange numbers kept as their text (a string). `value` nests at
     most MAX_DEPTH levels."""

@@ -6,7 +6,14 @@ prometheus-client writes them to files in that directory and /metrics adds up al
 processes on the host (docs/operations.md); without it (the embedded demo: one process)
 they live in this process's memory.
 """
+import datetime as dt
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+if TYPE_CHECKING:  # intake and the batch's outcome count here: no import back at run time
+    from .intake import IntakeResult
+    from .outcome import BatchOutcome
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -20,13 +27,15 @@ LATENCY = Histogram("opsview_processing_latency_seconds",
                     registry=REGISTRY)
 
 
-def count_intake(result):
+def count_intake(result: "IntakeResult") -> None:
+    """Count one request's events by what intake did with them."""
     RECEIVED.labels("accepted").inc(result.accepted)
     RECEIVED.labels("duplicate").inc(result.duplicates)
     RECEIVED.labels("rejected").inc(len(result.rejected))
 
 
-def count_batch(outcome, now):
+def count_batch(outcome: "BatchOutcome", now: dt.datetime) -> None:
+    """Count one batch's rows by outcome, and their time from receipt to processing."""
     for name, rows in (("processed", outcome.processed), ("unhandled", outcome.unhandled),
                        ("dead", outcome.dead)):
         PROCESSED.labels(name).inc(len(rows))

@@ -10,7 +10,8 @@ from django.utils import timezone
 HTTP_ONLY = URLValidator(schemes=["http", "https"])
 
 
-def new_webhook_secret():
+def new_webhook_secret() -> str:
+    """A fresh random signing secret in the `whsec_<base64>` form."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -39,27 +40,30 @@ class Source(models.Model):
         return self.slug
 
     @property
-    def accepts_retries(self):
+    def accepts_retries(self) -> bool:
+        """Whether OpsView can ask this source to send events again."""
         return bool(self.enabled and self.callback_url and self.callback_secret)
 
-    def new_callback_secret(self):
+    def new_callback_secret(self) -> str:
         """Make (or replace) the secret that signs retry requests; returns it, once."""
         self.callback_secret = new_webhook_secret()
         self.save(update_fields=["callback_secret"])
         return self.callback_secret
 
     @property
-    def active_secrets(self):
+    def active_secrets(self) -> list[str]:
+        """The secrets a signature may match: the current one and one being retired."""
         return [s for s in (self.secret, self.previous_secret) if s]
 
-    def rotate_secret(self):
+    def rotate_secret(self) -> str:
         """Make a new secret current and keep the old one valid until it is retired."""
         self.previous_secret = self.secret
         self.secret = new_webhook_secret()
         self.save(update_fields=["secret", "previous_secret"])
         return self.secret
 
-    def retire_previous_secret(self):
+    def retire_previous_secret(self) -> None:
+        """Stop accepting the secret replaced by the last rotation."""
         self.previous_secret = ""
         self.save(update_fields=["previous_secret"])
 
@@ -138,7 +142,7 @@ class DuplicateDelivery(models.Model):
     def __str__(self):
         return f"{self.source_id}:{self.event_id}{' (conflict)' if self.conflict else ''}"
 
-    def stored_event(self):
+    def stored_event(self) -> "InboxEvent | None":
         """The inbox row this delivery repeated."""
         return InboxEvent.objects.filter(source_id=self.source_id, event_source=self.event_source,
                                          event_id=self.event_id).first()

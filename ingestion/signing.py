@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Iterable, Mapping
 
 SECRET_PREFIX = "whsec_"
 
@@ -18,7 +19,7 @@ HEADER_SETS = [("webhook-id", "webhook-timestamp", "webhook-signature"),
                ("svix-id", "svix-timestamp", "svix-signature")]
 
 
-def signature_headers(headers):
+def signature_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
     """(id, timestamp, signature) from the first complete set of header names in
     HEADER_SETS; a set is taken whole, never mixed with another. Missing values are None."""
     for names in HEADER_SETS:
@@ -32,12 +33,13 @@ class VerificationError(Exception):
     """The request is not authentic. The reason is logged, never sent to the client."""
 
 
-def secret_key(secret):
+def secret_key(secret: str) -> bytes:
+    """The key bytes of a `whsec_` secret (the prefix is optional)."""
     encoded = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
     return base64.b64decode(encoded)
 
 
-def sign(secret, msg_id, timestamp, body):
+def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes | str) -> str:
     """The `v1,<base64>` signature of one message."""
     if isinstance(body, str):
         body = body.encode()
@@ -46,7 +48,8 @@ def sign(secret, msg_id, timestamp, body):
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signed_headers(secret, msg_id, body, timestamp=None):
+def signed_headers(secret: str, msg_id: str, body: bytes | str,
+                   timestamp: int | float | None = None) -> dict[str, str]:
     """The three headers a sender adds to a request."""
     timestamp = int(time.time()) if timestamp is None else int(timestamp)
     return {
@@ -56,7 +59,9 @@ def signed_headers(secret, msg_id, body, timestamp=None):
     }
 
 
-def verify(secrets, msg_id, timestamp, signature_header, body, *, now=None, tolerance=300):
+def verify(secrets: Iterable[str], msg_id: str | None, timestamp: str | None,
+           signature_header: str | None, body: bytes, *, now: float | None = None,
+           tolerance: int = 300) -> None:
     """Raise VerificationError unless one `v1` signature matches one of `secrets`."""
     if not msg_id or not timestamp or not signature_header:
         raise VerificationError("missing webhook headers")

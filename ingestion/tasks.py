@@ -1,6 +1,7 @@
 """Celery tasks for the inbox: thin wrappers around ingestion.pipeline."""
 import datetime as dt
 import logging
+from collections.abc import Iterable
 
 from celery import shared_task
 from django.conf import settings
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="ingestion.tasks.process_inbox_events", acks_late=True,
              autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
-def process_inbox_events(event_ids):
+def process_inbox_events(event_ids: list[int]) -> None:
     """Process these rows, then keep draining whatever else is pending for a while: under
     load, one task handles large batches and the tasks queued behind it find little to do."""
     outcome = pipeline.process_events(event_ids)
@@ -29,7 +30,7 @@ def _left_behind_before():
     return timezone.now() - dt.timedelta(seconds=settings.INGEST_SWEEP_AFTER_SECONDS)
 
 
-def enqueue_processing(event_ids):
+def enqueue_processing(event_ids: list[int]) -> None:
     """Queue inbox rows in batches; a broker outage only delays them (the sweeper retries)."""
     size = settings.INGEST_PROCESS_BATCH
     for start in range(0, len(event_ids), size):
@@ -45,11 +46,12 @@ def enqueue_processing(event_ids):
 
 @shared_task(name="ingestion.tasks.announce_dead_letters", acks_late=True,
              autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
-def announce_dead_letters(event_ids):
+def announce_dead_letters(event_ids: list[int]) -> None:
+    """Let the exception rules see dead letters kept at intake."""
     pipeline.announce_dead_letters(event_ids)
 
 
-def enqueue_dead_letter_announcement(event_ids):
+def enqueue_dead_letter_announcement(event_ids: Iterable[int]) -> None:
     """After intake commits dead letters; a broker outage only delays their case until the
     time-based rules run."""
     try:
@@ -62,7 +64,7 @@ def enqueue_dead_letter_announcement(event_ids):
 
 
 @shared_task(name="ingestion.tasks.sweep_inbox")
-def sweep_inbox():
+def sweep_inbox() -> None:
     """Re-enqueue inbox rows still pending after INGEST_SWEEP_AFTER_SECONDS, and let the
     exception rules see the processed batches they have not seen by then."""
     cutoff = _left_behind_before()

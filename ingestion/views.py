@@ -3,7 +3,7 @@ import logging
 import re
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
@@ -11,7 +11,7 @@ from core.errors import DATABASE_UNAVAILABLE, database_unavailable
 from core.problems import Problem, problem_response, unauthorized
 from core.throttle import over_limit
 
-from . import contracts
+from . import catalog
 from .intake import parse_events, store_events
 from .models import Source
 from .signing import VerificationError, signature_headers, verify
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 @csrf_exempt
-def webhook(request, source):
+def webhook(request: HttpRequest, source: str) -> HttpResponse:
+    """Receive events for one source: POST delivers, OPTIONS is the handshake."""
     if request.method == "OPTIONS":
         return _handshake(request)
     if request.method != "POST":
@@ -119,23 +120,25 @@ def _handshake(request):
 
 
 @require_GET
-def schema_catalog(request):
-    catalog = {
+def schema_catalog(request: HttpRequest) -> JsonResponse:
+    """The list of event types, each with the address of its JSON Schema."""
+    listing = {
         "specversion": "1.0",
         "types": [
             {"type": event_type,
              "schema": request.build_absolute_uri(f"/ingest/schemas/{event_type}.json")}
-            for event_type in sorted(contracts.CONTRACTS)
+            for event_type in sorted(catalog.CONTRACTS)
         ],
     }
-    return JsonResponse(catalog)
+    return JsonResponse(listing)
 
 
 @require_GET
-def schema_detail(request, event_type):
-    if event_type not in contracts.CONTRACTS:
+def schema_detail(request: HttpRequest, event_type: str) -> HttpResponse:
+    """The JSON Schema of one event type's data, or a 404 problem."""
+    if event_type not in catalog.CONTRACTS:
         return problem_response(Problem(404, "unknown-event-type", "Unknown event type",
                                         f"No schema for event type {event_type!r}.",
                                         [f"type: {event_type[:100]}"]))
-    return JsonResponse(contracts.json_schema(event_type),
+    return JsonResponse(catalog.json_schema(event_type),
                         content_type="application/schema+json")

@@ -1,4 +1,7 @@
 from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.forms import BaseFormSet, ModelForm
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -9,13 +12,13 @@ from . import audit, models
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Shown, never changed here: business state is written by events, cases by triage."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -80,7 +83,9 @@ for model in (models.Assignment, models.Expense, models.Milestone, models.Revenu
     admin.site.register(model, ReadOnlyAdmin)
 
 
-def show_secrets_once(model_admin, request, title, secrets, changelist, what="each secret"):
+def show_secrets_once(model_admin: admin.ModelAdmin, request: HttpRequest, title: str,
+                      secrets: list[tuple[str, str]], changelist: str,
+                      what: str = "each secret") -> HttpResponse:
     """The one response that shows new secrets: never cached, never put in a message or a
     cookie. `secrets` is [(what it is for, the secret)]."""
     response = TemplateResponse(request, "admin/secret_once.html", {
@@ -97,7 +102,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = ["revoked"]
     fields = ["user", "name", "scopes", "revoked"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:
         if not change:
             obj.plaintext = obj.set_new_token()
         super().save_model(request, obj, form, change)
@@ -112,16 +117,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
             audit.record("api_token.scopes_changed", f"api-token:{obj.pk}", request=request,
                          user=obj.user.get_username(), hint=obj.token_hint, scopes=obj.scopes)
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
         audit.record("api_token.deleted", f"api-token:{obj.pk}", request=request,
                      user=obj.user.get_username(), hint=obj.token_hint)
         super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for token in queryset.select_related("user"):
             self.delete_model(request, token)
 
-    def response_add(self, request, obj, post_url_continue=None):
+    def response_add(self, request: HttpRequest, obj: Model,
+                     post_url_continue: str | None = None) -> HttpResponse:
         return show_secrets_once(self, request, "New API token",
                                  [(f"{obj.user} ({obj.name or 'unnamed'})", obj.plaintext)],
                                  "admin:opsview_apitoken_changelist", what="the token")
@@ -156,19 +162,20 @@ class CloseCalendarAdmin(admin.ModelAdmin):
     inlines = [CloseHolidayInline]
 
     @admin.display(description="holidays")
-    def holiday_count(self, calendar):
+    def holiday_count(self, calendar: models.CloseCalendar) -> int:
         return calendar.holidays.count()
 
     def _target(self, calendar):
         return f"close-calendar:{calendar.legal_entity or 'firm'}"
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         audit.record("close_calendar.changed" if change else "close_calendar.created",
                      self._target(obj), request=request, fields=sorted(form.changed_data),
                      cutoff_working_day=obj.cutoff_working_day)
 
-    def save_formset(self, request, form, formset, change):
+    def save_formset(self, request: HttpRequest, form: ModelForm, formset: BaseFormSet,
+                     change: bool) -> None:
         super().save_formset(request, form, formset, change)
         added = [str(h.date) for h in formset.new_objects]
         changed = [str(h.date) for h, _ in formset.changed_objects]
@@ -177,10 +184,10 @@ class CloseCalendarAdmin(admin.ModelAdmin):
             audit.record("close_calendar.holidays_changed", self._target(form.instance),
                          request=request, added=added, changed=changed, removed=removed)
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
         audit.record("close_calendar.deleted", self._target(obj), request=request)
         super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for calendar in queryset:
             self.delete_model(request, calendar)

@@ -1,8 +1,11 @@
 """The security audit trail: one call per security-relevant change."""
 import functools
 import ipaddress
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.http import HttpRequest
 
 from .models import AuditEvent
 
@@ -20,7 +23,7 @@ def _is_trusted_proxy(address):
     return any(peer in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
 
 
-def client_ip(request):
+def client_ip(request: HttpRequest | None) -> str | None:
     """The client's address: the peer Django saw, unless that peer is a trusted proxy
     (TRUSTED_PROXIES, e.g. the nginx in front), whose X-Real-IP header names the client.
     The header is the client's own claim from anyone else, and then ignored."""
@@ -36,7 +39,9 @@ def client_ip(request):
     return peer
 
 
-def record(action, target, *, request=None, actor=None, actor_label="", **detail):
+def record(action: str, target: str, *, request: HttpRequest | None = None,
+           actor: AbstractBaseUser | None = None, actor_label: str = "",
+           **detail: Any) -> AuditEvent:
     """Append one audit event. `actor` defaults to the request's user; commands pass a label."""
     if actor is None and request is not None and request.user.is_authenticated:
         actor = request.user

@@ -1,12 +1,14 @@
 """Each legal entity's close calendar: the cut-off of a billing period, read from the
 calendars and holidays set in the admin. Used by the period close and by the rules that
 date a case by the cut-off."""
+import datetime as dt
+
 from opsview import models as state
 from opsview.periods import cutoff_day
 from opsview.timeline import end_of
 
 
-def close_calendar(legal_entity=""):
+def close_calendar(legal_entity: str = "") -> tuple[int, frozenset[dt.date]]:
     """(N, holidays) of a legal entity: its own N (else the firm's, else 3), and the firm's
     holidays with its own."""
     calendars = {c.legal_entity: c for c in state.CloseCalendar.objects.filter(
@@ -17,7 +19,7 @@ def close_calendar(legal_entity=""):
     return working_day, holidays
 
 
-def cutoff(last_day, legal_entity=""):
+def cutoff(last_day: dt.date, legal_entity: str = "") -> tuple[dt.date, dt.datetime]:
     """(cut-off date, cutoff_at): the Nth working day after the period and the first
     instant after it (00:00 of the next day, firm time zone)."""
     working_day, holidays = close_calendar(legal_entity)

@@ -6,12 +6,17 @@ touched invoice — gets its current invoice and its WIP spans again. A fixed nu
 statements per kind, whatever the batch holds.
 """
 from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import tzinfo
+from decimal import Decimal
 
 from django.db import connection
+from django.db.models import Model
 
 from core.bulk import update_rows
 
 from . import models as state
+from .lifecycle import Kind
 from .timeline import (
     InvoiceDates,
     Stage,
@@ -23,13 +28,13 @@ from .timeline import (
 )
 
 ITEMS = {
-    "time_entry": (state.TimeEntry, "work_date"),
-    "expense": (state.Expense, "incurred_on"),
-    "milestone": (state.Milestone, "completed_on"),
+    Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
+    Kind.EXPENSE: (state.Expense, "incurred_on"),
+    Kind.MILESTONE: (state.Milestone, "completed_on"),
 }
 
 
-def stages_of(kind, record_ids):
+def stages_of(kind: str, record_ids: Iterable[int]) -> dict[int, list[Stage]]:
     """{record id: [Stage]} from the history."""
     result = defaultdict(list)
     rows = (state.StageEvent.objects.filter(kind=kind, record_id__in=list(record_ids))
@@ -39,12 +44,12 @@ def stages_of(kind, record_ids):
     return result
 
 
-def refresh_invoices(invoice_pks):
+def refresh_invoices(invoice_pks: Collection[int]) -> list[str]:
     """Recompute the derived dates of these invoices from their events."""
     if not invoice_pks:
         return []
     zone = firm_zone()
-    history = stages_of("invoice", invoice_pks)
+    history = stages_of(Kind.INVOICE, invoice_pks)
     invoices = list(state.Invoice.objects.filter(pk__in=list(invoice_pks)).order_by("pk"))
     fields = ["announced_at", "first_drafted_at", "issued_date", "paid_date", "voided_date"]
     for invoice in invoices:
@@ -56,18 +61,18 @@ def refresh_invoices(invoice_pks):
     return [invoice.invoice_id for invoice in invoices]
 
 
-def items_naming(invoice_ids):
+def items_naming(invoice_ids: Collection[str]) -> dict[str, set[int]]:
     """{kind: {record id}} of the items whose events ever named one of these invoices."""
     result = defaultdict(set)
     if invoice_ids:
         for kind, record_id in (state.StageEvent.objects
                                 .filter(invoice_ref__in=list(invoice_ids))
-                                .exclude(kind="invoice").values_list("kind", "record_id")):
+                                .exclude(kind=Kind.INVOICE).values_list("kind", "record_id")):
             result[kind].add(record_id)
     return result
 
 
-def refresh_items(kind, record_ids):
+def refresh_items(kind: str, record_ids: Collection[int]) -> None:
     """Recompute the current invoice and the WIP spans of these items, and move their
     contributions in the WIP cells from the old spans to the new ones."""
     if not record_ids:
@@ -119,7 +124,8 @@ def refresh_items(kind, record_ids):
     apply_cell_deltas(deltas)
 
 
-def value_of(kind, item, project, person):
+def value_of(kind: str, item: Model, project: tuple | None,
+             person: tuple | None) -> tuple[Decimal, str] | None:
     """(billable value, currency) of an item under today's master data, or None when it
     has none (SPEC section 2, billing methods) or names a record not known yet (counted once
     the master arrives: a change of billing method, currency or rate derives it again)."""
@@ -128,38 +134,38 @@ def value_of(kind, item, project, person):
     method, currency, _ = project
     if not carries_value(kind, item, method):
         return None
-    if kind == "time_entry":
+    if kind == Kind.TIME_ENTRY:
         rate = item.bill_rate if item.bill_rate is not None else (person[0] if person else None)
         return item.hours * (rate or 0), currency
-    if kind == "expense":
+    if kind == Kind.EXPENSE:
         return item.amount, item.currency
     return item.amount, currency
 
 
-def carries_value(kind, item, billing_method):
+def carries_value(kind: str, item: Model, billing_method: str) -> bool:
     """Whether the item has billable value on a project billing this way (SPEC section 2).
     Spans are kept only for those; a project whose billing method changes has its items'
     spans refreshed (`items_of_projects`)."""
-    if kind == "time_entry":
+    if kind == Kind.TIME_ENTRY:
         return item.billable and billing_method == state.Project.BillingMethod.TIME_AND_MATERIALS
-    if kind == "expense":
+    if kind == Kind.EXPENSE:
         return item.billable and billing_method not in ("", state.Project.BillingMethod
                                                         .NON_BILLABLE)
     return billing_method == state.Project.BillingMethod.MILESTONE
 
 
-def items_of_projects(project_pks):
+def items_of_projects(project_pks: Collection[int]) -> dict[str, set[int]]:
     """{kind: {pk}} of every item on these projects."""
     return {kind: set(model.objects.filter(project_id__in=project_pks)
                       .values_list("pk", flat=True))
             for kind, (model, _) in ITEMS.items()} if project_pks else {}
 
 
-def items_of_people(person_pks):
+def items_of_people(person_pks: Collection[int]) -> dict[str, set[int]]:
     """{kind: {pk}} of every time entry and expense of these people."""
     return {kind: set(model.objects.filter(person_id__in=person_pks)
                       .values_list("pk", flat=True))
-            for kind, (model, _) in ITEMS.items() if kind != "milestone"} if person_pks else {}
+            for kind, (model, _) in ITEMS.items() if kind != Kind.MILESTONE} if person_pks else {}
 
 
 def _span_row(kind, item, date_field, span, value, currency):
@@ -178,7 +184,8 @@ SPAN_CELL_FIELDS = ("project_id", "kind", "value_currency", "in_billing", "on_da
 CELL_KEY = ("project_id", "kind", "currency", "in_billing", "on_date", "start_day", "end_day")
 
 
-def cell_deltas(spans, sign, zone):
+def cell_deltas(spans: Iterable[Sequence], sign: int,
+                zone: tzinfo | None) -> dict[tuple, tuple[Decimal, int]]:
     """{cell key: (value, items)} of spans given as SPAN_CELL_FIELDS tuples, each counted
     `sign` times. A span that begins and ends within one day holds its item at no day's end:
     it belongs to no cell."""
@@ -194,7 +201,7 @@ def cell_deltas(spans, sign, zone):
     return deltas
 
 
-def apply_cell_deltas(deltas):
+def apply_cell_deltas(deltas: Mapping[tuple, tuple[Decimal, int]]) -> None:
     """Add the deltas to their cells in one statement (sorted, so concurrent workers take
     the cells' locks in one order), then drop the cells left empty."""
     rows = sorted((key, value, count) for key, (value, count) in deltas.items() if count or value)
@@ -214,7 +221,7 @@ def apply_cell_deltas(deltas):
         cursor.execute(f"DELETE FROM {table} WHERE items <= 0")  # a partial index finds them
 
 
-def refresh(touched_items, touched_invoices):
+def refresh(touched_items: Mapping[str, Iterable[int]], touched_invoices: Collection[int]) -> None:
     """touched_items: {kind: {pk}}; touched_invoices: {invoice pk}. Invoices first: the
     items' spans read their dates."""
     invoice_ids = refresh_invoices(touched_invoices)

@@ -41,7 +41,7 @@ CODES = {
 }
 
 
-def label(code):
+def label(code: object) -> str:
     """'missing_po' → 'Missing purchase order'; an unknown code → 'Some code'."""
     code = "" if code is None else str(code)
     return CODES.get(code) or code.replace("_", " ").capitalize()
@@ -50,14 +50,14 @@ def label(code):
 CODE_IN_TEXT = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
 
 
-def words(text):
+def words(text: object) -> str:
     """Text written by the rules ('Invoice I2 blocked: rate_mismatch') with the codes in it
     as words ('Invoice I2 blocked: rate mismatch')."""
     return CODE_IN_TEXT.sub(lambda m: label(m.group()).lower() if m.group() in CODES
                             else m.group(), str(text or ""))
 
 
-def readable_time(value):
+def readable_time(value: dt.datetime | dt.date | str | None) -> str:
     """An ISO date-time (string or datetime) → '4 Sep 2026, 18:01' in the site's time zone;
     a date → '4 Sep 2026'; '—' when missing."""
     from django.utils import timezone
@@ -78,7 +78,7 @@ def readable_time(value):
     return readable_date(value)
 
 
-def readable_date(value):
+def readable_date(value: dt.datetime | dt.date | str | None) -> str:
     """'2026-09-04' → '4 Sep 2026'; a date-time → its readable_time."""
     if isinstance(value, str) and len(value) == 10:
         try:

@@ -15,12 +15,15 @@ invoices the item was on.
 import datetime as dt
 import hashlib
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from .lifecycle import ExpenseStage, InvoiceStage, Kind, MilestoneStage, TimeEntryStage
 
 
 class MasterRecord(models.Model):
@@ -92,7 +95,7 @@ class Project(MasterRecord):
         return self.name or self.project_id
 
     @property
-    def billing_setup_complete(self):
+    def billing_setup_complete(self) -> bool:
         """A billing method that bills, a rate card where time is billed by the hour, a PO
         where the client requires one (SPEC section 4, invoice readiness)."""
         return (
@@ -103,7 +106,7 @@ class Project(MasterRecord):
         )
 
 
-def billing_setup_complete_q(prefix=""):
+def billing_setup_complete_q(prefix: str = "") -> Q:
     """The Q form of Project.billing_setup_complete, for set-based queries."""
     return (
         ~Q(**{f"{prefix}billing_method__in": ["", Project.BillingMethod.NON_BILLABLE]})
@@ -163,9 +166,9 @@ class LifecycleRecord(models.Model):
 
 
 class TimeEntry(LifecycleRecord):
-    KIND = "time_entry"
-    RANKS = {"submitted": 1, "approved": 2, "rejected": 2, "posted": 3, "invoiced": 4,
-             "reversed": 5}
+    KIND = Kind.TIME_ENTRY
+    Stage = TimeEntryStage
+    RANKS = TimeEntryStage.ranks()
 
     time_entry_id = models.CharField(max_length=255, unique=True)
     # Covered by the (project, status) and (person, work_date) indexes below.
@@ -205,7 +208,8 @@ class TimeEntry(LifecycleRecord):
             models.Index(fields=["approved_at"], name="time_unposted_cover_idx",
                          include=["id", "project", "person", "hours", "bill_rate", "billable"],
                          condition=Q(posted_at__isnull=True,
-                                     status__in=["approved", "invoiced"])),
+                                     status__in=[TimeEntryStage.APPROVED,
+                                                 TimeEntryStage.INVOICED])),
             # What invoices bill (billing's realization and lag, readiness in billing): the
             # entries of a set of invoices with their value columns, from the index alone.
             models.Index(fields=["invoice"], name="time_invoice_cover_idx",
@@ -219,8 +223,9 @@ class TimeEntry(LifecycleRecord):
 
 
 class Expense(LifecycleRecord):
-    KIND = "expense"
-    RANKS = {"approved": 1, "posted": 2, "invoiced": 3}
+    KIND = Kind.EXPENSE
+    Stage = ExpenseStage
+    RANKS = ExpenseStage.ranks()
 
     expense_id = models.CharField(max_length=255, unique=True)
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="expenses")
@@ -242,15 +247,17 @@ class Expense(LifecycleRecord):
                                          "billable"]),
                    models.Index(fields=["approved_at"], name="expense_unposted_idx",
                                 condition=Q(posted_at__isnull=True,
-                                            status__in=["approved", "invoiced"]))]
+                                            status__in=[ExpenseStage.APPROVED,
+                                                        ExpenseStage.INVOICED]))]
 
     def __str__(self):
         return self.expense_id
 
 
 class Milestone(LifecycleRecord):
-    KIND = "milestone"
-    RANKS = {"completed": 1, "invoiced": 2}
+    KIND = Kind.MILESTONE
+    Stage = MilestoneStage
+    RANKS = MilestoneStage.ranks()
 
     milestone_id = models.CharField(max_length=255, unique=True)
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="milestones")
@@ -273,9 +280,9 @@ class Invoice(LifecycleRecord):
     """An invoice. One that items name before any `invoice.*` event announced it is a
     placeholder: the items on it are unbilled until it arrives."""
 
-    KIND = "invoice"
-    # A blocked invoice that is then issued is unblocked; voided ends every path.
-    RANKS = {"drafted": 1, "blocked": 2, "issued": 3, "paid": 4, "voided": 5}
+    KIND = Kind.INVOICE
+    Stage = InvoiceStage
+    RANKS = InvoiceStage.ranks()
 
     class BlockedReason(models.TextChoices):
         MISSING_PO = "missing_po"
@@ -324,11 +331,7 @@ class StageEvent(models.Model):
     """One lifecycle event of a transaction (time entry, expense, milestone or invoice): the
     history from which its status at any past moment is rebuilt."""
 
-    class Kind(models.TextChoices):
-        TIME_ENTRY = "time_entry"
-        EXPENSE = "expense"
-        MILESTONE = "milestone"
-        INVOICE = "invoice"
+    Kind = Kind
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     record_id = models.BigIntegerField()  # the pk in the kind's table
@@ -495,7 +498,7 @@ class ReconciliationReport(MasterRecord):
         ]
 
     @property
-    def gap(self):
+    def gap(self) -> int:
         return self.source_count - self.target_count
 
 
@@ -533,14 +536,16 @@ class FlowRhythm(models.Model):
         return self.flow
 
 
-def validate_scopes(scopes):
+def validate_scopes(scopes: str) -> None:
+    """Refuse scopes that are empty or not all among ApiToken.SCOPES."""
     unknown = set(scopes.split()) - set(ApiToken.SCOPES)
     if unknown or not scopes.split():
         raise ValidationError(f"scopes are space-separated words among "
                               f"{', '.join(ApiToken.SCOPES)}")
 
 
-def hash_token(token):
+def hash_token(token: str) -> str:
+    """The SHA-256 a token is stored and looked up by."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -570,10 +575,10 @@ class ApiToken(models.Model):
         return f"{self.user} {self.token_hint}…"
 
     @property
-    def scope_set(self):
+    def scope_set(self) -> set[str]:
         return set(self.scopes.split())
 
-    def set_new_token(self):
+    def set_new_token(self) -> str:
         """Give this (unsaved) row a fresh token; returns the plaintext, never stored."""
         token = self.PREFIX + secrets.token_urlsafe(32)
         self.token_hash = hash_token(token)
@@ -581,7 +586,7 @@ class ApiToken(models.Model):
         return token
 
     @classmethod
-    def issue(cls, user, name="", scopes="read"):
+    def issue(cls, user: Any, name: str = "", scopes: str = "read") -> tuple["ApiToken", str]:
         """Create a token for `user`; returns (ApiToken, plaintext token)."""
         validate_scopes(scopes)
         api_token = cls(user=user, name=name, scopes=scopes)
@@ -590,13 +595,13 @@ class ApiToken(models.Model):
         return api_token, token
 
     @classmethod
-    def authenticate(cls, token):
+    def authenticate(cls, token: str) -> Any:
         """The active user the token belongs to, or None."""
         api_token = cls.find(token)
         return api_token.user if api_token else None
 
     @classmethod
-    def find(cls, token):
+    def find(cls, token: str) -> "ApiToken | None":
         """The valid ApiToken (with its user) for a plaintext token, or None."""
         api_token = (
             cls.objects.select_related("user")
@@ -628,12 +633,12 @@ class AuditEvent(models.Model):
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise PermissionDenied("audit events cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> None:
         raise PermissionDenied("audit events cannot be deleted")
 
 

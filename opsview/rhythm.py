@@ -11,6 +11,8 @@ The longest gaps are kept per flow in `FlowRhythm`, recomputed at most every
 """
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
+from datetime import tzinfo
 
 from django.conf import settings
 from django.db import connection, connections
@@ -27,16 +29,19 @@ FLOOR = dt.timedelta(minutes=30)
 RHYTHM_REFRESH = dt.timedelta(hours=1)
 
 
-def hour_of_week(moment, zone=None):
+def hour_of_week(moment: dt.datetime, zone: tzinfo | None = None) -> int:
+    """0 for Monday 00:00–00:59 in the firm's time zone, up to 167."""
     local = moment.astimezone(zone or firm_zone())
     return local.weekday() * 24 + local.hour
 
 
-def configured_silence():
+def configured_silence() -> dt.timedelta:
+    """The silence that is normal for a flow with no rhythm learned (STALE_FLOW_MINUTES)."""
     return dt.timedelta(minutes=settings.STALE_FLOW_MINUTES)
 
 
-def expected_silence(rhythm, last_event_at, zone=None):
+def expected_silence(rhythm: "state.FlowRhythm | None", last_event_at: dt.datetime,
+                     zone: tzinfo | None = None) -> dt.timedelta:
     """The silence after `last_event_at` that is still normal for a flow whose rhythm is
     `rhythm` (a FlowRhythm, or None when never learned)."""
     if rhythm is None or not rhythm.longest_gaps or rhythm.events < MIN_EVENTS or (
@@ -49,7 +54,7 @@ def expected_silence(rhythm, last_event_at, zone=None):
     return max(dt.timedelta(seconds=longest) * FACTOR, FLOOR)
 
 
-def longest_gaps(times, zone=None):
+def longest_gaps(times: Sequence[dt.datetime], zone: tzinfo | None = None) -> dict[int, float]:
     """{hour of week: longest gap in seconds} over sorted event times of one flow."""
     gaps = {}
     for earlier, later in zip(times, times[1:]):
@@ -58,7 +63,7 @@ def longest_gaps(times, zone=None):
     return gaps
 
 
-def learn_rhythms(now=None, force=False):
+def learn_rhythms(now: dt.datetime | None = None, force: bool = False) -> int:
     """Recompute every flow's rhythm if it is older than RHYTHM_REFRESH (or `force`)."""
     now = now or timezone.now()
     latest = state.FlowRhythm.objects.aggregate(at=Max("computed_at"))["at"]

@@ -6,7 +6,9 @@ record arrives. Values are billable value: time on time-and-materials projects a
 billable expenses on any project that bills, milestones on milestone projects.
 """
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, connections
 from django.db.models import (
@@ -17,6 +19,7 @@ from django.db.models import (
     F,
     Max,
     Q,
+    QuerySet,
     Sum,
     Value,
     When,
@@ -26,19 +29,21 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import models as state
+from .lifecycle import ExpenseStage, InvoiceStage, Kind, MilestoneStage, TimeEntryStage
 from .timeline import end_of
 
 ZERO = Decimal("0")
 AMOUNT = DecimalField(max_digits=24, decimal_places=6)
-APPROVED_OR_LATER = ["approved", "posted", "invoiced"]
+# Time entries and expenses share these stage values (TimeEntryStage, ExpenseStage).
+APPROVED_OR_LATER = [TimeEntryStage.APPROVED, TimeEntryStage.POSTED, TimeEntryStage.INVOICED]
 T_AND_M = state.Project.BillingMethod.TIME_AND_MATERIALS
 NOT_BILLING = ["", state.Project.BillingMethod.NON_BILLABLE]
 # The state of the invoice an item is on, now.
-BILLED_NOW = Q(invoice__status__in=["issued", "paid"])
-IN_BILLING_NOW = Q(invoice__status__in=["drafted", "blocked"])
+BILLED_NOW = Q(invoice__status__in=[InvoiceStage.ISSUED, InvoiceStage.PAID])
+IN_BILLING_NOW = Q(invoice__status__in=[InvoiceStage.DRAFTED, InvoiceStage.BLOCKED])
 
 
-def project_filters(filters, prefix="project__"):
+def project_filters(filters: Mapping[str, str] | None, prefix: str = "project__") -> Q:
     """The KPI filters (legal entity, practice, client id) as a Q over a project."""
     q = Q()
     filters = filters or {}
@@ -51,24 +56,31 @@ def project_filters(filters, prefix="project__"):
     return q
 
 
-def counted_time(filters=None, statuses=APPROVED_OR_LATER):
+def counted_time(filters: Mapping[str, str] | None = None,
+                 statuses: Iterable[str] = APPROVED_OR_LATER) -> QuerySet:
+    """Time entries in these statuses whose project and person are known."""
     return state.TimeEntry.objects.filter(
         project_filters(filters), status__in=statuses,
         project__is_placeholder=False, person__is_placeholder=False)
 
 
-def counted_expenses(filters=None, statuses=APPROVED_OR_LATER):
+def counted_expenses(filters: Mapping[str, str] | None = None,
+                     statuses: Iterable[str] = APPROVED_OR_LATER) -> QuerySet:
+    """Expenses in these statuses whose project and person are known."""
     return state.Expense.objects.filter(
         project_filters(filters), status__in=statuses,
         project__is_placeholder=False, person__is_placeholder=False)
 
 
-def counted_milestones(filters=None, statuses=("completed", "invoiced")):
+def counted_milestones(filters: Mapping[str, str] | None = None,
+                       statuses: Iterable[str] = (MilestoneStage.COMPLETED,
+                                                  MilestoneStage.INVOICED)) -> QuerySet:
+    """Milestones in these statuses whose project is known."""
     return state.Milestone.objects.filter(
         project_filters(filters), status__in=statuses, project__is_placeholder=False)
 
 
-def counted_invoices(filters=None):
+def counted_invoices(filters: Mapping[str, str] | None = None) -> QuerySet:
     """Announced invoices of known clients; the client filter on the invoice's own client,
     the practice and legal entity filters on its project."""
     filters = filters or {}
@@ -104,26 +116,27 @@ LABOR_COST = ExpressionWrapper(
     output_field=AMOUNT)
 
 
-def total(expression, condition=None):
+def total(expression: Any, condition: Q | None = None) -> Coalesce:
+    """The sum of `expression` over the rows meeting `condition`, zero when none do."""
     return Coalesce(Sum(expression, filter=condition), Value(ZERO), output_field=AMOUNT)
 
 
 # --- Posting -------------------------------------------------------------------------------
-def unposted_time(filters=None):
+def unposted_time(filters: Mapping[str, str] | None = None) -> QuerySet:
     """Time approved and never posted (SPEC section 7: only a `posted` event posts),
     whatever came after, unless rejected or reversed."""
-    return counted_time(filters, ["approved", "invoiced"]).filter(
+    return counted_time(filters, [TimeEntryStage.APPROVED, TimeEntryStage.INVOICED]).filter(
         approved_at__isnull=False, posted_at__isnull=True)
 
 
-def unposted_expenses(filters=None):
+def unposted_expenses(filters: Mapping[str, str] | None = None) -> QuerySet:
     """Billable expenses approved and never posted."""
-    return counted_expenses(filters, ["approved", "invoiced"]).filter(
+    return counted_expenses(filters, [ExpenseStage.APPROVED, ExpenseStage.INVOICED]).filter(
         BILLABLE_EXPENSE, approved_at__isnull=False, posted_at__isnull=True)
 
 
 # --- WIP spans -----------------------------------------------------------------------------
-def spans_as_of(day, filters=None):
+def spans_as_of(day: dt.date, filters: Mapping[str, str] | None = None) -> list[QuerySet]:
     """The WIP spans that hold an item at the end of `day` (firm time zone): a list of
     querysets whose union that is, each answered by its own index. Spans exist only for items
     with billable value on known projects and people (`opsview.derived`)."""
@@ -142,7 +155,7 @@ def spans_as_of(day, filters=None):
     return [spans.filter(Q(start__lt=moment) & (Q(end__isnull=True) | Q(end__gte=moment)))]
 
 
-def cells_as_of(day, filters=None):
+def cells_as_of(day: dt.date, filters: Mapping[str, str] | None = None) -> list[QuerySet]:
     """The WIP cells that hold value at the end of `day`: start_day ≤ day < end_day. A list
     of querysets whose union that is, each answered by its own index."""
     cells = state.WipCell.objects.filter(project_filters(filters), items__gt=0)
@@ -159,7 +172,7 @@ def cells_as_of(day, filters=None):
 
 
 # --- Integration telemetry ------------------------------------------------------------------
-def last_event_by_flow():
+def last_event_by_flow() -> dict[str, dt.datetime]:
     """{flow: newest occurred_at}; on PostgreSQL a skip scan of the (flow, occurred_at) index
     instead of grouping every sync attempt ever received."""
     if connection.vendor != "postgresql":
@@ -179,11 +192,12 @@ def last_event_by_flow():
 
 
 # --- Reconciliation ------------------------------------------------------------------------
-COUNTED_OBJECTS = {"time_entry": (state.TimeEntry, "work_date"),
-                   "expense": (state.Expense, "incurred_on")}
+COUNTED_OBJECTS = {Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
+                   Kind.EXPENSE: (state.Expense, "incurred_on")}
 
 
-def dated_items(object_type, first_day, last_day, filters=None):
+def dated_items(object_type: str, first_day: dt.date, last_day: dt.date,
+                filters: Mapping[str, str] | None = None) -> QuerySet:
     """Every time entry or expense dated in a period, whatever its status, including those
     on records not known yet: the middleware moved them, so reconciliation counts them."""
     model, date_field = COUNTED_OBJECTS[object_type]
@@ -191,7 +205,8 @@ def dated_items(object_type, first_day, last_day, filters=None):
                                 **{f"{date_field}__range": (first_day, last_day)})
 
 
-def opsview_counts(object_type, period_start, period_end, filters=None):
+def opsview_counts(object_type: str, period_start: dt.date, period_end: dt.date,
+                   filters: Mapping[str, str] | None = None) -> tuple[int | None, int | None]:
     """(approved-or-later, posted) counts of OpsView's own time entries or expenses dated
     in the period, or (None, None) for object types OpsView does not count."""
     if object_type not in COUNTED_OBJECTS:

@@ -16,7 +16,7 @@ from exceptions.filters import AGE_BUCKETS, SORTS
 from exceptions.models import Case, CaseType, Severity
 from exceptions.services import RESOLUTION_CODES
 from exceptions.views import ACTIONS
-from ingestion import contracts
+from ingestion import catalog
 from reporting.case_api import TEXT_LIMITS
 from reporting.trends import METRICS as TREND_METRICS
 
@@ -220,7 +220,7 @@ SCHEMAS = {
             "specversion": {"const": "1.0"},
             "id": {"type": "string", "minLength": 1, "maxLength": 255},
             "source": {"type": "string", "minLength": 1, "maxLength": 500},
-            "type": {"type": "string", "enum": sorted(contracts.CONTRACTS)},
+            "type": {"type": "string", "enum": sorted(catalog.CONTRACTS)},
             "time": {"type": "string", "format": "date-time"},
             "subject": {"type": "string", "maxLength": 500},
             "correlationid": {"type": "string", "minLength": 1, "maxLength": 255},
@@ -507,7 +507,7 @@ def _ingestion_paths():
             "operationId": "eventSchema", "tags": ["ingestion"], "security": [],
             "summary": "The JSON Schema of one event type's data",
             "parameters": [{"name": "event_type", "in": "path", "required": True,
-                            "schema": {"enum": sorted(contracts.CONTRACTS)}}],
+                            "schema": {"enum": sorted(catalog.CONTRACTS)}}],
             "responses": {
                 "200": {"description": "A JSON Schema (2020-12).",
                         "content": {"application/schema+json": {"schema": {

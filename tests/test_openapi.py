@@ -93,10 +93,10 @@ def _flatten(prefix, resolver):
 
 
 def test_event_types_in_the_document_are_the_contract_catalog():
-    from ingestion import contracts
+    from ingestion import catalog
 
     envelope = document()["components"]["schemas"]["CloudEvent"]
-    assert envelope["properties"]["type"]["enum"] == sorted(contracts.CONTRACTS)
+    assert envelope["properties"]["type"]["enum"] == sorted(catalog.CONTRACTS)
 
 
 @pytest.fixture(autouse=True)

@@ -104,10 +104,10 @@ def _value_for(schema, name):
 
 
 def typed_events():
-    from ingestion import contracts
+    from ingestion import catalog
 
     def for_type(event_type):
-        schema = contracts.json_schema(event_type)
+        schema = catalog.json_schema(event_type)
         fields = {name: _value_for(field, name)
                   for name, field in schema["properties"].items()}
         required = {name: fields.pop(name) for name in schema.get("required", [])}
@@ -117,7 +117,7 @@ def typed_events():
                                                     time="2026-11-02T10:00:00Z"),
                          data, st.integers(0, 10**9))
 
-    return st.sampled_from(sorted(contracts.CONTRACTS)).flatmap(for_type)
+    return st.sampled_from(sorted(catalog.CONTRACTS)).flatmap(for_type)
 
 
 @settings(max_examples=200, deadline=None,

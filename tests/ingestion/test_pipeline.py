@@ -1,10 +1,11 @@
 """Inbox rows → business state: lifecycle, last writer wins, placeholders, poison events."""
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
 import pytest
 
-from ingestion import pipeline
+from ingestion import catalog, pipeline
 from ingestion.events import make_event
 from ingestion.models import InboxEvent
 from opsview.models import Client, Invoice, Person, Project, RevenueRecognition, TimeEntry
@@ -168,17 +169,21 @@ def test_envelope_dead_letter_is_replayed_once_valid(deliver):
     assert (dead.status, dead.event_id) == ("processed", broken["id"])
 
 
+def replacing_invoices(apply):
+    """The catalog's targets with the invoices' applier replaced by `apply`."""
+    return tuple(dataclasses.replace(target, apply=apply) if target is catalog.INVOICE
+                 else target for target in catalog.TARGETS)
+
+
 def test_poison_event_is_dead_lettered_while_its_neighbours_land(deliver, process, monkeypatch):
-    real_apply = pipeline.apply_invoices
+    real_apply = catalog.INVOICE.apply
 
     def apply_or_explode(events, outcome):
         if any(contract.invoice_id == "inv-poison" for _, contract in events):
             raise RuntimeError("ERP adapter bug")
         return real_apply(events, outcome)
 
-    monkeypatch.setattr(pipeline, "APPLIERS", [
-        (prefix, apply_or_explode if prefix == "invoice." else apply)
-        for prefix, apply in pipeline.APPLIERS])
+    monkeypatch.setattr(catalog, "TARGETS", replacing_invoices(apply_or_explode))
     base = {"client_id": "c-1", "amount": "10.00", "currency": "USD"}
     deliver.send(
         make_event("invoice.drafted", {"invoice_id": "inv-ok", **base}),
@@ -224,9 +229,7 @@ def test_transient_database_error_leaves_the_batch_pending_not_dead(deliver, mon
     def deadlock(events, outcome):
         raise OperationalError("deadlock detected")
 
-    monkeypatch.setattr(pipeline, "APPLIERS", [
-        (prefix, deadlock if prefix == "invoice." else apply)
-        for prefix, apply in pipeline.APPLIERS])
+    monkeypatch.setattr(catalog, "TARGETS", replacing_invoices(deadlock))
     deliver.send(make_event("invoice.drafted", {"invoice_id": "i", "client_id": "c",
                                                 "amount": "1", "currency": "USD"}),
                  entry_event("approved", 1))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.contracts import CONTRACTS, validate_data
+from ingestion.catalog import CONTRACTS, validate_data
 from simulator import FirmSimulator
 
 END = dt.datetime(2026, 11, 20, 18, tzinfo=dt.UTC)

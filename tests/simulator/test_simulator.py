@@ -9,7 +9,8 @@ import pytest
 from django.core.management import call_command
 from pydantic import ValidationError
 
-from ingestion.contracts import CONTRACTS, Envelope, validate_data
+from ingestion.catalog import CONTRACTS, validate_data
+from ingestion.contracts import Envelope
 from ingestion.models import InboxEvent
 from opsview.models import Client, Invoice, Project, TimeEntry
 from reporting import kpis

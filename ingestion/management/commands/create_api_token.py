@@ -1,6 +1,8 @@
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from opsview import audit
 from opsview.models import ApiToken
@@ -9,13 +11,13 @@ from opsview.models import ApiToken
 class Command(BaseCommand):
     help = "Create an API bearer token for a user and print it (alone on the last line)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="", help="what the token is for")
         parser.add_argument("--scopes", default="read",
                             help="space-separated: read, triage (default read)")
 
-    def handle(self, username, name, scopes, **options):
+    def handle(self, username: str, name: str, scopes: str, **options: Any) -> None:
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user {username!r}")

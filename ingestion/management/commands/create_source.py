@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.text import slugify
 
 from ingestion.models import Source
@@ -8,7 +10,7 @@ from opsview import audit
 class Command(BaseCommand):
     help = "Create an event source and print its signing secret (once, alone on the last line)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--name", default="")
         parser.add_argument("--rate-limit", type=int, default=None,
@@ -17,7 +19,8 @@ class Command(BaseCommand):
                             help="the source exists: rotate its secret, keeping the old one "
                                  "valid until retired")
 
-    def handle(self, slug, name, rate_limit, rotate, **options):
+    def handle(self, slug: str, name: str, rate_limit: int | None, rotate: bool,
+               **options: Any) -> None:
         if slugify(slug) != slug:
             raise CommandError(f"{slug!r} is not a slug (lowercase letters, digits, hyphens)")
         source = Source.objects.filter(slug=slug).first()

@@ -6,8 +6,10 @@ rebuilt: after an upgrade whose migration adds derived state (the point-in-time 
 version 2), or after a change to the firm's time zone, which moves every "as of" boundary.
 Exception cases are kept; the rules reconcile them against the rebuilt state.
 """
+from typing import Any
+
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from ingestion.models import InboxEvent
@@ -25,7 +27,7 @@ class Command(BaseCommand):
             "the time-based rules: the state, its history and its WIP spans as the events "
             "imply them today.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--yes", action="store_true",
                             help="do it without asking (the business state is emptied first)")
         parser.add_argument("--batch-size", type=int, default=1000)
@@ -33,7 +35,7 @@ class Command(BaseCommand):
                             help="only derive again what the lifecycle history implies "
                                  "(invoice dates, WIP spans and cells), keeping the state")
 
-    def handle(self, yes, batch_size, derived, **options):
+    def handle(self, yes: bool, batch_size: int, derived: bool, **options: Any) -> None:
         if derived:
             return self._derive_again(batch_size)
         done = InboxEvent.objects.filter(status__in=[InboxEvent.Status.PROCESSED,

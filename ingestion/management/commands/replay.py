@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingestion import pipeline
 from ingestion.models import InboxEvent
@@ -9,14 +11,15 @@ class Command(BaseCommand):
     help = ("Replay dead letters after the schema or data is fixed: the given inbox ids, those "
             "of a source or type, or --all.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("ids", nargs="*", type=int, help="inbox event ids")
         parser.add_argument("--source", help="only dead letters of this source slug")
         parser.add_argument("--type", dest="event_type", help="only dead letters of this type")
         parser.add_argument("--all", action="store_true", dest="replay_all",
                             help="every dead letter (needed when nothing else selects)")
 
-    def handle(self, ids, source, event_type, replay_all, **options):
+    def handle(self, ids: list[int], source: str | None, event_type: str | None,
+               replay_all: bool, **options: Any) -> None:
         # Replaying everything is never what an empty selection means.
         if not (ids or source or event_type or replay_all):
             raise CommandError("say which dead letters: inbox ids, --source, --type, or --all")
