@@ -17,8 +17,8 @@ from opsview.rhythm import learn_rhythms
 from .. import services
 from ..escalation import sla_sweep
 
-# Importing a family declares its rules, in this order: the order they are evaluated in.
-from . import billing, clients, sync  # noqa: F401
+# Importing a family declares its rules.
+from . import billing, clients, sync
 from .billing import (
     approved_expense_unposted,
     approved_time_unposted,
@@ -50,6 +50,14 @@ from .sync import (
     sync_failed,
     unknown_reference,
 )
+
+# The order rules are evaluated in: these families in this order, each in the order it
+# declares its rules (import order, which tools may sort, decides nothing).
+FAMILIES = (sync, billing, clients)
+_family = {family.__name__: index for index, family in enumerate(FAMILIES)}
+_ordered = sorted(REGISTRY.values(), key=lambda declared: _family[declared.find.__module__])
+REGISTRY.clear()
+REGISTRY.update((declared.code, declared) for declared in _ordered)
 
 __all__ = [
     "BLOCKING", "EVIDENCE", "LOCK_NAMESPACE", "MONEY_OBJECTS", "PLACEHOLDER_KINDS", "REGISTRY",
