@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from django.core.paginator import EmptyPage, Paginator
-from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from ninja import Field, Query, Schema
@@ -21,8 +20,17 @@ from exceptions.models import Case, CaseEntry, CaseType, Severity
 from exceptions.schemas import serialize
 from exceptions.views import ACTIONS, _apply, can_triage, cases_csv
 from reporting import api_schemas as answers
-from reporting.api import (READ_AUTH, READ_ERRORS, READ_METHODS, WRITE_AUTH, WRITE_METHODS,
-                           ProblemRouter, bad_parameter, json_answer, problem_doc)
+from reporting.api import (
+    READ_AUTH,
+    READ_ERRORS,
+    READ_METHODS,
+    WRITE_AUTH,
+    WRITE_METHODS,
+    ProblemRouter,
+    bad_parameter,
+    json_answer,
+    problem_doc,
+)
 
 
 def described(description: str, **schema: Any) -> Any:
@@ -138,7 +146,7 @@ def _action_body(request):
     return fields
 
 
-def case_action(request: HttpRequest, id: int) -> HttpResponseBase:  # noqa: A002 - the path parameter's public name
+def case_action(request: HttpRequest, id: int) -> HttpResponseBase:  # id: the path's name
     """One triage action, with the same permission check, validation, service call and audit
     entries as the case page."""
     if not can_triage(request.user):

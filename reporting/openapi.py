@@ -15,18 +15,21 @@ from django.views.decorators.http import require_GET
 
 from ingestion import contracts
 from reporting import api_schemas
-from reporting.api import RETRY_AFTER, UNAVAILABLE, problem_doc
+from reporting.api import RETRY_AFTER, UNAVAILABLE
+from reporting.api import problem_doc as problem
 from reporting.api_urls import api
 
 REF = "#/components/schemas/"
 
 
-def ref(name):
+def ref(name: str) -> dict:
+    """A reference to one of the document's schemas."""
     return {"$ref": REF + name}
 
 
-problem = problem_doc
 API_PREFIX = "/api/v1/"
+# Ninja names a security scheme after its auth class; the document keeps its short names.
+SCHEME_NAMES = {"BearerAuth": "bearer", "SessionAuth": "session"}
 
 
 def _object(required, properties=None, **extra):
@@ -104,7 +107,8 @@ def _ingestion_paths():
                 "requestBody": {"required": True, "content": {
                     "application/cloudevents+json": {"schema": event_or_object},
                     "application/cloudevents-batch+json": {"schema": {
-                        "type": "array", "maxItems": settings.INGEST_MAX_BATCH, "items": event_or_object}},
+                        "type": "array", "maxItems": settings.INGEST_MAX_BATCH,
+                        "items": event_or_object}},
                     "application/json": {"schema": {"type": "object"}},
                 }, "description": "Structured: one event. Batched: an array of events. "
                                   "Binary (application/json): the body is `data`, the "
@@ -163,6 +167,12 @@ def document() -> dict:
     spec = api.get_openapi_schema(path_prefix=API_PREFIX)
     for item in spec["paths"].values():
         item.pop("head", None)  # HEAD answers as GET does, without a body
+        for operation in item.values():
+            operation["security"] = [{SCHEME_NAMES[name]: scopes for name, scopes in entry.items()}
+                                     for entry in operation.get("security", [])]
+    schemes = spec["components"]["securitySchemes"]
+    spec["components"]["securitySchemes"] = {SCHEME_NAMES[name]: scheme
+                                             for name, scheme in schemes.items()}
     schemas = spec["components"]["schemas"]
     for name in [name for name in schemas if name.endswith("Params")]:
         del schemas[name]  # parameters are listed with their operations
@@ -183,7 +193,7 @@ def document() -> dict:
 
 @login_not_required
 @require_GET
-def schema_view(request):
+def schema_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(document(), content_type="application/vnd.oai.openapi+json",
                         json_dumps_params={"indent": 1})
 
@@ -218,7 +228,7 @@ def _body(content):
     return None
 
 
-def reference():
+def reference() -> dict:
     """The OpenAPI document as the API reference page reads it: operations grouped by tag,
     then the schemas with their properties."""
     spec = document()
@@ -257,6 +267,6 @@ def reference():
             "security": spec["components"]["securitySchemes"]}
 
 
-def docs_view(request):
+def docs_view(request: HttpRequest) -> HttpResponse:
     """The API reference, rendered here from the OpenAPI document (no script, no CDN)."""
     return render(request, "opsview/api_docs.html", reference())
