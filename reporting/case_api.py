@@ -206,7 +206,7 @@ def case_routers() -> tuple[ProblemRouter, ProblemRouter]:
         description="The case page's actions: the same permission (the user's "
                     "exceptions.triage_case, and the token's `triage` scope), validation "
                     "and audit entries. A session also needs its CSRF token.",
-        response={200: answers.CaseAction}, openapi_extra={
+        response={200: answers.CaseAction}, by_alias=True, openapi_extra={
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": ACTION_BODY}}},
             "responses": {
