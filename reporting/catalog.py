@@ -367,7 +367,7 @@ class ExceptionsKpi(Answer):
 
 
 # --- The declarations -------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass
 class Kpi:
     """One KPI endpoint: GET /api/v1/kpis/<name>."""
 
