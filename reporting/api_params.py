@@ -62,6 +62,11 @@ def _one(name: str, value: Any) -> dict:
     return {} if value is None else {name: value}
 
 
+def end_date(value: Any) -> dt.date:
+    """`end=`: the last day, inclusive; today by default."""
+    return date_param(_one("end", value), "end", default=timezone.localdate())
+
+
 class KpiParams(Schema):
     """The parameters of one KPI. `arguments()` is what its function is called with;
     `reported_on()` the day a reporting currency's rates are read for."""
@@ -180,10 +185,7 @@ class Window(KpiParams):
     end: dt.date = optional("Last day, inclusive (default: today).")
     start: dt.date = optional("First day, inclusive (default: 29 days before end).")
 
-    @field_validator("end", mode="before")
-    @classmethod
-    def _end(cls, value: Any) -> dt.date:
-        return date_param(_one("end", value), "end", default=timezone.localdate())
+    _end = field_validator("end", mode="before")(end_date)
 
     @field_validator("start", mode="before")
     @classmethod
@@ -278,10 +280,7 @@ class TrendParams(KpiParams):
             raise bad_parameter("interval", f"{metric} is a monthly figure: must be month")
         return interval
 
-    @field_validator("end", mode="before")
-    @classmethod
-    def _end(cls, value: Any) -> dt.date:
-        return date_param(_one("end", value), "end", default=timezone.localdate())
+    _end = field_validator("end", mode="before")(end_date)
 
     @field_validator("start", mode="before")
     @classmethod
