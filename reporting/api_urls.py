@@ -1,19 +1,23 @@
-"""Read API routes under /api/v1/."""
-from django.urls import include, path
+"""The read and write API under /api/v1/, served by django-ninja from the declarations
+(reporting.catalog's KPIs, reporting.case_api's case resources). Its OpenAPI document is
+generated (reporting.openapi)."""
+from ninja import NinjaAPI
 
-from reporting import api
+from reporting import case_api, catalog
+from reporting.api import install_problem_handlers
 
-urlpatterns = [
-    path("kpis/wip", api.wip_kpi, name="kpi-wip"),
-    path("kpis/invoice-readiness", api.invoice_readiness_kpi, name="kpi-invoice-readiness"),
-    path("kpis/posting-latency", api.posting_latency_kpi, name="kpi-posting-latency"),
-    path("kpis/utilization", api.utilization_kpi, name="kpi-utilization"),
-    path("kpis/integration-health", api.integration_health_kpi, name="kpi-integration-health"),
-    path("kpis/margin", api.margin_kpi, name="kpi-margin"),
-    path("kpis/receivables", api.receivables_kpi, name="kpi-receivables"),
-    path("kpis/billing", api.billing_kpi, name="kpi-billing"),
-    path("kpis/reconciliation", api.reconciliation_kpi, name="kpi-reconciliation"),
-    path("kpis/period-close", api.period_close_kpi, name="kpi-period-close"),
-    path("kpis/trends", api.trends_kpi, name="kpi-trends"),
-    path("", include("reporting.case_api_urls")),
-]
+api = NinjaAPI(
+    title="OpsView API", version="1",
+    description="Ingestion of signed CloudEvents webhooks, the read API of KPIs and exception "
+                "cases, and the triage actions on cases. Every rejection is an RFC 9457 "
+                "problem document. The contract is docs/api.md.",
+    # /api/schema/ and /api/docs/ are served by reporting.openapi, with the ingestion paths.
+    openapi_url=None, docs_url=None)
+install_problem_handlers(api)
+api.add_router("", catalog.kpi_router())
+for router in case_api.case_routers():
+    api.add_router("", router)
+
+# Without ninja's namespace, so the URL names (kpi-wip, api-exceptions, ...) stay global;
+# without its root view, which answers at /api/v1/ itself (nothing is served there).
+urlpatterns = [route for route in api.urls[0] if route.name != "api-root"]

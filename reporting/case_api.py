@@ -1,16 +1,67 @@
-"""GET /api/v1/exceptions (paginated), /api/v1/exceptions.csv and /api/v1/kpis/exceptions;
-POST /api/v1/exceptions/{id}/actions, the triage actions of the case page for machines."""
+"""GET /api/v1/exceptions (paginated) and /api/v1/exceptions.csv; POST
+/api/v1/exceptions/{id}/actions, the triage actions of the case page for machines.
+
+The case filter (exceptions.filters.CaseFilter) reads the list's parameters, as on the
+case pages; CaseListParams describes them for the document, from the same choices.
+"""
 import json
+from typing import Any
 
 from django.core.paginator import EmptyPage, Paginator
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from ninja import Field, Query, Schema
+from pydantic import create_model
 
 from core.problems import Problem
-from exceptions import kpis, services
-from exceptions.filters import CaseFilter
-from exceptions.models import Case, CaseEntry
+from exceptions import services
+from exceptions.filters import AGE_BUCKETS, SORTS, CaseFilter
+from exceptions.models import Case, CaseEntry, CaseType, Severity
 from exceptions.schemas import serialize
 from exceptions.views import ACTIONS, _apply, can_triage, cases_csv
-from reporting.api import api_action_endpoint, api_endpoint, bad_parameter, kpi_filters
+from reporting import api_schemas as answers
+from reporting.api import (
+    READ_AUTH,
+    READ_ERRORS,
+    READ_METHODS,
+    WRITE_AUTH,
+    WRITE_METHODS,
+    ProblemRouter,
+    bad_parameter,
+    json_answer,
+    problem_doc,
+)
+
+
+def described(description: str, **schema: Any) -> Any:
+    """A parameter the case filter reads: declared here for the document only (as a
+    string, so that the filter, not pydantic, judges it and words its refusal)."""
+    return Field(None, description=description, json_schema_extra=schema or None)
+
+
+class CaseListParams(Schema):
+    """The case list's filters and page."""
+
+    status: str = described("Case status; `active` (default) is every open state.",
+                            enum=["active", *Case.Status.values])
+    type: str = described("Case type.", enum=CaseType.values)
+    queue: str = described("Queue slug.", maxLength=50)
+    owner: str = described("A username, or me, unassigned, someone.")
+    breached: str = described("Only cases whose SLA is (true) or is not (false) breached.",
+                              type="boolean")
+    severity: str = described("Severity.", enum=Severity.values)
+    sla: str = described("SLA state.", enum=["on_track", "at_risk", "breached"])
+    age: str = described("Age bucket.", enum=list(AGE_BUCKETS))
+    client: str = described("Client id.")
+    project: str = described("Project id.")
+    q: str = described("Search in title, object id and fingerprint.")
+    sort: str = described("Order (default: resolution due first).", enum=list(SORTS))
+
+
+class PageParams(CaseListParams):
+    page: str = described("Page number, from 1.", type="integer", minimum=1, maximum=10**6)
+    page_size: str = described("Cases per page (default 50).", type="integer", minimum=1,
+                               maximum=500)
 
 
 def _filtered(request):
@@ -33,8 +84,8 @@ def _int(params, name, default, maximum):
     return number
 
 
-@api_endpoint
-def case_list(request):
+def case_list(request: HttpRequest, query: Query[PageParams]) -> HttpResponseBase:
+    """A page of the cases the filters select."""
     size = _int(request.GET, "page_size", 50, 500)
     paginator = Paginator(_filtered(request), size)
     number = _int(request.GET, "page", 1, 10**6)
@@ -42,25 +93,21 @@ def case_list(request):
         page = paginator.page(number)
     except EmptyPage:
         raise bad_parameter("page", f"there are {paginator.num_pages} pages") from None
-    return {"count": paginator.count, "page": number, "page_size": size,
-            "pages": paginator.num_pages, "results": [serialize(c) for c in page]}
+    return json_answer({"count": paginator.count, "page": number, "page_size": size,
+                        "pages": paginator.num_pages, "results": [serialize(c) for c in page]})
 
 
-@api_endpoint
-def case_csv(request):
+def case_csv(request: HttpRequest, query: Query[CaseListParams]) -> HttpResponseBase:
+    """Every case the filters select, as CSV."""
     return cases_csv(_filtered(request))
-
-
-@api_endpoint
-def exceptions_kpi(request):
-    return kpis.exceptions_kpi(filters=kpi_filters(request.GET))
 
 
 # --- The write API ---------------------------------------------------------------------------
 TEXT_LIMITS = {"owner": 150, "code": 32, "comment": 5000}
 
 
-def bad_field(name, message, status=400):
+def bad_field(name: str, message: str, status: int = 400) -> Problem:
+    """The problem naming the body's field at fault."""
     return Problem(status, "invalid-field", "Invalid field", f"Field {name!r}: {message}.",
                    [f"{name}: {message}"])
 
@@ -99,8 +146,7 @@ def _action_body(request):
     return fields
 
 
-@api_action_endpoint
-def case_action(request, id):  # noqa: A002 - the path parameter's public name
+def case_action(request: HttpRequest, id: int) -> HttpResponseBase:  # id: the path's name
     """One triage action, with the same permission check, validation, service call and audit
     entries as the case page."""
     if not can_triage(request.user):
@@ -119,7 +165,61 @@ def case_action(request, id):  # noqa: A002 - the path parameter's public name
         raise bad_field(field, str(error), status=409) from None
     case.refresh_from_db()
     entries = CaseEntry.objects.filter(case=case, pk__gt=last).order_by("pk")
-    return {"case": serialize(case), "entries": [
+    return json_answer({"case": serialize(case), "entries": [
         {"at": e.at.isoformat(), "actor": e.actor_label, "action": e.action,
          "field": e.field or None, "from": e.from_value or None, "to": e.to_value or None,
-         "comment": e.comment or None} for e in entries]}
+         "comment": e.comment or None} for e in entries]})
+
+
+# The body the action reads (_action_body), for the document.
+ActionBody = create_model(
+    "CaseActionBody", action=(str, Field(..., json_schema_extra={"enum": sorted(ACTIONS)})),
+    **{name: (str | None, Field(None, max_length=limit)) for name, limit in TEXT_LIMITS.items()})
+ACTION_BODY = ActionBody.model_json_schema()
+ACTION_BODY["properties"]["code"] = {
+    "enum": [*services.RESOLUTION_CODES, None],
+    "description": "resolve: the resolution code (default fixed)"}
+ACTION_BODY["properties"]["owner"]["description"] = "assign: a username, or null/empty for nobody"
+ACTION_BODY["properties"]["comment"]["description"] = (
+    "comment: the text; wait, resolve, ignore, reopen: an optional note")
+
+
+def case_routers() -> tuple[ProblemRouter, ProblemRouter]:
+    """The case list and export (read API), and the triage actions (write API)."""
+    read = ProblemRouter(auth=READ_AUTH, tags=["read"])
+    read.add_api_operation(
+        "exceptions", list(READ_METHODS), case_list, url_name="api-exceptions",
+        operation_id="listExceptions", summary="Exception cases, filtered and paginated",
+        response={200: answers.CaseList}, openapi_extra={"responses": READ_ERRORS})
+    read.add_api_operation(
+        "exceptions.csv", list(READ_METHODS), case_csv, url_name="api-exceptions-csv",
+        operation_id="exportExceptionsCsv", summary="Exception cases as CSV",
+        openapi_extra={"responses": {**READ_ERRORS, 200: {
+            "description": "One row per case, same filters as /api/v1/exceptions.",
+            "content": {"text/csv": {"schema": {"type": "string"}}}}}})
+    write = ProblemRouter(auth=WRITE_AUTH, tags=["write"])
+    write.add_api_operation(
+        "exceptions/{int:id}/actions", list(WRITE_METHODS), case_action,
+        url_name="api-exception-actions", operation_id="actOnException",
+        summary="A triage action on a case: claim, assign, acknowledge, wait, resolve, "
+                "ignore, reopen, comment",
+        description="The case page's actions: the same permission (the user's "
+                    "exceptions.triage_case, and the token's `triage` scope), validation "
+                    "and audit entries. A session also needs its CSRF token.",
+        response={200: answers.CaseAction}, by_alias=True, openapi_extra={
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": ACTION_BODY}}},
+            "responses": {
+                200: {"description": "Done: the case as it is now, and the audit entries "
+                                       "the action wrote."},
+                400: problem_doc("The body is not a JSON object, or a field is invalid; "
+                                   "the problem names it."),
+                401: READ_ERRORS[401],
+                403: problem_doc("The token lacks the `triage` scope, the user may not "
+                                   "triage, or a session sent no CSRF token."),
+                404: problem_doc("No such case."),
+                405: problem_doc("Another method than POST."),
+                409: problem_doc("The case's status does not allow the action (reopen a "
+                                   "closed case first), or the owner cannot triage."),
+                503: READ_ERRORS[503]}})
+    return read, write

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.db import InterfaceError, OperationalError
 
-from reporting import kpis, views
+from reporting import catalog, views
 
 
 def _database_gone(*args, **kwargs):
@@ -22,7 +22,8 @@ def browser_client(logged_in, client):
 
 
 def test_read_api_answers_503_problem_when_the_database_is_away(browser_client, monkeypatch):
-    monkeypatch.setattr(kpis, "wip", _database_gone)
+    wip = next(kpi for kpi in catalog.KPIS if kpi.name == "wip")
+    monkeypatch.setattr(wip, "function", _database_gone)  # what the endpoint calls
     response = browser_client.get("/api/v1/kpis/wip")
     assert response.status_code == 503
     assert response["Content-Type"] == "application/problem+json"
