@@ -94,9 +94,9 @@ def on_batch_processed(changes: Any) -> bool:
 
 def _event_driven(changes: Any, now: dt.datetime) -> Iterator[tuple[str, Callable, dict]]:
     """(case type, finder, reconcile options) of each rule this batch can have changed."""
-    for code, declared in REGISTRY.items():
+    for declared in sorted(REGISTRY.values(), key=lambda declared: declared.batch_order):
         for run in declared.runs(changes, now):
-            yield code, run.find, {"scope": run.scope, "count": run.count}
+            yield declared.code, run.find, {"scope": run.scope, "count": run.count}
 
 
 def evaluate_time_rules(now: dt.datetime | None = None) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def _unposted(case_type: str, unposted: QuerySet, value: F, currency: str, noun:
 
 
 @rule(CaseType.INVOICE_BLOCKED, "Invoice blocked", queue="finance-ops", severity=Severity.HIGH,
-      blocks="invoice", wakes_on=INVOICE_AND_MASTERS, counts=False)
+      blocks="invoice", wakes_on=INVOICE_AND_MASTERS, counts=False, batch_order=40)
 def invoice_blocked() -> list[Finding]:
     """Invoices blocked now, of known clients and projects. Began with its first `blocked`
     event."""

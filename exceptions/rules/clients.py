@@ -47,7 +47,7 @@ def client_groups(clients: list[dict]) -> list[set[str]]:
 
 
 @rule(CaseType.DUPLICATE_CLIENT, "Duplicate client", queue="finance-ops", severity=Severity.LOW,
-      wakes_on=("opsview.Client",), counts=False)
+      wakes_on=("opsview.Client",), counts=False, batch_order=60)
 def duplicate_client() -> list[Finding]:
     """One case per group of linked clients with at least two clients neither merged away
     nor marked distinct. Its fingerprint is the group's first client by receipt; it began

@@ -61,6 +61,10 @@ class Rule:
     wakes_on: tuple[str, ...] = ()
     counts: bool = True
     on_batch: BatchTrigger | None = None
+    # Where it runs after a batch, lowest first (then in declaration order): rules that open
+    # cases on what arrived come before the stale-feed check, which the arrival itself clears.
+    # Case ids follow this order, so it stays as it was when the rules were one module.
+    batch_order: int = 50
     # The kind of object ("project", "invoice", "milestone") whose period's billing a case
     # blocks: such cases are due by that period's cut-off (SPEC section 7).
     blocks: str = ""

@@ -62,6 +62,7 @@ def _sync_failed_batch(changes: Any, now: dt.datetime) -> Iterator[Run]:
 
 
 @rule(CaseType.SYNC_FAILED, "Sync failed", queue="integration", on_batch=_sync_failed_batch,
+      batch_order=10,
       grouping=Grouping(
           parts=lambda row: [row["flow"] or "", row["error_code"] or ""],
           members=lambda parts: Q(detail__flow=parts[0], detail__error_code=parts[1]),
@@ -171,7 +172,7 @@ def _dead_letter_batch(changes: Any, now: dt.datetime) -> Iterator[Run]:
 
 
 @rule(CaseType.DEAD_LETTER, "Dead letter", queue="integration", severity=Severity.HIGH,
-      on_batch=_dead_letter_batch, grouping=Grouping(
+      on_batch=_dead_letter_batch, batch_order=20, grouping=Grouping(
           parts=_dead_letter_parts,
           members=lambda parts: Q(object_id=parts[0],
                                   fingerprint__endswith=SEPARATOR + parts[1]),
@@ -208,7 +209,7 @@ def _unknown_reference_batch(changes: Any, now: dt.datetime) -> Iterator[Run]:
 
 
 @rule(CaseType.UNKNOWN_REFERENCE, "Unknown reference", queue="integration",
-      on_batch=_unknown_reference_batch)
+      on_batch=_unknown_reference_batch, batch_order=30)
 def unknown_reference(touched: dict[str, Any] | None = None) -> list[Finding]:
     """Placeholders: all of them, or those among `touched` ({model label: pks}). Each began
     with the first event that named it; its money is the value of the items naming it, where
@@ -291,7 +292,7 @@ def _stale_feed_batch(changes: Any, now: dt.datetime) -> Iterator[Run]:
 
 
 @rule(CaseType.STALE_FEED, "Stale feed", queue="integration", severity=Severity.HIGH,
-      on_batch=_stale_feed_batch)
+      on_batch=_stale_feed_batch, batch_order=90)
 def stale_feed(now: dt.datetime, flows: bool = True) -> list[Finding]:
     """Sources silent past their threshold, and flows silent past their learned expected
     silence (`opsview.rhythm`). A flow carrying time, expenses, milestones or invoices is
@@ -344,7 +345,7 @@ def shows_gap(source_count: int, target_count: int, own: tuple[int | None, int |
 
 
 @rule(CaseType.RECONCILIATION_GAP, "Reconciliation gap", queue="integration",
-      wakes_on=("opsview.ReconciliationReport",))
+      wakes_on=("opsview.ReconciliationReport",), batch_order=50)
 def reconciliation_gap() -> list[Finding]:
     """The latest report of each flow, object type and period that shows a gap — between
     its own counts, or against OpsView's (the systems see different worlds). It began with

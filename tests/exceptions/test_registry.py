@@ -95,3 +95,14 @@ def test_case_type_labels_and_groupings_come_from_the_declarations():
     assert groups.label("sync_failed|psa-to-erp|E42") == (
         "Sync failed · flow psa-to-erp · error E42")
     assert groups.label("invoice_blocked") == "Invoice blocked"
+
+
+@pytest.mark.django_db
+def test_after_a_batch_the_rules_run_in_their_declared_batch_order():
+    everything = BatchChanges(
+        events=True, dead=True, dead_letters_changed=True,
+        touched={"opsview.Client": {1}, "opsview.ReconciliationReport": {1}},
+        sync_attempts=[SyncSeen("psa-to-erp", "time_entry", "T1", False)])
+    woken = list(dict.fromkeys(_woken(everything)))
+    assert woken == ["sync_failed", "dead_letter", "unknown_reference", "invoice_blocked",
+                     "reconciliation_gap", "duplicate_client", "stale_feed"]
