@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.forms import ModelForm
+from django.http import HttpRequest
 
 from opsview.admin import ReadOnlyAdmin
 
@@ -45,7 +47,8 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     list_display = ["priority", "case_type", "client_id", "practice", "legal_entity",
                     "project_id", "queue", "owner", "active"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: RoutingRule, form: ModelForm,
+                   change: bool) -> None:
         super().save_model(request, obj, form, change)
         from .routing import reroute_open_cases
 
@@ -60,7 +63,8 @@ class MoneyThresholdAdmin(admin.ModelAdmin):
     list_display = ["currency", "amount", "severity"]
     list_filter = ["currency", "severity"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: MoneyThreshold, form: ModelForm,
+                   change: bool) -> None:
         super().save_model(request, obj, form, change)
         from .services import apply_money_thresholds
 

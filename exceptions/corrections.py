@@ -9,6 +9,7 @@ the two, the case's timeline and the security audit record it. The new row is th
 by the normal pipeline, and the dead-letter rule re-evaluated."""
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -29,7 +30,7 @@ MAX_BYTES = 1_000_000
 class CorrectionError(ValueError):
     """A correction that cannot be replayed; `errors` name the fields and what is wrong."""
 
-    def __init__(self, message, errors=()):
+    def __init__(self, message: str, errors: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors)
 
@@ -80,7 +81,7 @@ def pretty(raw: Any) -> str:
     return json.dumps(raw, indent=2, ensure_ascii=False)
 
 
-def _parse(text):
+def _parse(text: str) -> dict[str, Any]:
     if len(text.encode()) > MAX_BYTES:
         raise CorrectionError(f"the corrected event is over {MAX_BYTES:,} bytes")
     try:
@@ -93,7 +94,7 @@ def _parse(text):
     return raw
 
 
-def _validate(raw, now):
+def _validate(raw: dict[str, Any], now: dt.datetime) -> Envelope:
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
@@ -112,7 +113,7 @@ def _validate(raw, now):
     return envelope
 
 
-def _free_id(original, envelope, raw):
+def _free_id(original: InboxEvent, envelope: Envelope, raw: dict[str, Any]) -> str:
     """The corrected event's id: its own when its key is free (a dead letter whose envelope
     was refused holds none), else the original id with `~fix<n>` so both rows keep theirs."""
     taken = InboxEvent.objects.filter(source_id=original.source_id,
@@ -127,7 +128,7 @@ def _free_id(original, envelope, raw):
 
 def correct_and_replay(case: Case, original: InboxEvent, text: str, actor: Any, *,
                        comment: str = "", request: Any = None,
-                       now: dt.datetime | None = None) -> tuple[PayloadCorrection, dict]:
+                       now: dt.datetime | None = None) -> tuple[PayloadCorrection, str]:
     """Store the corrected event and process it. Returns (the correction, the replay
     summary). Raises CorrectionError, changing nothing, when it cannot be replayed."""
     from django.utils import timezone

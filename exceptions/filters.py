@@ -3,8 +3,10 @@ import datetime as dt
 from typing import Any
 
 import django_filters
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Case as SqlCase
 from django.db.models import F, IntegerField, Q, QuerySet, Value, When
+from django.http import QueryDict
 from django.utils import timezone
 
 from .models import Case, CaseType, Queue, Severity
@@ -49,9 +51,10 @@ class CaseFilter(django_filters.FilterSet):
 
     class Meta:
         model = Case
-        fields = []
+        fields: list[str] = []
 
-    def __init__(self, data=None, *args, user=None, **kwargs):
+    def __init__(self, data: QueryDict | dict[str, Any] | None = None, *args: Any,
+                 user: AbstractBaseUser | None = None, **kwargs: Any) -> None:
         self.user = user
         data = data.copy() if data is not None else {}
         if not data.get("status"):

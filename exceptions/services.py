@@ -105,7 +105,8 @@ def refresh_sla(case: Case, now: dt.datetime | None = None, calendar: sla.Calend
     return case
 
 
-def _change(case, actor, fields, *, action, comment="", now=None, announced=True):
+def _change(case: Case, actor: Actor, fields: dict[str, Any], *, action: str, comment: str = "",
+            now: dt.datetime | None = None, announced: bool = True) -> Case:
     """Apply {field: new value}, write one audit entry per changed field, save, and
     announce the change (alerts, the case webhook) after commit."""
     now = now or timezone.now()
@@ -129,14 +130,14 @@ def _change(case, actor, fields, *, action, comment="", now=None, announced=True
     return case
 
 
-def _leave_waiting(case, now):
+def _leave_waiting(case: Case, now: dt.datetime) -> None:
     if case.status == Case.Status.WAITING and case.waiting_since:
         case.waiting_business_seconds += sla.business_seconds(case.waiting_since, now,
                                                               case.queue.calendar())
         case.waiting_since = None
 
 
-def _require_open(case):
+def _require_open(case: Case) -> None:
     if not case.is_open:
         raise TransitionError(f"the case is {case.status}; reopen it first")
 
@@ -217,8 +218,8 @@ def reopen(case: Case, actor: Actor, comment: str = "", now: dt.datetime | None 
     case.waiting_business_seconds, case.escalated_at = 0, None
     case.reopened_count += 1
     return _change(case, actor, {"status": Case.Status.OPEN, "resolution_code": "",
-                                 "sla_state": sla.SlaState.ON_TRACK}, action="reopened", comment=comment,
-                   now=now)
+                                 "sla_state": sla.SlaState.ON_TRACK},
+                   action="reopened", comment=comment, now=now)
 
 
 def comment(case: Case, actor: Actor, text: str, now: dt.datetime | None = None) -> Case:
@@ -262,7 +263,7 @@ def escalate(case: Case, now: dt.datetime) -> Case:
 UNDOABLE = {"resolve": ("resolved", resolve), "ignore": ("ignored", ignore)}
 
 
-def _before(case):
+def _before(case: Case) -> dict[str, Any]:
     return {"status": case.status, "owner": case.owner_id,
             "resolution_code": case.resolution_code}
 

@@ -3,10 +3,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -41,7 +42,7 @@ def home_queue(user: Any) -> Queue | None:
     return Queue.objects.filter(slug__in=slugs).order_by("pk").first()
 
 
-def _work_queue(user):
+def _work_queue(user: Any) -> Queue | None:
     return home_queue(user) if can_triage(user) else None
 
 
@@ -55,7 +56,7 @@ def start(request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('exceptions:queue')}?{urlencode(query)}")
 
 
-def _filtered(request):
+def _filtered(request: HttpRequest) -> CaseFilter:
     return CaseFilter(request.GET, queryset=Case.objects.select_related("queue", "owner"),
                       user=request.user)
 
@@ -95,7 +96,7 @@ def views_panel(request: HttpRequest) -> HttpResponse:
         "may_share": saved_views.may_share(request.user)})
 
 
-def _back_to_list(query):
+def _back_to_list(query: str) -> HttpResponseRedirect:
     return redirect(f"{reverse('exceptions:queue')}?{saved_views.clean_query(query)}")
 
 
@@ -169,7 +170,9 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _case_page(request, case)
 
 
-def _case_page(request, case, *, status=200, correcting=None, typed="", problem=None):
+def _case_page(request: HttpRequest, case: Case, *, status: int = 200,
+               correcting: int | None = None, typed: str = "",
+               problem: corrections.CorrectionError | None = None) -> HttpResponse:
     return render(request, "exceptions/case.html", {
         "case": case, "undo": pending_undo(request), "timeline": timeline(case),
         "can_triage": can_triage(request.user),
@@ -189,7 +192,7 @@ def timeline(case: Case) -> list[dict]:
     return sorted(items, key=lambda item: item["at"], reverse=True)
 
 
-def business_object(case: Case) -> dict | None:
+def business_object(case: Case) -> list[tuple[str, Any]] | None:
     """The business record the case is about, for the case page (None: not known)."""
     from opsview import models as state
 
@@ -210,7 +213,8 @@ def business_object(case: Case) -> dict | None:
             if f.name not in hidden]
 
 
-def _dead_letters(case, correcting=None, typed="", problem=None):
+def _dead_letters(case: Case, correcting: int | None = None, typed: str = "",
+                  problem: corrections.CorrectionError | None = None) -> list[dict[str, Any]]:
     """The case's dead letters, each with its fields (failing ones marked) and the JSON to
     correct: what was typed, with the refusal, for the one whose correction was refused."""
     if case.type != CaseType.DEAD_LETTER:
@@ -226,7 +230,7 @@ def _dead_letters(case, correcting=None, typed="", problem=None):
     return letters
 
 
-def _assignable(case):
+def _assignable(case: Case) -> QuerySet[User]:
     """The people who may own the case: its queue's members (everyone, if it has none) who
     can triage."""
     from django.contrib.auth.models import User
@@ -243,7 +247,7 @@ def _assignable(case):
 ACTIONS = {"claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reopen", "comment"}
 
 
-def _apply(case, action, user, data):
+def _apply(case: Case, action: str, user: User, data: QueryDict) -> Undo | None:
     """Apply one action; returns the Undo record of a resolve or ignore (None otherwise)."""
     if action in services.UNDOABLE:
         undo, refused = services.close_undoably([case], action, user,
@@ -272,7 +276,7 @@ def _apply(case, action, user, data):
     return None
 
 
-def _refusal(status, message):
+def _refusal(status: int, message: str) -> HttpResponse:
     """A refusal that names what was sent: plain text (never markup), so the value is shown,
     not run, whoever renders it."""
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
@@ -331,7 +335,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     return redirect(f"{request.path.rsplit('/bulk', 1)[0]}/?{request.POST.get('query', '')}")
 
 
-def _bulk_ids(request):
+def _bulk_ids(request: HttpRequest) -> QuerySet[Case] | list[str]:
     """The selected cases, or every case of one group of similar cases within the filters
     the page showed (`group` and `query`)."""
     if request.POST.get("group"):
@@ -348,7 +352,7 @@ def _bulk_ids(request):
 UNDO_SESSION_KEY = "exceptions_undo"
 
 
-def _current_url(request):
+def _current_url(request: HttpRequest) -> str:
     """Where the person was (htmx sends the page's URL), as a local path to come back to."""
     from django.utils.http import url_has_allowed_host_and_scheme
 
