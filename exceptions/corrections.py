@@ -46,10 +46,11 @@ def field_of(error: object) -> str:
 def payload_rows(raw: Any, errors: list | None) -> list[dict]:
     """The event's fields as (path, value as JSON, failing messages), depth first, and the
     failing fields it lacks (a required field missing) after them."""
-    failing = {}
+    failing: dict[str, list[str]] = {}
     for error in errors or []:
         failing.setdefault(field_of(error), []).append(str(error))
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
 
     def walk(value: Any, path: str) -> None:
         if isinstance(value, dict) and value:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models.expressions import Combinable
 
 from opsview import models as state
 from opsview import selectors
@@ -45,7 +46,7 @@ def approved_expense_unposted(now: dt.datetime) -> list[Finding]:
                      selectors.EXPENSE_VALUE, "currency", "expenses", now)
 
 
-def _unposted(case_type: str, unposted: QuerySet, value: F, currency: str, noun: str,
+def _unposted(case_type: str, unposted: QuerySet, value: Combinable, currency: str, noun: str,
               now: dt.datetime) -> list[Finding]:
     sla = _posting_sla(case_type)
     overdue = set(unposted.filter(approved_at__lt=now - sla).values_list(
@@ -138,8 +139,9 @@ def missing_billing_setup() -> list[Finding]:
                 .exclude(billing_method__in=selectors.NOT_BILLING)
                 .exclude(status=state.Project.Status.CLOSED)
                 .exclude(state.billing_setup_complete_q()))
-    values = defaultdict(lambda: defaultdict(Decimal))
-    earliest = {}
+    values: defaultdict[int, defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(Decimal))
+    earliest: dict[int, dt.datetime] = {}
     unbilled = selectors.BILLED_NOW
     for items, value, currency, billable in (
             (selectors.counted_time(), selectors.TIME_VALUE, F("project__currency"),

@@ -30,7 +30,7 @@ def client_groups(clients: list[dict]) -> list[set[str]]:
             client_id = parent[client_id]
         return client_id
 
-    first_by_link = {}
+    first_by_link: dict[str, str] = {}
     for c in clients:
         links = []
         if c["name"] and normalize_name(c["name"]):
