@@ -51,7 +51,7 @@ def _may_change(view: SavedView, user: Any) -> None:
         raise PermissionDenied("only the person who saved this view can change it")
 
 
-def create(user: Any, name: str, query: str, *, shared: bool = False,
+def create(user: Any, name: str | None, query: str, *, shared: bool = False,
            request: Any = None) -> SavedView:
     if shared and not may_share(user):
         raise PermissionDenied("only people who triage cases can share a view")
@@ -67,7 +67,7 @@ def create(user: Any, name: str, query: str, *, shared: bool = False,
     return view
 
 
-def rename(view: SavedView, user: Any, name: str, *, request: Any = None) -> SavedView:
+def rename(view: SavedView, user: Any, name: str | None, *, request: Any = None) -> SavedView:
     _may_change(view, user)
     old, view.name = view.name, _clean_name(name)
     try:

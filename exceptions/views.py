@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDi
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.middleware import HtmxDetails
 
 from core.csvexport import csv_response
 from ingestion import pipeline
@@ -25,6 +26,14 @@ CSV_COLUMNS = ["id", "type", "status", "severity", "queue", "owner", "title", "m
                "currency", "object_kind", "object_id", "client_id", "project_id",
                "sla_state", "response_due_at", "resolution_due_at", "first_seen_at",
                "last_seen_at", "times_seen"]
+
+
+class TriageRequest(HttpRequest):
+    """A request as LoginRequiredMiddleware and django-htmx leave it (for the type checker;
+    no instance is made): a signed-in user, and what htmx sent."""
+
+    user: User
+    htmx: HtmxDetails
 
 
 def can_triage(user: Any) -> bool:
@@ -46,7 +55,7 @@ def _work_queue(user: Any) -> Queue | None:
     return home_queue(user) if can_triage(user) else None
 
 
-def start(request: HttpRequest) -> HttpResponse:
+def start(request: TriageRequest) -> HttpResponse:
     """Where each role lands after login: a triager on their work (cases they own, then their
     queue's unowned ones), everyone else (executives) on the overview."""
     if not can_triage(request.user):
@@ -56,12 +65,12 @@ def start(request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('exceptions:queue')}?{urlencode(query)}")
 
 
-def _filtered(request: HttpRequest) -> CaseFilter:
+def _filtered(request: TriageRequest) -> CaseFilter:
     return CaseFilter(request.GET, queryset=Case.objects.select_related("queue", "owner"),
                       user=request.user)
 
 
-def queue(request: HttpRequest) -> HttpResponse:
+def queue(request: TriageRequest) -> HttpResponse:
     case_filter = _filtered(request)
     grouped = request.GET.get("view") == "grouped"
     if grouped:
@@ -87,7 +96,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, "exceptions/queue.html", context)
 
 
-def views_panel(request: HttpRequest) -> HttpResponse:
+def views_panel(request: TriageRequest) -> HttpResponse:
     """The saved views with their live counts (the side list refreshes itself)."""
     query = request.GET.get("current", "")
     return render(request, "exceptions/partials/saved_views.html", {
@@ -101,7 +110,7 @@ def _back_to_list(query: str) -> HttpResponseRedirect:
 
 
 @require_POST
-def save_view(request: HttpRequest) -> HttpResponse:
+def save_view(request: TriageRequest) -> HttpResponse:
     query = request.POST.get("query", "")
     try:
         view = saved_views.create(request.user, request.POST.get("name"), query,
@@ -114,7 +123,7 @@ def save_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def change_view(request: HttpRequest, pk: int, change: str) -> HttpResponse:
+def change_view(request: TriageRequest, pk: int, change: str) -> HttpResponse:
     view = get_object_or_404(SavedView, pk=pk)
     try:
         if change == "rename":
@@ -133,7 +142,7 @@ def change_view(request: HttpRequest, pk: int, change: str) -> HttpResponse:
 SUGGESTIONS = {"client": ("Client", "client_id"), "project": ("Project", "project_id")}
 
 
-def suggest(request: HttpRequest, kind: str) -> HttpResponse:
+def suggest(request: TriageRequest, kind: str) -> HttpResponse:
     """Names (and ids) of clients or projects matching what was typed, as <option>s for the
     filter's datalist."""
     from opsview import models as state
@@ -149,7 +158,7 @@ def suggest(request: HttpRequest, kind: str) -> HttpResponse:
     return render(request, "exceptions/partials/suggestions.html", {"options": options})
 
 
-def export_csv(request: HttpRequest) -> HttpResponse:
+def export_csv(request: TriageRequest) -> HttpResponse:
     return cases_csv(_filtered(request).qs)
 
 
@@ -164,13 +173,13 @@ def cases_csv(cases: QuerySet) -> HttpResponse:
         for case in cases[:50_000]))
 
 
-def detail(request: HttpRequest, pk: int) -> HttpResponse:
+def detail(request: TriageRequest, pk: int) -> HttpResponse:
     """The case page."""
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
     return _case_page(request, case)
 
 
-def _case_page(request: HttpRequest, case: Case, *, status: int = 200,
+def _case_page(request: TriageRequest, case: Case, *, status: int = 200,
                correcting: int | None = None, typed: str = "",
                problem: corrections.CorrectionError | None = None) -> HttpResponse:
     return render(request, "exceptions/case.html", {
@@ -283,7 +292,7 @@ def _refusal(status: int, message: str) -> HttpResponse:
 
 
 @require_POST
-def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def act(request: TriageRequest, pk: int, action: str) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     if action not in ACTIONS:
@@ -308,7 +317,7 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @require_POST
-def bulk(request: HttpRequest) -> HttpResponse:
+def bulk(request: TriageRequest) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     action = request.POST.get("action", "")
@@ -335,7 +344,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     return redirect(f"{request.path.rsplit('/bulk', 1)[0]}/?{request.POST.get('query', '')}")
 
 
-def _bulk_ids(request: HttpRequest) -> QuerySet[Case] | list[str]:
+def _bulk_ids(request: TriageRequest) -> QuerySet[Case] | list[str]:
     """The selected cases, or every case of one group of similar cases within the filters
     the page showed (`group` and `query`)."""
     if request.POST.get("group"):
@@ -352,7 +361,7 @@ def _bulk_ids(request: HttpRequest) -> QuerySet[Case] | list[str]:
 UNDO_SESSION_KEY = "exceptions_undo"
 
 
-def _current_url(request: HttpRequest) -> str:
+def _current_url(request: TriageRequest) -> str:
     """Where the person was (htmx sends the page's URL), as a local path to come back to."""
     from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -363,7 +372,7 @@ def _current_url(request: HttpRequest) -> str:
     return reverse("exceptions:queue")
 
 
-def pending_undo(request: HttpRequest) -> Undo | None:
+def pending_undo(request: TriageRequest) -> Undo | None:
     """The undo offer to show once on the page the person lands on after a resolve or
     ignore (bulk or the case page), while its window is open."""
     from django.utils import timezone
@@ -376,7 +385,7 @@ def pending_undo(request: HttpRequest) -> Undo | None:
 
 
 @require_POST
-def undo(request: HttpRequest, pk: int) -> HttpResponse:
+def undo(request: TriageRequest, pk: int) -> HttpResponse:
     """Take back a resolve or ignore: only its actor, within the window, once."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
@@ -401,7 +410,7 @@ def undo(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def correct(request: HttpRequest, pk: int, event_pk: int) -> HttpResponse:
+def correct(request: TriageRequest, pk: int, event_pk: int) -> HttpResponse:
     """Replay a dead letter as the triager corrected it (the original kept, audited)."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
@@ -421,7 +430,7 @@ def correct(request: HttpRequest, pk: int, event_pk: int) -> HttpResponse:
 
 
 @require_POST
-def replay(request: HttpRequest, pk: int) -> HttpResponse:
+def replay(request: TriageRequest, pk: int) -> HttpResponse:
     """Replay the case's dead letters as they are, then re-run the dead-letter rule."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")

@@ -26,7 +26,7 @@ class Command(BaseCommand):
                 sys.stderr.flush()
 
         totals = pipeline.drain_inbox(batch_size=batch_size, progress=progress)
-        if progress:
+        if progress is not None:
             sys.stderr.write("\n")
         self.stdout.write("processed {processed}, dead letters {dead}, unhandled types "
                           "{unhandled}".format(**{"processed": 0, "dead": 0, "unhandled": 0,
