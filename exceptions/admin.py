@@ -1,4 +1,7 @@
+from typing import cast
+
 from django.contrib import admin
+from django.contrib.auth.models import User
 from django.forms import ModelForm
 from django.http import HttpRequest
 
@@ -52,7 +55,8 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         from .routing import reroute_open_cases
 
-        reroute_open_cases(actor=request.user)
+        # The admin serves signed-in staff only: never an anonymous user.
+        reroute_open_cases(actor=cast(User, request.user))
 
 
 @admin.register(MoneyThreshold)
@@ -68,7 +72,7 @@ class MoneyThresholdAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         from .services import apply_money_thresholds
 
-        raised = apply_money_thresholds(actor=request.user)
+        raised = apply_money_thresholds(actor=cast(User, request.user))  # staff, as above
         if raised:
             self.message_user(request, f"{raised} open case(s) raised to this severity or above.")
 

@@ -76,7 +76,7 @@ def queue(request: TriageRequest) -> HttpResponse:
     if grouped:
         similar = groups.group(case_filter.qs)
         page = Paginator(similar, 50).get_page(request.GET.get("page"))
-        groups.fill(page.object_list, case_filter.qs)
+        groups.fill(list(page.object_list), case_filter.qs)
         count = sum(g.size for g in similar)
     else:
         page = Paginator(case_filter.qs, 50).get_page(request.GET.get("page"))
@@ -218,7 +218,7 @@ def business_object(case: Case) -> list[tuple[str, Any]] | None:
         return None
     hidden = {"id", "field_versions", "version_event_id", "version_time", "is_placeholder",
               "placeholder_since", "updated_at", "status_event_id", "status_rank"}
-    return [(f.verbose_name, getattr(row, f.name)) for f in model._meta.concrete_fields
+    return [(str(f.verbose_name), getattr(row, f.name)) for f in model._meta.concrete_fields
             if f.name not in hidden]
 
 

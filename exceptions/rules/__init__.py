@@ -18,8 +18,11 @@ from opsview.rhythm import learn_rhythms
 from .. import services
 from ..escalation import sla_sweep
 
-# Importing a family declares its rules, in this order: the order they are evaluated in.
-from . import billing, clients, sync  # noqa: F401
+# Importing a family declares its rules, in this order: the order they are evaluated in
+# (so not sorted).
+# isort: off
+from . import sync, billing, clients  # noqa: F401
+# isort: on
 from .billing import (
     approved_expense_unposted,
     approved_time_unposted,

@@ -300,14 +300,17 @@ def stale_feed(now: dt.datetime, flows: bool = True) -> list[Finding]:
     high severity; a silent source is high (it carries the business events)."""
     findings = []
     for source in Source.objects.filter(enabled=True, last_event_at__isnull=False):
-        silent = now - source.last_event_at
+        last_event_at = source.last_event_at
+        if last_event_at is None:  # filtered out above; said again for the type checker
+            continue
+        silent = now - last_event_at
         limit = dt.timedelta(minutes=source.stale_after_minutes)
         if silent > limit:
             findings.append(Finding(
                 fingerprint=f"source:{source.slug}", object_kind="source", object_id=source.slug,
                 title=f"No events from {source.slug} for {_duration(silent)}",
-                began_at=source.last_event_at + limit, severity=Severity.HIGH,
-                detail={"last_event_at": source.last_event_at.isoformat(),
+                began_at=last_event_at + limit, severity=Severity.HIGH,
+                detail={"last_event_at": last_event_at.isoformat(),
                         "expected_silence_seconds": round(limit.total_seconds())}))
     if flows:
         zone = firm_zone()
