@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -205,15 +205,15 @@ def business_object(case: Case) -> list[tuple[str, Any]] | None:
     """The business record the case is about, for the case page (None: not known)."""
     from opsview import models as state
 
-    lookups = {"project": (state.Project, "project_id"), "invoice": (state.Invoice, "invoice_id"),
-               "milestone": (state.Milestone, "milestone_id"),
-               "time_entry": (state.TimeEntry, "time_entry_id"),
-               "expense": (state.Expense, "expense_id"),
-               "client": (state.Client, "client_id"), "person": (state.Person, "person_id")}
+    lookups: dict[str, tuple[type[Model], str]] = {
+        "project": (state.Project, "project_id"), "invoice": (state.Invoice, "invoice_id"),
+        "milestone": (state.Milestone, "milestone_id"),
+        "time_entry": (state.TimeEntry, "time_entry_id"), "expense": (state.Expense, "expense_id"),
+        "client": (state.Client, "client_id"), "person": (state.Person, "person_id")}
     if case.object_kind not in lookups:
         return None
     model, key = lookups[case.object_kind]
-    row = model.objects.filter(**{key: case.object_id}).first()
+    row = model._default_manager.filter(**{key: case.object_id}).first()  # i.e. `objects`
     if row is None:
         return None
     hidden = {"id", "field_versions", "version_event_id", "version_time", "is_placeholder",
@@ -344,7 +344,7 @@ def bulk(request: TriageRequest) -> HttpResponse:
     return redirect(f"{request.path.rsplit('/bulk', 1)[0]}/?{request.POST.get('query', '')}")
 
 
-def _bulk_ids(request: TriageRequest) -> QuerySet[Case] | list[str]:
+def _bulk_ids(request: TriageRequest) -> QuerySet[Case, int] | list[str]:
     """The selected cases, or every case of one group of similar cases within the filters
     the page showed (`group` and `query`)."""
     if request.POST.get("group"):
@@ -354,7 +354,8 @@ def _bulk_ids(request: TriageRequest) -> QuerySet[Case] | list[str]:
 
         shown = CaseFilter(QueryDict(request.POST.get("query", "")),
                            queryset=Case.objects.all(), user=request.user).qs
-        return groups.members(shown, request.POST["group"])
+        # Their keys, as a subquery (the SQL a query of cases would make in `pk__in`).
+        return groups.members(shown, request.POST["group"]).values_list("pk", flat=True)
     return [pk for pk in request.POST.getlist("ids") if pk.isdigit()]
 
 
