@@ -26,7 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from django.http import HttpResponse
+    from django.test import Client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -95,7 +101,7 @@ INVALID_CASES = [{"page_size": "0"}, {"page_size": "501"}, {"page": "abc"}, {"pa
                  {"sort": "bogus"}]
 
 
-def requests_for(firm):
+def requests_for(firm: str) -> list[tuple[str, dict[str, Any]]]:
     """(path, params) pairs: each endpoint's documented parameters, and some refused ones."""
     values = FIRM_VALUES[firm]
     filters = ([{"client": c} for c in values["clients"]]
@@ -103,9 +109,9 @@ def requests_for(firm):
                + [{"legal_entity": e} for e in values["entities"]]
                + [{"client": values["clients"][0], "practice": values["practices"][0]},
                   {"client": "no-such-client"}])
-    plan = []
+    plan: list[tuple[str, dict[str, Any]]] = []
 
-    def add(path, params=None):
+    def add(path: str, params: dict[str, Any] | None = None) -> None:
         plan.append((path, {k: v for k, v in (params or {}).items() if v is not None}))
 
     for name, param, choices in (("wip", "as_of", AS_OF), ("receivables", "as_of", AS_OF),
@@ -182,7 +188,7 @@ def requests_for(firm):
 
 
 # --- Recording (a child process per firm) ---------------------------------------------------
-def setup_django(database_url):
+def setup_django(database_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["DEBUG"] = "1"  # the demo's settings: no TLS redirect, no secret key needed
     for name in CLEARED_ENV:
@@ -200,7 +206,7 @@ def setup_django(database_url):
     logging.getLogger("django.request").setLevel(logging.ERROR)
 
 
-def build_hand_firm(client):
+def build_hand_firm(client: "Client") -> None:
     """tests/opsview/firm.py's hand-worked firm with its month end, through the webhook."""
     from django.apps import apps
 
@@ -222,14 +228,14 @@ def build_hand_firm(client):
     close_calendars()
 
 
-def build_simulated_firm():
+def build_simulated_firm() -> None:
     from django.core.management import call_command
 
     with open(os.devnull, "w") as quiet:
         call_command("simulate", seed=42, end=SIMULATED_END, process=True, stdout=quiet)
 
 
-def drain():
+def drain() -> None:
     """What a worker would do with what is still pending (Celery is eager, so usually
     nothing)."""
     from django.core.management import call_command
@@ -238,19 +244,19 @@ def drain():
         call_command("process_inbox", stdout=quiet)
 
 
-def answer(response):
+def answer(response: "HttpResponse") -> dict[str, Any]:
     content_type = response.get("Content-Type", "")
     text = response.content.decode()
     body = json.loads(text) if "json" in content_type else text
     return {"status": response.status_code, "content_type": content_type, "body": body}
 
 
-def key(firm, path, params):
+def key(firm: str, path: str, params: dict[str, Any]) -> str:
     query = urlencode(sorted(params.items()))
     return f"{firm} {path}" + (f"?{query}" if query else "")
 
 
-def record_firm(firm, database_url, out):
+def record_firm(firm: str, database_url: str, out: str) -> None:
     import time_machine
 
     with time_machine.travel(FROZEN_AT, tick=False):
@@ -283,7 +289,7 @@ def record_firm(firm, database_url, out):
                    "seconds": round(time.monotonic() - started, 1)}, handle)
 
 
-def log(message):
+def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -291,12 +297,12 @@ class ScratchDatabases:
     """A fresh database per firm: a temporary SQLite file, or a PostgreSQL database created
     beside `server_url`'s and dropped afterwards."""
 
-    def __init__(self, server_url):
+    def __init__(self, server_url: str) -> None:
         self.server_url = server_url
         self.folder = tempfile.TemporaryDirectory(prefix="opsview-snapshot-")
-        self.created = []
+        self.created: list[str] = []
 
-    def make(self, firm):
+    def make(self, firm: str) -> str:
         if not self.server_url:
             return f"sqlite:///{self.folder.name}/{firm}.sqlite3"
         import psycopg
@@ -308,7 +314,7 @@ class ScratchDatabases:
         self.created.append(name)
         return f"{self.server_url.rsplit('/', 1)[0]}/{name}"
 
-    def close(self):
+    def close(self) -> None:
         if self.created:
             import psycopg
 
@@ -318,7 +324,7 @@ class ScratchDatabases:
         self.folder.cleanup()
 
 
-def record(args):
+def record(args: argparse.Namespace) -> None:
     started = time.monotonic()
     databases = ScratchDatabases(args.database_url)
     recording = {"frozen_at": FROZEN_AT.isoformat(), "answers": {}, "schema": {},
@@ -345,7 +351,7 @@ def record(args):
 
 
 # --- Comparing -------------------------------------------------------------------------------
-def differences(a, b, path="$"):
+def differences(a: Any, b: Any, path: str = "$") -> Iterator[tuple[str, Any, Any]]:
     """The JSON paths where `a` and `b` differ, outermost first."""
     if isinstance(a, dict) and isinstance(b, dict):
         for name in sorted(set(a) | set(b)):
@@ -364,12 +370,12 @@ def differences(a, b, path="$"):
         yield path, a, b
 
 
-def show(value):
+def show(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def compare(args):
+def compare(args: argparse.Namespace) -> int:
     with open(args.a) as handle:
         before = json.load(handle)
     with open(args.b) as handle:
@@ -399,7 +405,7 @@ def compare(args):
     return 0
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     recorder = commands.add_parser("record", help="record every answer into OUT (JSON)")

@@ -36,7 +36,7 @@ PAGES = [  # (file name, path, user); None: not logged in
 WIDTHS = [1440, 390]
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8799)
     parser.add_argument("--readme", action="store_true",
@@ -52,7 +52,8 @@ def main():
         shoot(base, out, args, [p for p in PAGES if not wanted or p[0] in wanted])
 
 
-def shoot(base, out, args, pages):
+def shoot(base: str, out: str, args: argparse.Namespace,
+          pages: list[tuple[str, str, str | None]]) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

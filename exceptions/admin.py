@@ -1,4 +1,9 @@
+from typing import cast
+
 from django.contrib import admin
+from django.contrib.auth.models import User
+from django.forms import ModelForm
+from django.http import HttpRequest
 
 from opsview.admin import ReadOnlyAdmin
 
@@ -45,11 +50,13 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     list_display = ["priority", "case_type", "client_id", "practice", "legal_entity",
                     "project_id", "queue", "owner", "active"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: RoutingRule, form: ModelForm,
+                   change: bool) -> None:
         super().save_model(request, obj, form, change)
         from .routing import reroute_open_cases
 
-        reroute_open_cases(actor=request.user)
+        # The admin serves signed-in staff only: never an anonymous user.
+        reroute_open_cases(actor=cast(User, request.user))
 
 
 @admin.register(MoneyThreshold)
@@ -60,11 +67,12 @@ class MoneyThresholdAdmin(admin.ModelAdmin):
     list_display = ["currency", "amount", "severity"]
     list_filter = ["currency", "severity"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: MoneyThreshold, form: ModelForm,
+                   change: bool) -> None:
         super().save_model(request, obj, form, change)
         from .services import apply_money_thresholds
 
-        raised = apply_money_thresholds(actor=request.user)
+        raised = apply_money_thresholds(actor=cast(User, request.user))  # staff, as above
         if raised:
             self.message_user(request, f"{raised} open case(s) raised to this severity or above.")
 

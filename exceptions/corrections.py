@@ -9,6 +9,7 @@ the two, the case's timeline and the security audit record it. The new row is th
 by the normal pipeline, and the dead-letter rule re-evaluated."""
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -30,7 +31,7 @@ MAX_BYTES = 1_000_000
 class CorrectionError(ValueError):
     """A correction that cannot be replayed; `errors` name the fields and what is wrong."""
 
-    def __init__(self, message, errors=()):
+    def __init__(self, message: str, errors: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors)
 
@@ -46,10 +47,11 @@ def field_of(error: object) -> str:
 def payload_rows(raw: Any, errors: list | None) -> list[dict]:
     """The event's fields as (path, value as JSON, failing messages), depth first, and the
     failing fields it lacks (a required field missing) after them."""
-    failing = {}
+    failing: dict[str, list[str]] = {}
     for error in errors or []:
         failing.setdefault(field_of(error), []).append(str(error))
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
 
     def walk(value: Any, path: str) -> None:
         if isinstance(value, dict) and value:
@@ -81,7 +83,7 @@ def pretty(raw: Any) -> str:
     return json.dumps(raw, indent=2, ensure_ascii=False)
 
 
-def _parse(text):
+def _parse(text: str) -> dict[str, Any]:
     if len(text.encode()) > MAX_BYTES:
         raise CorrectionError(f"the corrected event is over {MAX_BYTES:,} bytes")
     try:
@@ -94,7 +96,7 @@ def _parse(text):
     return raw
 
 
-def _validate(raw, now):
+def _validate(raw: dict[str, Any], now: dt.datetime) -> Envelope:
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
@@ -113,7 +115,7 @@ def _validate(raw, now):
     return envelope
 
 
-def _free_id(original, envelope, raw):
+def _free_id(original: InboxEvent, envelope: Envelope, raw: dict[str, Any]) -> str:
     """The corrected event's id: its own when its key is free (a dead letter whose envelope
     was refused holds none), else the original id with `~fix<n>` so both rows keep theirs."""
     taken = InboxEvent.objects.filter(source_id=original.source_id,
@@ -128,7 +130,7 @@ def _free_id(original, envelope, raw):
 
 def correct_and_replay(case: Case, original: InboxEvent, text: str, actor: Any, *,
                        comment: str = "", request: Any = None,
-                       now: dt.datetime | None = None) -> tuple[PayloadCorrection, dict]:
+                       now: dt.datetime | None = None) -> tuple[PayloadCorrection, str]:
     """Store the corrected event and process it. Returns (the correction, the replay
     summary). Raises CorrectionError, changing nothing, when it cannot be replayed."""
     from django.utils import timezone

@@ -3,8 +3,10 @@ import datetime as dt
 from typing import Any
 
 import django_filters
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Case as SqlCase
 from django.db.models import F, IntegerField, Q, QuerySet, Value, When
+from django.http import QueryDict
 from django.utils import timezone
 
 from .models import Case, CaseType, Queue, Severity
@@ -16,7 +18,7 @@ AGE_BUCKETS = {"<4h": (0, 4), "4-24h": (4, 24), "1-3d": (24, 72), "3-7d": (72, 1
 # numbers, so cases group by currency (cases without money last), largest first in each.
 NO_MONEY_LAST = SqlCase(When(currency="", then=Value(1)), default=Value(0),
                       output_field=IntegerField())
-SORTS = {"due": [F("resolution_due_at").asc(nulls_last=True)],
+SORTS: dict[str, list[Any]] = {"due": [F("resolution_due_at").asc(nulls_last=True)],
          "money": [NO_MONEY_LAST, "currency", F("money_at_stake").desc(nulls_last=True)],
          "age": ["began_at"], "newest": ["-last_seen_at"],
          # "My work": the cases I own, then the unowned ones, then the rest; due first in each.
@@ -49,9 +51,10 @@ class CaseFilter(django_filters.FilterSet):
 
     class Meta:
         model = Case
-        fields = []
+        fields: list[str] = []
 
-    def __init__(self, data=None, *args, user=None, **kwargs):
+    def __init__(self, data: QueryDict | dict[str, Any] | None = None, *args: Any,
+                 user: AbstractBaseUser | None = None, **kwargs: Any) -> None:
         self.user = user
         data = data.copy() if data is not None else {}
         if not data.get("status"):

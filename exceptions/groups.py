@@ -33,7 +33,7 @@ def key_of(row: dict) -> str:
     return SEPARATOR.join([row["type"], *_grouping(row["type"]).parts(row)])
 
 
-def _split(key):
+def _split(key: str) -> tuple[str, list[str]]:
     case_type, *parts = key.split(SEPARATOR)
     return case_type, parts
 

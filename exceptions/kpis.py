@@ -28,7 +28,8 @@ def filter_cases(cases: QuerySet, filters: dict | None = None) -> QuerySet:
     return cases
 
 
-def exceptions_kpi(*, filters: dict | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+def exceptions_kpi(*, filters: dict | None = None,
+                   now: dt.datetime | None = None) -> dict[str, Any]:
     """Open cases by type, queue, severity, owner and age; SLA counts; MTTA and MTTR."""
     now = now or timezone.now()
     cases = open_cases(filters)

@@ -271,6 +271,9 @@ class Undo(models.Model):
     previous = models.JSONField(default=dict)
     undone_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.action} {len(self.previous)} case(s)"
+
     @property
     def window(self) -> int:
         return settings.TRIAGE_UNDO_SECONDS
@@ -278,9 +281,6 @@ class Undo(models.Model):
     def expires_at(self) -> datetime.datetime:
         """When the undo window closes."""
         return self.at + datetime.timedelta(seconds=self.window)
-
-    def __str__(self):
-        return f"{self.action} {len(self.previous)} case(s)"
 
 
 class MoneyThreshold(models.Model):

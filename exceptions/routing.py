@@ -1,10 +1,10 @@
 """Re-apply routing rules to open cases when the rules change."""
 from .models import Case, RoutingRule
 from .rules import route
-from .services import _change
+from .services import Actor, _change
 
 
-def reroute_open_cases(actor: str = "rule:routing") -> int:
+def reroute_open_cases(actor: Actor = "rule:routing") -> int:
     """Move each open case to the queue (and unowned ones to the owner) the active routing
     rules now give it; each move audited. Returns how many moved."""
     rules = list(RoutingRule.objects.filter(active=True).select_related("queue", "owner"))

@@ -32,7 +32,7 @@ def clean_query(query: str) -> str:
     return data.urlencode()
 
 
-def _clean_name(name):
+def _clean_name(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise SavedViewError("a saved view needs a name")
@@ -46,12 +46,12 @@ def may_share(user: Any) -> bool:
     return user.has_perm("exceptions.triage_case") or user.is_staff
 
 
-def _may_change(view, user):
+def _may_change(view: SavedView, user: Any) -> None:
     if view.owner_id != user.pk and not user.is_superuser:
         raise PermissionDenied("only the person who saved this view can change it")
 
 
-def create(user: Any, name: str, query: str, *, shared: bool = False,
+def create(user: Any, name: str | None, query: str, *, shared: bool = False,
            request: Any = None) -> SavedView:
     if shared and not may_share(user):
         raise PermissionDenied("only people who triage cases can share a view")
@@ -67,7 +67,7 @@ def create(user: Any, name: str, query: str, *, shared: bool = False,
     return view
 
 
-def rename(view: SavedView, user: Any, name: str, *, request: Any = None) -> SavedView:
+def rename(view: SavedView, user: Any, name: str | None, *, request: Any = None) -> SavedView:
     _may_change(view, user)
     old, view.name = view.name, _clean_name(name)
     try:
@@ -103,7 +103,8 @@ def for_user(user: Any, current_query: str = "", work_queue: Any = None) -> list
     current = clean_query(current_query)
     built_in = ([("My work", urlencode({"work": work_queue.slug, "sort": "mine"}))]
                 if work_queue is not None else []) + BUILT_IN
-    listed = [{"name": name, "query": query, "builtin": True} for name, query in built_in]
+    listed: list[dict[str, Any]] = [{"name": name, "query": query, "builtin": True}
+                                    for name, query in built_in]
     for view in (SavedView.objects.filter(Q(owner=user) | Q(shared=True))
                  .select_related("owner")[:MAX_LISTED]):
         listed.append({"name": view.name, "query": view.query, "view": view,

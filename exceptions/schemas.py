@@ -1,4 +1,5 @@
 """A case as the read API and the outbound case webhook show it."""
+import datetime as dt
 from typing import Any
 
 
@@ -25,5 +26,5 @@ def serialize(case: Any) -> dict[str, Any]:
     }
 
 
-def _iso(value):
+def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return value.isoformat() if value else None

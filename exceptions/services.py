@@ -1,11 +1,11 @@
 """Every change to a case goes through these functions, and each writes its audit entry."""
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -25,7 +25,7 @@ from .models import (
 from .signals import announce
 
 # Who changes a case: a user, or a label such as "rule:sync_failed".
-Actor = AbstractBaseUser | str
+Actor = User | str
 
 DEFAULT_TARGETS = {"critical": (30, 240), "high": (120, 480), "medium": (240, 1440),
                    "low": (480, 2400)}
@@ -44,7 +44,7 @@ class UndoRefused(TransitionError):
 def entry(case: Case, actor: Actor, action: str, *, field: str = "", from_value: Any = "",
           to_value: Any = "", comment: str = "", at: dt.datetime | None = None) -> CaseEntry:
     """An unsaved audit entry; `actor` is a user or a label such as 'rule:sync_failed'."""
-    user = actor if hasattr(actor, "pk") else None
+    user = None if isinstance(actor, str) else actor
     label = (user.get_full_name() or user.username) if user else str(actor)
     return CaseEntry(case=case, at=at or timezone.now(), actor=user, actor_label=label,
                      action=action, field=field, from_value=str(from_value or "")[:255],
@@ -86,17 +86,19 @@ def refresh_sla(case: Case, now: dt.datetime | None = None, calendar: sla.Calend
     began_at = min(case.began_at or case.opened_at, case.opened_at)
     case.response_due_at = sla.due_at(case.opened_at, response, paused, calendar)
     case.resolution_due_at = sla.due_at(began_at, resolution, paused, calendar)
-    by_cutoff = case.cutoff_at is not None and case.cutoff_at < case.resolution_due_at
-    if by_cutoff:
-        case.resolution_due_at = case.cutoff_at
+    # None unless the cut-off comes before the resolution target.
+    cutoff = (case.cutoff_at if case.cutoff_at is not None
+              and case.cutoff_at < case.resolution_due_at else None)
+    if cutoff is not None:
+        case.resolution_due_at = cutoff
     if not case.is_open:
         return case
-    if by_cutoff:
+    if cutoff is not None:
         # The cut-off is the target: the business time from the beginning to it.
-        resolution = max(sla.business_seconds(began_at, case.cutoff_at, calendar) - paused, 0)
+        resolution = max(sla.business_seconds(began_at, cutoff, calendar) - paused, 0)
     elapsed = sla.business_seconds(began_at, now, calendar) - paused
     states = [sla.sla_state(elapsed, resolution)]
-    if by_cutoff and now >= case.cutoff_at:
+    if cutoff is not None and now >= cutoff:
         states.append(sla.SlaState.BREACHED)
     if case.acknowledged_at is None:
         states.append(sla.sla_state(
@@ -105,7 +107,8 @@ def refresh_sla(case: Case, now: dt.datetime | None = None, calendar: sla.Calend
     return case
 
 
-def _change(case, actor, fields, *, action, comment="", now=None, announced=True):
+def _change(case: Case, actor: Actor, fields: dict[str, Any], *, action: str, comment: str = "",
+            now: dt.datetime | None = None, announced: bool = True) -> Case:
     """Apply {field: new value}, write one audit entry per changed field, save, and
     announce the change (alerts, the case webhook) after commit."""
     now = now or timezone.now()
@@ -115,7 +118,7 @@ def _change(case, actor, fields, *, action, comment="", now=None, announced=True
         if old == value:
             continue
         setattr(case, name, value)
-        shown = {"owner": lambda u: u.username if u else "", "queue": str}.get(name, str)
+        shown: Callable[[Any], str] = _username if name == "owner" else str
         entries.append(entry(case, actor, action, field=name, from_value=shown(old),
                              to_value=shown(value), comment=comment, at=now))
     if comment and not entries:
@@ -129,19 +132,23 @@ def _change(case, actor, fields, *, action, comment="", now=None, announced=True
     return case
 
 
-def _leave_waiting(case, now):
+def _username(user: User | None) -> str:
+    return user.username if user else ""
+
+
+def _leave_waiting(case: Case, now: dt.datetime) -> None:
     if case.status == Case.Status.WAITING and case.waiting_since:
         case.waiting_business_seconds += sla.business_seconds(case.waiting_since, now,
                                                               case.queue.calendar())
         case.waiting_since = None
 
 
-def _require_open(case):
+def _require_open(case: Case) -> None:
     if not case.is_open:
         raise TransitionError(f"the case is {case.status}; reopen it first")
 
 
-def assign(case: Case, owner: AbstractBaseUser | None, actor: Actor,
+def assign(case: Case, owner: User | None, actor: Actor,
            now: dt.datetime | None = None) -> Case:
     """Give the case to `owner` (or nobody): only someone who may triage can own a case."""
     _require_open(case)
@@ -150,7 +157,7 @@ def assign(case: Case, owner: AbstractBaseUser | None, actor: Actor,
     return _change(case, actor, {"owner": owner}, action="assigned", now=now)
 
 
-def claim(case: Case, actor: AbstractBaseUser, now: dt.datetime | None = None) -> Case:
+def claim(case: Case, actor: User, now: dt.datetime | None = None) -> Case:
     """Take the case: its owner is who acts."""
     return assign(case, actor, actor, now)
 
@@ -217,8 +224,8 @@ def reopen(case: Case, actor: Actor, comment: str = "", now: dt.datetime | None 
     case.waiting_business_seconds, case.escalated_at = 0, None
     case.reopened_count += 1
     return _change(case, actor, {"status": Case.Status.OPEN, "resolution_code": "",
-                                 "sla_state": sla.SlaState.ON_TRACK}, action="reopened", comment=comment,
-                   now=now)
+                                 "sla_state": sla.SlaState.ON_TRACK},
+                   action="reopened", comment=comment, now=now)
 
 
 def comment(case: Case, actor: Actor, text: str, now: dt.datetime | None = None) -> Case:
@@ -244,7 +251,7 @@ def escalate(case: Case, now: dt.datetime) -> Case:
     hear of it (their recipients, and the alert subscriptions on escalations)."""
     _, _, policy = targets(case)
     original_queue = case.queue
-    changes = {}
+    changes: dict[str, Any] = {}
     if (policy is None or policy.escalate_raise_severity) and case.severity != Severity.CRITICAL:
         changes["severity"] = SEVERITY_ORDER[SEVERITY_ORDER.index(case.severity) + 1]
     if policy is not None and policy.escalate_move_queue and case.queue.escalation_queue:
@@ -259,15 +266,17 @@ def escalate(case: Case, now: dt.datetime) -> Case:
 
 
 # --- Undo ------------------------------------------------------------------------------------
-UNDOABLE = {"resolve": ("resolved", resolve), "ignore": ("ignored", ignore)}
+# The two take different arguments after the actor: `close_undoably` passes each its own.
+UNDOABLE: dict[str, tuple[str, Callable[..., Case]]] = {
+    "resolve": ("resolved", resolve), "ignore": ("ignored", ignore)}
 
 
-def _before(case):
+def _before(case: Case) -> dict[str, Any]:
     return {"status": case.status, "owner": case.owner_id,
             "resolution_code": case.resolution_code}
 
 
-def close_undoably(cases: Iterable[Case], action: str, actor: AbstractBaseUser, *,
+def close_undoably(cases: Iterable[Case], action: str, actor: User, *,
                    code: str = ResolutionCode.FIXED, comment: str = "",
                    now: dt.datetime | None = None) -> tuple[Undo | None, dict[int, str]]:
     """Resolve or ignore each case and remember how they were, so `actor` may undo it within
@@ -291,7 +300,7 @@ def close_undoably(cases: Iterable[Case], action: str, actor: AbstractBaseUser, 
     return Undo.objects.create(actor=actor, action=done_as, at=now, previous=previous), refused
 
 
-def undo(undo_record: Undo, actor: AbstractBaseUser,
+def undo(undo_record: Undo, actor: User,
          now: dt.datetime | None = None) -> tuple[list[Case], list[Case]]:
     """Put the cases back as they were before the resolve or ignore, audited as `undone`.
     Only its actor, only within the window, only once; a case changed since is left alone.
@@ -333,7 +342,7 @@ def undo(undo_record: Undo, actor: AbstractBaseUser,
 # --- Severity by money at stake --------------------------------------------------------------
 def money_thresholds() -> dict[str, list[tuple[Decimal, str]]]:
     """{currency: [(amount, severity), …]} as the admin configured them."""
-    found = {}
+    found: dict[str, list[tuple[Decimal, str]]] = {}
     for threshold in MoneyThreshold.objects.all():
         found.setdefault(threshold.currency, []).append((threshold.amount, threshold.severity))
     return found

@@ -4,6 +4,7 @@ A calendar has a time zone, working weekdays, daily working hours and holidays. 
 time only runs inside working hours on working, non-holiday days, in the calendar's zone.
 """
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ class SlaState(StrEnum):
     BREACHED = "breached"
 
     @classmethod
-    def worst(cls, states: list[str]) -> "SlaState":
+    def worst(cls, states: Sequence[str]) -> "SlaState":
         """The worst of `states`."""
         order = list(cls)
         return max((cls(state) for state in states), key=order.index)

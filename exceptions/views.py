@@ -3,13 +3,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Model, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.middleware import HtmxDetails
 
 from core.csvexport import csv_response
 from ingestion import pipeline
@@ -24,6 +26,14 @@ CSV_COLUMNS = ["id", "type", "status", "severity", "queue", "owner", "title", "m
                "currency", "object_kind", "object_id", "client_id", "project_id",
                "sla_state", "response_due_at", "resolution_due_at", "first_seen_at",
                "last_seen_at", "times_seen"]
+
+
+class TriageRequest(HttpRequest):
+    """A request as LoginRequiredMiddleware and django-htmx leave it (for the type checker;
+    no instance is made): a signed-in user, and what htmx sent."""
+
+    user: User
+    htmx: HtmxDetails
 
 
 def can_triage(user: Any) -> bool:
@@ -41,11 +51,11 @@ def home_queue(user: Any) -> Queue | None:
     return Queue.objects.filter(slug__in=slugs).order_by("pk").first()
 
 
-def _work_queue(user):
+def _work_queue(user: Any) -> Queue | None:
     return home_queue(user) if can_triage(user) else None
 
 
-def start(request: HttpRequest) -> HttpResponse:
+def start(request: TriageRequest) -> HttpResponse:
     """Where each role lands after login: a triager on their work (cases they own, then their
     queue's unowned ones), everyone else (executives) on the overview."""
     if not can_triage(request.user):
@@ -55,18 +65,18 @@ def start(request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('exceptions:queue')}?{urlencode(query)}")
 
 
-def _filtered(request):
+def _filtered(request: TriageRequest) -> CaseFilter:
     return CaseFilter(request.GET, queryset=Case.objects.select_related("queue", "owner"),
                       user=request.user)
 
 
-def queue(request: HttpRequest) -> HttpResponse:
+def queue(request: TriageRequest) -> HttpResponse:
     case_filter = _filtered(request)
     grouped = request.GET.get("view") == "grouped"
     if grouped:
         similar = groups.group(case_filter.qs)
         page = Paginator(similar, 50).get_page(request.GET.get("page"))
-        groups.fill(page.object_list, case_filter.qs)
+        groups.fill(list(page.object_list), case_filter.qs)
         count = sum(g.size for g in similar)
     else:
         page = Paginator(case_filter.qs, 50).get_page(request.GET.get("page"))
@@ -86,7 +96,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, "exceptions/queue.html", context)
 
 
-def views_panel(request: HttpRequest) -> HttpResponse:
+def views_panel(request: TriageRequest) -> HttpResponse:
     """The saved views with their live counts (the side list refreshes itself)."""
     query = request.GET.get("current", "")
     return render(request, "exceptions/partials/saved_views.html", {
@@ -95,12 +105,12 @@ def views_panel(request: HttpRequest) -> HttpResponse:
         "may_share": saved_views.may_share(request.user)})
 
 
-def _back_to_list(query):
+def _back_to_list(query: str) -> HttpResponseRedirect:
     return redirect(f"{reverse('exceptions:queue')}?{saved_views.clean_query(query)}")
 
 
 @require_POST
-def save_view(request: HttpRequest) -> HttpResponse:
+def save_view(request: TriageRequest) -> HttpResponse:
     query = request.POST.get("query", "")
     try:
         view = saved_views.create(request.user, request.POST.get("name"), query,
@@ -113,7 +123,7 @@ def save_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def change_view(request: HttpRequest, pk: int, change: str) -> HttpResponse:
+def change_view(request: TriageRequest, pk: int, change: str) -> HttpResponse:
     view = get_object_or_404(SavedView, pk=pk)
     try:
         if change == "rename":
@@ -132,7 +142,7 @@ def change_view(request: HttpRequest, pk: int, change: str) -> HttpResponse:
 SUGGESTIONS = {"client": ("Client", "client_id"), "project": ("Project", "project_id")}
 
 
-def suggest(request: HttpRequest, kind: str) -> HttpResponse:
+def suggest(request: TriageRequest, kind: str) -> HttpResponse:
     """Names (and ids) of clients or projects matching what was typed, as <option>s for the
     filter's datalist."""
     from opsview import models as state
@@ -148,7 +158,7 @@ def suggest(request: HttpRequest, kind: str) -> HttpResponse:
     return render(request, "exceptions/partials/suggestions.html", {"options": options})
 
 
-def export_csv(request: HttpRequest) -> HttpResponse:
+def export_csv(request: TriageRequest) -> HttpResponse:
     return cases_csv(_filtered(request).qs)
 
 
@@ -163,13 +173,15 @@ def cases_csv(cases: QuerySet) -> HttpResponse:
         for case in cases[:50_000]))
 
 
-def detail(request: HttpRequest, pk: int) -> HttpResponse:
+def detail(request: TriageRequest, pk: int) -> HttpResponse:
     """The case page."""
     case = get_object_or_404(Case.objects.select_related("queue", "owner"), pk=pk)
     return _case_page(request, case)
 
 
-def _case_page(request, case, *, status=200, correcting=None, typed="", problem=None):
+def _case_page(request: TriageRequest, case: Case, *, status: int = 200,
+               correcting: int | None = None, typed: str = "",
+               problem: corrections.CorrectionError | None = None) -> HttpResponse:
     return render(request, "exceptions/case.html", {
         "case": case, "undo": pending_undo(request), "timeline": timeline(case),
         "can_triage": can_triage(request.user),
@@ -189,28 +201,29 @@ def timeline(case: Case) -> list[dict]:
     return sorted(items, key=lambda item: item["at"], reverse=True)
 
 
-def business_object(case: Case) -> dict | None:
+def business_object(case: Case) -> list[tuple[str, Any]] | None:
     """The business record the case is about, for the case page (None: not known)."""
     from opsview import models as state
 
-    lookups = {"project": (state.Project, "project_id"), "invoice": (state.Invoice, "invoice_id"),
-               "milestone": (state.Milestone, "milestone_id"),
-               "time_entry": (state.TimeEntry, "time_entry_id"),
-               "expense": (state.Expense, "expense_id"),
-               "client": (state.Client, "client_id"), "person": (state.Person, "person_id")}
+    lookups: dict[str, tuple[type[Model], str]] = {
+        "project": (state.Project, "project_id"), "invoice": (state.Invoice, "invoice_id"),
+        "milestone": (state.Milestone, "milestone_id"),
+        "time_entry": (state.TimeEntry, "time_entry_id"), "expense": (state.Expense, "expense_id"),
+        "client": (state.Client, "client_id"), "person": (state.Person, "person_id")}
     if case.object_kind not in lookups:
         return None
     model, key = lookups[case.object_kind]
-    row = model.objects.filter(**{key: case.object_id}).first()
+    row = model._default_manager.filter(**{key: case.object_id}).first()  # i.e. `objects`
     if row is None:
         return None
     hidden = {"id", "field_versions", "version_event_id", "version_time", "is_placeholder",
               "placeholder_since", "updated_at", "status_event_id", "status_rank"}
-    return [(f.verbose_name, getattr(row, f.name)) for f in model._meta.concrete_fields
+    return [(str(f.verbose_name), getattr(row, f.name)) for f in model._meta.concrete_fields
             if f.name not in hidden]
 
 
-def _dead_letters(case, correcting=None, typed="", problem=None):
+def _dead_letters(case: Case, correcting: int | None = None, typed: str = "",
+                  problem: corrections.CorrectionError | None = None) -> list[dict[str, Any]]:
     """The case's dead letters, each with its fields (failing ones marked) and the JSON to
     correct: what was typed, with the refusal, for the one whose correction was refused."""
     if case.type != CaseType.DEAD_LETTER:
@@ -226,7 +239,7 @@ def _dead_letters(case, correcting=None, typed="", problem=None):
     return letters
 
 
-def _assignable(case):
+def _assignable(case: Case) -> QuerySet[User]:
     """The people who may own the case: its queue's members (everyone, if it has none) who
     can triage."""
     from django.contrib.auth.models import User
@@ -243,7 +256,7 @@ def _assignable(case):
 ACTIONS = {"claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reopen", "comment"}
 
 
-def _apply(case, action, user, data):
+def _apply(case: Case, action: str, user: User, data: QueryDict) -> Undo | None:
     """Apply one action; returns the Undo record of a resolve or ignore (None otherwise)."""
     if action in services.UNDOABLE:
         undo, refused = services.close_undoably([case], action, user,
@@ -272,14 +285,14 @@ def _apply(case, action, user, data):
     return None
 
 
-def _refusal(status, message):
+def _refusal(status: int, message: str) -> HttpResponse:
     """A refusal that names what was sent: plain text (never markup), so the value is shown,
     not run, whoever renders it."""
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
 @require_POST
-def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def act(request: TriageRequest, pk: int, action: str) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     if action not in ACTIONS:
@@ -304,7 +317,7 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @require_POST
-def bulk(request: HttpRequest) -> HttpResponse:
+def bulk(request: TriageRequest) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     action = request.POST.get("action", "")
@@ -331,7 +344,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     return redirect(f"{request.path.rsplit('/bulk', 1)[0]}/?{request.POST.get('query', '')}")
 
 
-def _bulk_ids(request):
+def _bulk_ids(request: TriageRequest) -> QuerySet[Case, int] | list[str]:
     """The selected cases, or every case of one group of similar cases within the filters
     the page showed (`group` and `query`)."""
     if request.POST.get("group"):
@@ -341,14 +354,15 @@ def _bulk_ids(request):
 
         shown = CaseFilter(QueryDict(request.POST.get("query", "")),
                            queryset=Case.objects.all(), user=request.user).qs
-        return groups.members(shown, request.POST["group"])
+        # Their keys, as a subquery (the SQL a query of cases would make in `pk__in`).
+        return groups.members(shown, request.POST["group"]).values_list("pk", flat=True)
     return [pk for pk in request.POST.getlist("ids") if pk.isdigit()]
 
 
 UNDO_SESSION_KEY = "exceptions_undo"
 
 
-def _current_url(request):
+def _current_url(request: TriageRequest) -> str:
     """Where the person was (htmx sends the page's URL), as a local path to come back to."""
     from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -359,7 +373,7 @@ def _current_url(request):
     return reverse("exceptions:queue")
 
 
-def pending_undo(request: HttpRequest) -> Undo | None:
+def pending_undo(request: TriageRequest) -> Undo | None:
     """The undo offer to show once on the page the person lands on after a resolve or
     ignore (bulk or the case page), while its window is open."""
     from django.utils import timezone
@@ -372,7 +386,7 @@ def pending_undo(request: HttpRequest) -> Undo | None:
 
 
 @require_POST
-def undo(request: HttpRequest, pk: int) -> HttpResponse:
+def undo(request: TriageRequest, pk: int) -> HttpResponse:
     """Take back a resolve or ignore: only its actor, within the window, once."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
@@ -397,7 +411,7 @@ def undo(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def correct(request: HttpRequest, pk: int, event_pk: int) -> HttpResponse:
+def correct(request: TriageRequest, pk: int, event_pk: int) -> HttpResponse:
     """Replay a dead letter as the triager corrected it (the original kept, audited)."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
@@ -417,7 +431,7 @@ def correct(request: HttpRequest, pk: int, event_pk: int) -> HttpResponse:
 
 
 @require_POST
-def replay(request: HttpRequest, pk: int) -> HttpResponse:
+def replay(request: TriageRequest, pk: int) -> HttpResponse:
     """Replay the case's dead letters as they are, then re-run the dead-letter rule."""
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")

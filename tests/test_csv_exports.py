@@ -33,7 +33,7 @@ def hostile_panel(monkeypatch):
 def test_a_panel_export_neutralises_formulas_and_keeps_numbers(client, logged_in, hostile_panel):
     logged_in("executive")
     cells = [row[0] for row in rows_of(client.get("/panels/receivables/?format=csv"))[1:]]
-    written = dict(zip(DANGEROUS + KEPT, cells))
+    written = dict(zip(DANGEROUS + KEPT, cells, strict=False))  # the extra rows follow
     for value in DANGEROUS:
         assert written[value] == "'" + value, value
     for value in KEPT:
@@ -47,7 +47,7 @@ def test_the_case_exports_use_the_same_writer(client, logged_in, case, url):
                                            money_at_stake=Decimal("-5.00"))
     logged_in("executive")
     header, row = rows_of(client.get(url))
-    cell = dict(zip(header, row))
+    cell = dict(zip(header, row, strict=True))
     assert cell["title"] == "'\t=HYPERLINK(\"http://x\")"
     assert cell["money_at_stake"] == "-5.00"  # a number, not text
     assert cell["currency"] == "" and cell["owner"] == ""  # empty, not a lone quote

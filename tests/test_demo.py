@@ -25,7 +25,7 @@ def test_the_demo_firm_fills_every_kpi_and_opens_every_kind_of_case(db):
                      .values_list("type", flat=True))
     assert open_types == set(CaseType.values)
     end = dt.date.fromisoformat(END)
-    month = dict(start=end.replace(day=1), end=end)
+    month = {"start": end.replace(day=1), "end": end}
     wip = kpis.wip(as_of=end)
     assert all(Decimal(c["total"]) > 0 for c in wip["currencies"].values())
     readiness = kpis.invoice_readiness(period=END[:7], first_day=month["start"], last_day=end)

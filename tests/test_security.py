@@ -51,7 +51,8 @@ def test_check_deploy_is_clean_with_production_settings():
 @pytest.mark.parametrize("entry", [["manage.py", "check"], ["-c", "import config.wsgi"]],
                          ids=["manage.py", "wsgi"])
 @pytest.mark.parametrize("key", [None, "opsview-insecure-demo-key-set-SECRET_KEY-in-production",
-                                 "change-me-in-production"], ids=["no-key", "demo-key", "compose-key"])
+                                 "change-me-in-production"],
+                         ids=["no-key", "demo-key", "compose-key"])
 def test_production_refuses_to_start_without_its_own_secret_key(entry, key):
     env = {"DEBUG": "0", "ALLOWED_HOSTS": "opsview.example.com",
            "DJANGO_SETTINGS_MODULE": "config.settings"}
@@ -148,7 +149,8 @@ TRIAGERS = {"finance_ops", "delivery_ops", "integration", ADMIN}
 LOGIN = "login"  # a redirect to the login page
 PAGE_ROUTES = ["", "readiness/", "wip/", "latency/", "integration/", "margin/",
                "close/", "reconciliation/", "billing/", "trends/",
-               "items/<str:kind>/<path:item_id>/", "panels/<str:name>/", "exceptions/", "exceptions/export.csv",
+               "items/<str:kind>/<path:item_id>/", "panels/<str:name>/", "exceptions/",
+               "exceptions/export.csv",
                "exceptions/<int:pk>/", "api/docs/", "exceptions/views/"]
 API_ROUTES = ["api/v1/kpis/wip", "api/v1/kpis/invoice-readiness",
               "api/v1/kpis/posting-latency", "api/v1/kpis/utilization",
@@ -506,7 +508,8 @@ def test_secrets_and_passwords_are_never_logged(client, caplog, db):
     source = Source.objects.create(slug="boomi", name="Boomi")
     make_role_user("erin", "finance_ops")
     with caplog.at_level(logging.DEBUG):
-        body, headers = signed_request("whsec_" + "A" * 44, [make_event("time_entry.approved", APPROVED)])
+        body, headers = signed_request("whsec_" + "A" * 44,
+                                       [make_event("time_entry.approved", APPROVED)])
         client.post("/ingest/boomi/events", data=body, content_type=headers.pop("content-type"),
                     headers=headers)  # a bad signature
         body, headers = signed_request(source.secret, [make_event("time_entry.approved", APPROVED)])

@@ -8,6 +8,7 @@ changed) and every rule over the whole state from beat, both dispatched from the
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from django.utils import timezone
@@ -107,10 +108,11 @@ def evaluate_time_rules(now: dt.datetime | None = None) -> dict[str, Any]:
         learn_rhythms(now)
     except Exception:
         log.exception("could not learn the flows' rhythms")
-    results = {}
+    results: dict[str, Any] = {}
     for case_type, find in TIME_RULES.items():
         try:
-            results[case_type] = reconcile(case_type, lambda: find(now), now=now, count=False)
+            results[case_type] = reconcile(case_type, partial(find, now), now=now,
+                                           count=False)
         except Exception:
             log.exception("rule %s failed", case_type)
             results[case_type] = {"error": True}

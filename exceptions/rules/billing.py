@@ -3,10 +3,13 @@ milestones not invoiced, and projects that bill without a complete billing set-u
 them can hold up a period's billing, so its cases are due by that period's cut-off."""
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models.expressions import Combinable
 
 from opsview import models as state
 from opsview import selectors
@@ -45,7 +48,7 @@ def approved_expense_unposted(now: dt.datetime) -> list[Finding]:
                      selectors.EXPENSE_VALUE, "currency", "expenses", now)
 
 
-def _unposted(case_type: str, unposted: QuerySet, value: F, currency: str, noun: str,
+def _unposted(case_type: str, unposted: QuerySet, value: Combinable, currency: str, noun: str,
               now: dt.datetime) -> list[Finding]:
     sla = _posting_sla(case_type)
     overdue = set(unposted.filter(approved_at__lt=now - sla).values_list(
@@ -138,8 +141,9 @@ def missing_billing_setup() -> list[Finding]:
                 .exclude(billing_method__in=selectors.NOT_BILLING)
                 .exclude(status=state.Project.Status.CLOSED)
                 .exclude(state.billing_setup_complete_q()))
-    values = defaultdict(lambda: defaultdict(Decimal))
-    earliest = {}
+    values: defaultdict[int, defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(Decimal))
+    earliest: dict[int, dt.datetime] = {}
     unbilled = selectors.BILLED_NOW
     for items, value, currency, billable in (
             (selectors.counted_time(), selectors.TIME_VALUE, F("project__currency"),
@@ -159,18 +163,21 @@ def missing_billing_setup() -> list[Finding]:
                                       .values_list("project_id", "first").order_by()):
                 earliest[project_pk] = min(first, earliest.get(project_pk, first))
     findings = []
-    for p in projects.values("pk", "project_id", "name", "billing_method", "rate_card_id",
-                             "po_required", "po_number", "first_event_at", "version_time",
-                             **project_fields()):
+    # values() with annotations the stubs cannot name: plain mappings.
+    rows: Iterable[Mapping[str, Any]] = projects.values(
+        "pk", "project_id", "name", "billing_method", "rate_card_id", "po_required", "po_number",
+        "first_event_at", "version_time", **project_fields())
+    for p in rows:
         missing = [what for what, absent in (
             ("rate card", p["billing_method"] == selectors.T_AND_M and not p["rate_card_id"]),
             ("PO", p["po_required"] and not p["po_number"])) if absent]
-        by_currency = values.get(p["pk"], {})
-        currency = max(by_currency, key=by_currency.get) if by_currency else p["c_currency"]
+        by_currency: Mapping[str, Decimal] = values.get(p["pk"], {})
+        main_currency: str = (max(by_currency, key=lambda c: by_currency[c]) if by_currency
+                              else p["c_currency"])
         findings.append(Finding(
             fingerprint=p["project_id"], object_kind="project", object_id=p["project_id"],
             title=f"{p['name'] or p['project_id']}: no {' and no '.join(missing)}",
-            money=by_currency.get(currency, Decimal(0)), currency=currency,
+            money=by_currency.get(main_currency, Decimal(0)), currency=main_currency,
             client_id=p["c_client"] or "", project_id=p["project_id"],
             practice=p["c_practice"], legal_entity=p["c_entity"],
             began_at=earliest.get(p["pk"]) or p["first_event_at"] or p["version_time"],

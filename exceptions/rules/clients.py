@@ -2,6 +2,8 @@
 import datetime as dt
 import re
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from opsview import models as state
 
@@ -19,7 +21,7 @@ def normalize_name(name: str) -> str:
     return " ".join(SUFFIXES.sub(" ", cleaned).split())
 
 
-def client_groups(clients: list[dict]) -> list[set[str]]:
+def client_groups(clients: Sequence[Mapping[str, Any]]) -> list[set[str]]:
     """Clients linked by a shared normalized name or tax id, transitively: a list of sets
     of client ids (union–find over the links)."""
     parent = {c["client_id"]: c["client_id"] for c in clients}
@@ -30,7 +32,7 @@ def client_groups(clients: list[dict]) -> list[set[str]]:
             client_id = parent[client_id]
         return client_id
 
-    first_by_link = {}
+    first_by_link: dict[str, str] = {}
     for c in clients:
         links = []
         if c["name"] and normalize_name(c["name"]):

@@ -22,7 +22,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Min, Q, QuerySet
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from core.bulk import update_rows
@@ -40,7 +41,7 @@ from ..models import (
     fingerprint_key,
 )
 from ..signals import announce
-from ..sla import SlaState
+from ..sla import Calendar, SlaState
 from .registry import REGISTRY
 
 
@@ -129,7 +130,8 @@ def reconcile(case_type: str, find: Callable[[], list[Finding]], *,
         return _reconcile(case_type, find(), now, scope, count)
 
 
-def _reconcile(case_type, findings, now, scope, count):
+def _reconcile(case_type: str, findings: list[Finding], now: dt.datetime, scope: Q | None,
+               count: bool) -> dict[str, int]:
     open_in_scope = Case.objects.filter(type=case_type, status__in=Case.OPEN_STATES)
     if scope is not None:
         open_in_scope = open_in_scope.filter(scope)
@@ -148,7 +150,7 @@ def _reconcile(case_type, findings, now, scope, count):
     rules = list(RoutingRule.objects.filter(active=True).select_related("queue", "owner"))
     policies = services._policies()
     thresholds = services.money_thresholds()
-    calendars = {}
+    calendars: dict[int, Calendar] = {}
     created, updated, entries, reopened = [], [], [], []
     for fingerprint, finding in wanted.items():
         case = known.get(fingerprint)
@@ -186,11 +188,11 @@ def _reconcile(case_type, findings, now, scope, count):
         if [getattr(case, name) for name in UPDATABLE] != before:
             updated.append(case)  # time-driven re-evaluation writes only what changed
 
-    cleared = Case.objects.select_related("queue").filter(type=case_type,
-                                                          status__in=Case.OPEN_STATES)
+    still_open = Case.objects.select_related("queue").filter(type=case_type,
+                                                             status__in=Case.OPEN_STATES)
     if scope is not None:
-        cleared = cleared.filter(scope)
-    cleared = [c for c in cleared.exclude(fingerprint__in=list(wanted))]
+        still_open = still_open.filter(scope)
+    cleared = list(still_open.exclude(fingerprint__in=list(wanted)))
     for case in cleared:
         entries.append(services.entry(case, label, "resolved", field="status",
                                       from_value=case.status, to_value=Case.Status.RESOLVED,
@@ -221,7 +223,7 @@ UPDATABLE = ["title", "money_at_stake", "currency", "client_id", "project_id", "
              "resolution_due_at", "object_kind", "object_id", "blocks_period", "cutoff_at"]
 
 
-def _fill(case, finding, now):
+def _fill(case: Case, finding: Finding, now: dt.datetime) -> None:
     case.title = finding.title[:300]
     case.object_kind, case.object_id = finding.object_kind[:255], finding.object_id[:255]
     # A problem cannot have begun after OpsView opened its case: clamped, so the age and
@@ -235,7 +237,7 @@ def _fill(case, finding, now):
     case.detail = finding.detail
 
 
-def _calendar(queue, cache):
+def _calendar(queue: Queue, cache: dict[int, Calendar]) -> Calendar:
     if queue.pk not in cache:
         cache[queue.pk] = queue.calendar()
     return cache[queue.pk]
@@ -285,7 +287,7 @@ def due_by_cutoffs(case_type: str, findings: list[Finding]) -> None:
         finding.blocks_period, finding.cutoff_at = first.strftime("%Y-%m"), cutoffs[key]
 
 
-# --- Helpers of the finders ---------------------------------------------------------------------------
+# --- Helpers of the finders -----------------------------------------------------------------
 def project_fields(prefix: str = "") -> dict[str, F]:
     """The case fields of a project (its client, practice, entity, currency) as
     annotations on a query of `prefix`-related rows."""
@@ -327,7 +329,8 @@ def money_for_objects(findings: list[Finding]) -> None:
                 finding.legal_entity = row["p_entity"] or ""
 
 
-def _fill_money(findings, items, key_field, value, currency):
+def _fill_money(findings: list[Finding], items: QuerySet[Any], key_field: str,
+                value: Combinable, currency: Combinable) -> None:
     rows = {r[key_field]: r for r in items.filter(
         **{f"{key_field}__in": [f.object_id for f in findings]}).values(
         key_field, "project__project_id", value_=value, ccy=currency,

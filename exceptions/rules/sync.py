@@ -21,7 +21,8 @@ from .registry import SEPARATOR, Grouping, Run, rule
 
 # The object's own evidence that a failed sync has since arrived (SPEC section 3): progress
 # toward the target only — a void or a reversal is not.
-EVIDENCE = {
+EVIDENCE: dict[str, tuple[type[state.TimeEntry] | type[state.Expense] | type[state.Invoice]
+                          | type[state.Milestone], str, tuple[str, ...]]] = {
     "time_entry": (state.TimeEntry, "time_entry_id", ("posted", "invoiced")),
     "expense": (state.Expense, "expense_id", ("posted", "invoiced")),
     "invoice": (state.Invoice, "invoice_id", ("issued", "paid")),
@@ -134,7 +135,7 @@ def _arrival_evidence(keys: Any) -> dict[tuple[str, str], dt.datetime]:
 def _failure_runs(candidates: dict, evidence: dict) -> dict[tuple[str, str, str], dict]:
     """The current run of failures of each object: those after its last success or
     arrival. {key: {began_at, failures, code, message}}."""
-    runs = {}
+    runs: dict[tuple[str, str, str], dict[str, Any]] = {}
     if not candidates:
         return runs
     rows = (state.SyncAttempt.objects.filter(
@@ -256,7 +257,8 @@ def _placeholder_money(kind: str, pks: list[int]) -> dict[int, tuple[Decimal, st
                    (state.Expense.objects.filter(project__client_id__in=pks),
                     "project__client_id", selectors.EXPENSE_VALUE, F("currency"))],
     }.get(kind, [])
-    sums = defaultdict(lambda: defaultdict(Decimal))
+    sums: defaultdict[Any, defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(Decimal))
     for items, owner, value, currency in item_sets:
         for row in (items.exclude(status__in=["rejected", "reversed", "submitted"])
                     .values(owner_=F(owner), ccy=currency)
@@ -299,14 +301,17 @@ def stale_feed(now: dt.datetime, flows: bool = True) -> list[Finding]:
     high severity; a silent source is high (it carries the business events)."""
     findings = []
     for source in Source.objects.filter(enabled=True, last_event_at__isnull=False):
-        silent = now - source.last_event_at
+        last_event_at = source.last_event_at
+        if last_event_at is None:  # filtered out above; said again for the type checker
+            continue
+        silent = now - last_event_at
         limit = dt.timedelta(minutes=source.stale_after_minutes)
         if silent > limit:
             findings.append(Finding(
                 fingerprint=f"source:{source.slug}", object_kind="source", object_id=source.slug,
                 title=f"No events from {source.slug} for {_duration(silent)}",
-                began_at=source.last_event_at + limit, severity=Severity.HIGH,
-                detail={"last_event_at": source.last_event_at.isoformat(),
+                began_at=last_event_at + limit, severity=Severity.HIGH,
+                detail={"last_event_at": last_event_at.isoformat(),
                         "expected_silence_seconds": round(limit.total_seconds())}))
     if flows:
         zone = firm_zone()

@@ -1,4 +1,7 @@
 """Display filters of the triage pages: human labels for codes, money with its currency."""
+from decimal import Decimal
+from typing import Any
+
 from django import template
 
 from core.money import money
@@ -9,13 +12,13 @@ register = template.Library()
 
 
 @register.filter
-def human(code):
+def human(code: object) -> str:
     """'missing_po' → 'Missing PO'."""
     return labels.human(code)
 
 
 @register.filter
-def in_currency(amount, currency):
+def in_currency(amount: Decimal | int | float | str | None, currency: str | None) -> str:
     """1234.5, 'EUR' → '€1,234.50'; an unknown currency keeps its code ('1,234.50 CHF')."""
     if amount in (None, ""):
         return "—"
@@ -30,7 +33,7 @@ CODED_FIELDS = {"status", "resolution_code", "severity", "sla_state", "type"}
 
 
 @register.filter
-def field_value(value, field_name):
+def field_value(value: Any, field_name: str) -> Any:
     """An audit entry's value as people read it: codes labelled, names and ids as they are."""
     if value in (None, ""):
         return "—"
@@ -38,7 +41,7 @@ def field_value(value, field_name):
 
 
 @register.filter
-def listed(value):
+def listed(value: Any) -> Any:
     """A case detail's value as text: a list as its items, comma-separated."""
     if isinstance(value, list | tuple):
         return ", ".join(str(item) for item in value) or "—"

@@ -1,6 +1,7 @@
 """A value the contract accepts is never truncated, never fails later, and one object never
 stops other rules or the sweep (the column widths follow the contract's 255 characters)."""
 import datetime as dt
+import os
 
 import pytest
 from django.core.management import call_command
@@ -41,7 +42,8 @@ def test_a_sync_failure_with_every_field_at_its_contract_limit_opens_one_case(de
     # Later evaluations, the sweep and process_inbox keep working, for this case and others.
     results = evaluate_time_rules()
     assert not any(isinstance(r, dict) and r.get("error") for r in results.values())
-    call_command("process_inbox", stdout=open("/dev/null", "w"))
+    with open(os.devnull, "w") as quiet:
+        call_command("process_inbox", stdout=quiet)
     deliver.send(make_event("sync.succeeded", {
         "flow": long("flow-"), "source_system": "s", "target_system": "t",
         "object_type": long("type-"), "object_id": long("id-")}))

@@ -14,12 +14,14 @@ def at(text, tz=UTC):
 
 def test_business_time_counts_only_working_hours():
     # Monday 2026-11-23 08:00 → 12:00 is three business hours (09:00–12:00).
-    assert business_seconds(at("2026-11-23T08:00"), at("2026-11-23T12:00"), NINE_TO_FIVE) == 3 * HOUR
+    assert business_seconds(at("2026-11-23T08:00"), at("2026-11-23T12:00"),
+                            NINE_TO_FIVE) == 3 * HOUR
 
 
 def test_weekends_do_not_count():
     # Friday 16:00 → Monday 10:00: one hour on Friday, one on Monday.
-    assert business_seconds(at("2026-11-27T16:00"), at("2026-11-30T10:00"), NINE_TO_FIVE) == 2 * HOUR
+    assert business_seconds(at("2026-11-27T16:00"), at("2026-11-30T10:00"),
+                            NINE_TO_FIVE) == 2 * HOUR
     assert add_business_seconds(at("2026-11-27T16:00"), 2 * HOUR, NINE_TO_FIVE) == at(
         "2026-11-30T10:00")
 

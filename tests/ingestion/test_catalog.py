@@ -43,7 +43,7 @@ def test_a_lifecycle_declares_every_stage_of_its_model_once(target):
     assert all(isinstance(stage, LifecycleStage) for stage in declared)
     assert sorted(declared) == sorted(target.model.Stage)
     # The ranks the model exposes are the declared stages' ranks.
-    assert target.model.RANKS == {d.stage.value: d.rank for d in CATALOG if d.target is target}
+    assert {d.stage.value: d.rank for d in CATALOG if d.target is target} == target.model.RANKS
 
 
 def test_outside_a_lifecycle_there_is_no_stage_or_rank():

@@ -278,9 +278,9 @@ def test_an_empty_batch_is_accepted_as_nothing(client, source):
 # --- Numbers a binary float cannot hold, and arrays nested too deep ------------------------
 def _event_text(event_id, *, data='{"client_id": "c-%s", "name": "Acme"}', extension="",
                 event_type="client.upserted"):
-    return ('{"specversion":"1.0","id":"%s","source":"urn:s","type":"%s",'
-            '"time":"2026-11-02T10:00:00Z"%s,"data":%s}'
-            % (event_id, event_type, extension, data % event_id if "%s" in data else data))
+    body = data % event_id if "%s" in data else data
+    return (f'{{"specversion":"1.0","id":"{event_id}","source":"urn:s","type":"{event_type}",'
+            f'"time":"2026-11-02T10:00:00Z"{extension},"data":{body}}}')
 
 
 def _post_batch(client, source, items):

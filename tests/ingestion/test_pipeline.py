@@ -271,7 +271,7 @@ def test_replay_command_and_case_page_tell_of_altered_copies(deliver, logged_in,
 
     deliver.send(entry_event("posted", 1, erp_document_id="ERP\u0000-7"))
     deliver.send(entry_event("posted", 2, entry_id="te-2", erp_document_id="ERP\u0000-8"))
-    first, second = InboxEvent.objects.order_by("pk")
+    first, _second = InboxEvent.objects.order_by("pk")
     out = StringIO()
     call_command("replay", str(first.pk), stdout=out)
     assert "1 from a copy stored altered" in out.getvalue()

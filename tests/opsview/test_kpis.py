@@ -208,7 +208,7 @@ def test_margin_by_client_and_practice_keep_currencies_apart(firm):
 
 def test_margin_ratio_is_null_without_earned_revenue(deliver, process, firm):
     rows = kpis.margin(start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 31))["rows"]
-    only_recognized = [r for r in rows if r["key"] == "P2"][0]
+    only_recognized = next(r for r in rows if r["key"] == "P2")
     assert only_recognized["recognized_revenue"] == "111.00"
     assert only_recognized["margin_ratio"] is None
 

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import Any
 
 from django.core.management.base import BaseCommand
 
@@ -13,7 +14,7 @@ DEFAULTS = [("USD", "25000", "high"), ("USD", "100000", "critical"),
 class Command(BaseCommand):
     help = "Create the demo's money thresholds of severity (idempotent; existing ones kept)."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         for currency, amount, severity in DEFAULTS:
             MoneyThreshold.objects.get_or_create(currency=currency, severity=severity,
                                                  defaults={"amount": Decimal(amount)})
