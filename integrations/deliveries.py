@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from core import outbound
 from exceptions import services
+from exceptions.models import Case
 from ingestion.events import STRUCTURED
 from ingestion.signing import signed_headers
 
@@ -100,17 +101,17 @@ def attempt(delivery: Delivery, now: dt.datetime | None = None) -> int | None:
         wait = backoff(delivery.attempts)
         delivery.next_attempt_at = now + dt.timedelta(seconds=wait)
     delivery.save(update_fields=["attempts", "log", "status", "delivered_at", "next_attempt_at"])
-    if delivery.kind == Delivery.Kind.RETRY_REQUEST and delivery.case_id:
-        _note_on_case(delivery, answer, wait, now)
+    if delivery.kind == Delivery.Kind.RETRY_REQUEST and delivery.case is not None:
+        _note_on_case(delivery, delivery.case, answer, wait, now)
     return wait
 
 
-def _note_on_case(delivery: Delivery, answer: outbound.Answer, wait: int | None,
+def _note_on_case(delivery: Delivery, case: Case, answer: outbound.Answer, wait: int | None,
                   now: dt.datetime) -> None:
     """The case's timeline shows each attempt of a retry request and the answer."""
     outcome = ("delivered" if answer.ok else
                f"next attempt in {wait} s" if wait is not None else "given up")
-    services.note(delivery.case, "rule:retry", "retry_attempt",
+    services.note(case, "rule:retry", "retry_attempt",
                   f"Retry request to {delivery.source.slug if delivery.source else '?'}, "
                   f"attempt {delivery.attempts}: {answer.summary()} ({outcome})", now=now)
 

@@ -5,7 +5,7 @@ arrival) clears the case by the rules of SPEC section 3 — nothing here resolve
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import User
 from django.db.models import Model, Q
 
 from exceptions import services
@@ -91,7 +91,7 @@ def _source_for(case: Case, target: dict[str, Any]) -> Source | None:
     return able[0] if len(able) == 1 else None
 
 
-def request_retry(case: Case, actor: User | AnonymousUser) -> Delivery:
+def request_retry(case: Case, actor: User) -> Delivery:
     """Queue a signed retry request for the case's object and note it on the case."""
     if not can_retry(case):
         raise RetryRefused(f"a {case.type} case has nothing to retry"
@@ -117,7 +117,7 @@ def request_retry(case: Case, actor: User | AnonymousUser) -> Delivery:
     return delivery
 
 
-def request_retries(cases: Iterable[Case], actor: User | AnonymousUser,
+def request_retries(cases: Iterable[Case], actor: User,
                     ) -> tuple[int, list[tuple[Case, str]]]:
     """The bulk action: (requested, [(case, reason) refused])."""
     requested, refused = 0, []

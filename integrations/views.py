@@ -1,18 +1,18 @@
 """The "Request retry" actions on a case and on a selection of cases (bulk)."""
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from exceptions.models import Case
-from exceptions.views import can_triage
+from exceptions.views import TriageRequest, can_triage
 
 from . import retries
 
 
 @require_POST
-def request_retry(request: HttpRequest, pk: int) -> HttpResponse:
+def request_retry(request: TriageRequest, pk: int) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     case = get_object_or_404(Case.objects.select_related("queue"), pk=pk)
@@ -28,7 +28,7 @@ def request_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def request_retries(request: HttpRequest) -> HttpResponse:
+def request_retries(request: TriageRequest) -> HttpResponse:
     if not can_triage(request.user):
         raise PermissionDenied("you can see cases but not change them")
     cases = Case.objects.select_related("queue").filter(pk__in=request.POST.getlist("ids"))
