@@ -90,7 +90,7 @@ def _parse_rfc3339(value):
     if parsed.tzinfo is None:
         raise ValueError("must include a UTC offset (Z or +hh:mm)")
     try:
-        return parsed.astimezone(dt.timezone.utc)
+        return parsed.astimezone(dt.UTC)
     except OverflowError:
         raise ValueError("is out of the supported range of years 1–9999") from None
 

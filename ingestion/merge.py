@@ -35,7 +35,7 @@ Events = list[tuple[InboxEvent, Contract]]
 StageOf = Callable[[InboxEvent], LifecycleStage]
 Version = tuple[int, str]
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def version_of(row: InboxEvent) -> Version:
@@ -257,7 +257,7 @@ def upsert_latest(model: type[db.Model], key_fields: tuple[str, ...], winners: d
     {key tuple: (version, {field: value})}; rows are created where missing and overwritten
     where the winner is newer than what they hold."""
     model.objects.bulk_create(
-        [model(**dict(zip(key_fields, key)), **values)
+        [model(**dict(zip(key_fields, key, strict=True)), **values)
          for key, (_, values) in sorted(winners.items())],
         ignore_conflicts=True,
     )
@@ -356,7 +356,7 @@ def apply_lifecycle(model: type[db.Model], key_field: str, events: Events,
             (c.invoice_id, row.time) for row, c in events if stages[row.pk].bills), outcome)
         share_lock(references, maps)
     first = {}
-    for row, contract in sorted(events, key=lambda item: version_of(item[0])):
+    for _row, contract in sorted(events, key=lambda item: version_of(item[0])):
         first.setdefault(getattr(contract, key_field), contract)
 
     def new_row(key: str) -> db.Model:

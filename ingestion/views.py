@@ -25,8 +25,9 @@ def webhook(request: HttpRequest, source: str) -> HttpResponse:
     if request.method == "OPTIONS":
         return _handshake(request)
     if request.method != "POST":
-        response = problem_response(Problem(405, "method-not-allowed", "Method Not Allowed",
-                                            "Send events with POST.", [f"method: {request.method}"]))
+        response = problem_response(Problem(
+            405, "method-not-allowed", "Method Not Allowed", "Send events with POST.",
+            [f"method: {request.method}"]))
         response["Allow"] = "POST, OPTIONS"
         return response
     try:

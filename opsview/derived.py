@@ -19,6 +19,7 @@ from . import models as state
 from .lifecycle import Kind
 from .timeline import (
     InvoiceDates,
+    Span,
     Stage,
     current_invoice,
     firm_zone,
@@ -168,7 +169,8 @@ def items_of_people(person_pks: Collection[int]) -> dict[str, set[int]]:
             for kind, (model, _) in ITEMS.items() if kind != Kind.MILESTONE} if person_pks else {}
 
 
-def _span_row(kind, item, date_field, span, value, currency):
+def _span_row(kind: str, item: Model, date_field: str, span: Span, value: Decimal,
+              currency: str) -> state.WipSpan:
     return state.WipSpan(
         kind=kind, record_id=item.pk, start=span.start, end=span.end,
         in_billing=span.in_billing, project_id=item.project_id,

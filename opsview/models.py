@@ -270,7 +270,9 @@ class Milestone(LifecycleRecord):
     invoiced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "completed_on"], name="milestone_status_date_idx")]
+        indexes = [
+            models.Index(fields=["status", "completed_on"], name="milestone_status_date_idx"),
+        ]
 
     def __str__(self):
         return self.name or self.milestone_id
@@ -445,7 +447,8 @@ class RevenueRecognition(MasterRecord):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "period"], name="revenue_project_period_uniq")
+            models.UniqueConstraint(fields=["project", "period"],
+                                    name="revenue_project_period_uniq")
         ]
 
 
