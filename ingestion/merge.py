@@ -17,6 +17,7 @@ applier, with which stage, is declared in `ingestion.catalog`.
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from django.db import connection
 from django.db import models as db
@@ -34,6 +35,8 @@ from .outcome import BatchOutcome
 Events = list[tuple[InboxEvent, Contract]]
 StageOf = Callable[[InboxEvent], LifecycleStage]
 Version = tuple[int, str]
+K = TypeVar("K")
+V = TypeVar("V")
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -43,7 +46,7 @@ def version_of(row: InboxEvent) -> Version:
     return (int(row.time.timestamp() * 1_000_000), row.event_id)
 
 
-def _newer(version, time, event_id):
+def _newer(version: Version, time: dt.datetime | None, event_id: str | None) -> bool:
     if time is None:
         return True
     return version > (int(time.timestamp() * 1_000_000), event_id)
@@ -109,7 +112,7 @@ def lock_rows(model: type[db.Model], key_field: str, keys: Iterable,
 
 
 # --- Master data ---------------------------------------------------------------------------
-def _winners(items):
+def _winners(items: Iterable[tuple[K, Version, V]]) -> dict[K, tuple[Version, V]]:
     """The greatest-version item per key. items: [(key, version, values)]."""
     best = {}
     for key, version, values in items:
@@ -165,11 +168,11 @@ def apply_master(model: type[db.Model], key_field: str, items: list, outcome: Ba
         outcome.touch(model, [row.pk for row in changed])
 
 
-def _epoch_us_to_datetime(microseconds):
+def _epoch_us_to_datetime(microseconds: int) -> dt.datetime:
     return EPOCH + dt.timedelta(microseconds=microseconds)
 
 
-def _text(value):
+def _text(value: str | None) -> str:
     return "" if value is None else value
 
 

@@ -49,7 +49,7 @@ def apply_events(valid: Events, outcome: BatchOutcome) -> None:
 
 
 # --- The batch -----------------------------------------------------------------------------
-def _validate(rows, outcome):
+def _validate(rows: list[InboxEvent], outcome: BatchOutcome) -> Events:
     valid = []
     for row in rows:
         if row.type not in catalog.CONTRACTS:
@@ -97,7 +97,7 @@ def process_events(event_ids: Iterable[int] | None = None, limit: int = 500) -> 
     return outcome
 
 
-def _apply_one_by_one(valid, outcome):
+def _apply_one_by_one(valid: Events, outcome: BatchOutcome) -> None:
     for row, contract in valid:
         try:
             with transaction.atomic():
@@ -112,7 +112,7 @@ def _apply_one_by_one(valid, outcome):
             outcome.dead.append(row)
 
 
-def _record_statuses(rows, outcome):
+def _record_statuses(rows: list[InboxEvent], outcome: BatchOutcome) -> None:
     """One write per inbox row: its new status, attempt count and outcome time."""
     now = timezone.now()
     for status, done in ((InboxEvent.Status.PROCESSED, outcome.processed),
@@ -126,7 +126,7 @@ def _record_statuses(rows, outcome):
     update_rows(InboxEvent, outcome.dead, ["status", "errors", "processed_at", "attempts"])
 
 
-def _rules_see(changes):
+def _rules_see(changes: BatchChanges) -> bool:
     """Announce a committed batch to the layers above (the exception rules); their failure
     never undoes processing. True when every subscriber saw it whole."""
     return announce.batch_processed(changes)
@@ -136,7 +136,7 @@ def _rules_see(changes):
 ANNOUNCING = 0x0B5F
 
 
-def _announce(unseen, changes):
+def _announce(unseen: ProcessedBatch, changes: BatchChanges) -> None:
     """Run the rules on a committed batch, then forget it. A batch whose rules failed (the
     database went away, a rule raised) stays for settle_unseen_batches."""
     try:
@@ -154,7 +154,7 @@ class _holding:
     never announces a batch its worker is still announcing (PostgreSQL; elsewhere one
     process runs everything)."""
 
-    def __init__(self, pk, wait=True):
+    def __init__(self, pk: int, wait: bool = True) -> None:
         self.pk, self.wait, self.held = pk, wait, False
 
     def __enter__(self):
@@ -299,7 +299,7 @@ def replay_summary(result: dict[str, int]) -> str:
     return line + "."
 
 
-def _note_altered_copies(notes_by_pk):
+def _note_altered_copies(notes_by_pk: dict[int, list[str]]) -> int:
     """A dead letter stored altered (U+FFFD for NUL, a number as a string) is replayed from
     that copy, not from what was sent: its errors keep the `stored altered` notes and, once
     it is processed, say that it was processed from the altered copy. Returns how many were."""
