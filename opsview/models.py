@@ -15,7 +15,7 @@ invoices the item was on.
 import datetime as dt
 import hashlib
 import secrets
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -641,7 +641,7 @@ class AuditEvent(models.Model):
             raise PermissionDenied("audit events cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> None:
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise PermissionDenied("audit events cannot be deleted")
 
 
