@@ -159,8 +159,8 @@ class IntakeResult:
 
 
 MAX_DEPTH = jsontext.MAX_DEPTH
-# An inbox row's idempotency key within its source: (event source, event id).
-EventKey = tuple[str, str | None]
+# A valid inbox row's idempotency key within its source: (event source, event id).
+EventKey = tuple[str, str]
 
 
 def _envelope_row(source: Source, raw: Any, received_at: dt.datetime,
@@ -172,7 +172,8 @@ def _envelope_row(source: Source, raw: Any, received_at: dt.datetime,
     found = jsontext.inspect(raw)
     if found.depth > MAX_DEPTH:
         errors = read_errors + [f"(root): an event may nest at most {MAX_DEPTH} levels"]
-        kept = {"unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
+        kept: dict[str, str | None] = {
+            "unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
         if isinstance(raw, dict):
             event_type = raw.get("type")
             kept = {"id": _raw_id(raw),

@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import TypedDict
 
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F
@@ -219,15 +220,15 @@ def pending_ids(limit: int | None = None, older_than: dt.datetime | None = None)
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING)
     if older_than is not None:
         qs = qs.filter(received_at__lt=older_than)
-    qs = qs.order_by("received_at", "pk").values_list("pk", flat=True)
-    return list(qs[:limit] if limit else qs)
+    ids = qs.order_by("received_at", "pk").values_list("pk", flat=True)
+    return list(ids[:limit] if limit else ids)
 
 
 def drain_inbox(batch_size: int = 500, progress: Callable[[dict], None] | None = None,
                 max_seconds: float | None = None) -> dict[str, int]:
     """Process pending rows batch by batch until none is left (or `max_seconds` pass).
     Returns counts."""
-    totals = defaultdict(int)
+    totals: defaultdict[str, int] = defaultdict(int)
     started = time.monotonic()
     while max_seconds is None or time.monotonic() - started < max_seconds:
         outcome = process_events(limit=batch_size)
@@ -241,7 +242,18 @@ def drain_inbox(batch_size: int = 500, progress: Callable[[dict], None] | None =
     return dict(totals)
 
 
-def replay(event_ids: Iterable[int] | None = None) -> dict[str, int]:
+class ReplayResult(TypedDict):
+    """What a replay did: rows replayed, and how many ended processed, dead or unhandled,
+    and how many were replayed from a copy stored altered."""
+
+    replayed: int
+    processed: int
+    dead: int
+    unhandled: int
+    altered: int
+
+
+def replay(event_ids: Iterable[int] | None = None) -> ReplayResult:
     """Put dead letters back to pending and process them again: all of them when
     `event_ids` is None, else the given ones (an empty selection replays nothing)."""
     now = timezone.now()
@@ -288,7 +300,7 @@ def replay(event_ids: Iterable[int] | None = None) -> dict[str, int]:
     }
 
 
-def replay_summary(result: dict[str, int]) -> str:
+def replay_summary(result: ReplayResult) -> str:
     """What a replay did, in one line for the person who asked for it; a copy stored altered
     is always mentioned."""
     line = ("Replayed {replayed}: {processed} processed, {dead} still dead, {unhandled} "

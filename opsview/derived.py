@@ -28,7 +28,9 @@ from .timeline import (
     wip_spans,
 )
 
-ITEMS = {
+# {kind: (model, the field that dates its items)}; keyed by Kind, looked up by kind string.
+ItemModel = type[state.TimeEntry] | type[state.Expense] | type[state.Milestone]
+ITEMS: dict[str, tuple[ItemModel, str]] = {
     Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
     Kind.EXPENSE: (state.Expense, "incurred_on"),
     Kind.MILESTONE: (state.Milestone, "completed_on"),

@@ -120,7 +120,8 @@ def _gaps_since(since: dt.datetime, now: dt.datetime,
                              - occurred_at AS gap
                       FROM {table} WHERE occurred_at >= %s AND occurred_at <= %s) g
                 GROUP BY 1, 2""", [zone.key, zone.key, since, now])
-            gaps, counts = defaultdict(dict), defaultdict(int)
+            gaps: defaultdict[str, dict[int, float]] = defaultdict(dict)
+            counts: defaultdict[str, int] = defaultdict(int)
             for flow, hour, longest, count in cursor.fetchall():
                 counts[flow] += count
                 if longest is not None:
