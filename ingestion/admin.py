@@ -29,13 +29,14 @@ class SourceAdmin(admin.ModelAdmin):
     def has_previous_secret(self, source: Source) -> bool:
         return bool(source.previous_secret)
 
-    def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Source, form: ModelForm, change: bool,
+                   ) -> None:
         super().save_model(request, obj, form, change)
         action = "source.changed" if change else "source.created"
         audit.record(action, f"source:{obj.slug}", request=request,
                      fields=sorted(form.changed_data))
 
-    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+    def delete_model(self, request: HttpRequest, obj: Source) -> None:
         audit.record("source.deleted", f"source:{obj.slug}", request=request)
         super().delete_model(request, obj)
 
@@ -100,6 +101,10 @@ class InboxEventAdmin(admin.ModelAdmin):
         self.message_user(request, pipeline.replay_summary(result))
 
 
+DELIVERY_FIELDS = ("source", "event_source", "event_id", "received_at", "conflict", "raw",
+                   "stored_event", "stored_raw")
+
+
 @admin.register(DuplicateDelivery)
 class DuplicateDeliveryAdmin(admin.ModelAdmin):
     """Repeat deliveries; the conflicts among them (a repeat with other content, a middleware
@@ -110,9 +115,8 @@ class DuplicateDeliveryAdmin(admin.ModelAdmin):
     search_fields = ["event_id", "event_source"]
     date_hierarchy = "received_at"
     show_full_result_count = False
-    fields = ["source", "event_source", "event_id", "received_at", "conflict", "raw",
-              "stored_event", "stored_raw"]
-    readonly_fields = fields
+    fields = DELIVERY_FIELDS
+    readonly_fields = DELIVERY_FIELDS
 
     @admin.display(description="first delivery (stored)")
     def stored_event(self, delivery: DuplicateDelivery) -> str:

@@ -10,6 +10,7 @@ timestamp field, and the JSON Schemas served at /ingest/schemas/.
 Adding an event type is one declaration here, plus its contract in `contracts.py` (recipe in
 docs/events.md).
 """
+import builtins
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from .contracts import (
     TimeEntryEvent,
     TimeEntryInvoiced,
 )
+from .merge import Events
 from .models import InboxEvent
 from .outcome import BatchOutcome
 
@@ -72,7 +74,7 @@ class Target:
     key: tuple[str, ...]
     merge: Merge
     # apply(events, outcome) with events [(inbox row, contract)] of this target's types.
-    apply: Callable[[merge.Events, BatchOutcome], Any]
+    apply: Callable[[Events, BatchOutcome], Any]
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class EventType:
     """One event type: what it is called, what its data must hold, where it goes."""
 
     type: str
-    contract: type[Contract]
+    contract: builtins.type[Contract]  # `type` is the field above in this class
     target: Target
     stage: LifecycleStage | None = None
     # The target's fields this event's time dates (beyond the version every event keeps).

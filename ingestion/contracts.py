@@ -8,7 +8,7 @@ the JSON Schemas served at /ingest/schemas/ are generated from these models ther
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from django.db import models
 from pydantic import (
@@ -31,7 +31,7 @@ def _one_of(choices: type[models.TextChoices]) -> Any:
     return Literal[tuple(choices.values)]
 
 
-def _decimal_from_json(value):
+def _decimal_from_json(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("must be a decimal string or number, not a boolean")
     if isinstance(value, float):
@@ -47,8 +47,9 @@ def _decimal_from_json(value):
     return value
 
 
-def _decimal(max_digits, minimum=None):
-    schema = {"anyOf": [{"type": "string", "pattern": r"^-?\d+(\.\d{1,2})?$"}, {"type": "number"}]}
+def _decimal(max_digits: int, minimum: int | None = None) -> Any:
+    schema: dict[str, Any] = {"anyOf": [{"type": "string", "pattern": r"^-?\d+(\.\d{1,2})?$"},
+                                        {"type": "number"}]}
     if minimum is not None:
         schema["minimum"] = minimum
     return Annotated[
@@ -59,10 +60,28 @@ def _decimal(max_digits, minimum=None):
     ]
 
 
-Money = _decimal(14, minimum=0)
-SignedMoney = _decimal(14)
-Rate = _decimal(12, minimum=0)
-Hours = _decimal(8, minimum=0)
+if TYPE_CHECKING:
+    # Built at import time (digit limits, the models' choices), which a static checker does
+    # not evaluate: it sees the Python type each one validates to.
+    Money = Decimal
+    SignedMoney = Decimal
+    Rate = Decimal
+    Hours = Decimal
+    BudgetHours = Decimal
+    WeeklyHours = Decimal
+    BillingMethod = str
+    ProjectStatus = str
+    BlockedReason = str
+else:
+    Money = _decimal(14, minimum=0)
+    SignedMoney = _decimal(14)
+    Rate = _decimal(12, minimum=0)
+    Hours = _decimal(8, minimum=0)
+    BudgetHours = _decimal(12, minimum=0)
+    WeeklyHours = _decimal(6, minimum=0)
+    BillingMethod = _one_of(Project.BillingMethod)
+    ProjectStatus = _one_of(Project.Status)
+    BlockedReason = _one_of(Invoice.BlockedReason)
 Id = Annotated[str, Field(min_length=1, max_length=255)]
 Text = Annotated[str, Field(max_length=255)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -72,7 +91,7 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 cod
 _LEAP_SECOND = re.compile(r"(T\d{2}:\d{2}:)60(?=\D|$)")
 
 
-def _parse_rfc3339(value):
+def _parse_rfc3339(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         parsed = value
     elif isinstance(value, str) and "T" in value.upper():
@@ -90,7 +109,7 @@ def _parse_rfc3339(value):
     if parsed.tzinfo is None:
         raise ValueError("must include a UTC offset (Z or +hh:mm)")
     try:
-        return parsed.astimezone(dt.timezone.utc)
+        return parsed.astimezone(dt.UTC)
     except OverflowError:
         raise ValueError("is out of the supported range of years 1–9999") from None
 
@@ -102,7 +121,7 @@ Timestamp = Annotated[
 ]
 
 
-def _strict_date(value):
+def _strict_date(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return dt.date.fromisoformat(value.strip())
@@ -153,13 +172,13 @@ class ProjectUpserted(Contract):
     practice: Text
     legal_entity: Text
     currency: Currency
-    billing_method: _one_of(Project.BillingMethod)
-    status: _one_of(Project.Status)
+    billing_method: BillingMethod
+    status: ProjectStatus
     rate_card_id: Text | None = None
     po_required: StrictBool = False
     po_number: Text | None = None
     contract_value: Money | None = None
-    budget_hours: _decimal(12, minimum=0) | None = None
+    budget_hours: BudgetHours | None = None
 
 
 class PersonUpserted(Contract):
@@ -168,7 +187,7 @@ class PersonUpserted(Contract):
     practice: Text
     cost_rate: Rate
     bill_rate: Rate | None = None
-    capacity_hours_per_week: _decimal(6, minimum=0) = Decimal("40")
+    capacity_hours_per_week: WeeklyHours = Decimal("40")
     active: StrictBool = True
 
 
@@ -178,7 +197,7 @@ class AssignmentUpserted(Contract):
     person_id: Id
     start_date: Date
     end_date: Date | None = None
-    hours_per_week: _decimal(6, minimum=0)
+    hours_per_week: WeeklyHours
     bill_rate: Rate | None = None
 
 
@@ -230,9 +249,6 @@ class MilestoneCompleted(MilestoneEvent):
 
 class MilestoneInvoiced(MilestoneEvent):
     invoice_id: Id
-
-
-BlockedReason = _one_of(Invoice.BlockedReason)
 
 
 class InvoiceEvent(Contract):

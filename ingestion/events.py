@@ -11,7 +11,7 @@ STRUCTURED = "application/cloudevents+json"
 BATCHED = "application/cloudevents-batch+json"
 
 
-def _json_default(value):
+def _json_default(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, (dt.date, dt.datetime)):
@@ -28,9 +28,9 @@ def make_event(event_type: str, data: Any, *, event_id: str | None = None,
                time: dt.datetime | str | None = None, source: str = "urn:opsview:test",
                subject: str | None = None, correlationid: str | None = None) -> dict[str, Any]:
     """A CloudEvents 1.0 event as a dict; money may be given as Decimal."""
-    time = time or dt.datetime.now(dt.timezone.utc)
+    time = time or dt.datetime.now(dt.UTC)
     if isinstance(time, dt.datetime):
-        time = time.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        time = time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     event = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),

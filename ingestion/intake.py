@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,11 +75,11 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _invalid_json(detail, error):
+def _invalid_json(detail: str, error: str) -> Problem:
     return Problem(400, "invalid-json", "Body is not valid JSON", detail, [error])
 
 
-def _loads(body, *, batched=False):
+def _loads(body: bytes, *, batched: bool = False) -> Any:
     """The body's JSON value. Nesting past what the parser takes does not fail the request:
     a batch is split into its elements (the deep ones become TOO_DEEP), another body is
     TOO_DEEP as a whole; either way an event that nests too deep is rejected on its own."""
@@ -97,7 +97,7 @@ def _loads(body, *, batched=False):
         raise _invalid_json(f"The body is not valid JSON: {exc}.", f"body: {exc}") from None
 
 
-def _too_deep(text):
+def _too_deep(text: str) -> Any:
     jsontext.split_array("[" + text + "]")  # raises ValueError if the brackets do not balance
     return jsontext.TOO_DEEP
 
@@ -159,9 +159,12 @@ class IntakeResult:
 
 
 MAX_DEPTH = jsontext.MAX_DEPTH
+# A valid inbox row's idempotency key within its source: (event source, event id).
+EventKey = tuple[str, str]
 
 
-def _envelope_row(source, raw, received_at):
+def _envelope_row(source: Source, raw: Any, received_at: dt.datetime,
+                  ) -> tuple[dict[str, Any], list[str] | None]:
     """(row, None) for a valid envelope, (dead-letter row, errors) otherwise."""
     read_errors = []
     if isinstance(raw, Unreadable):
@@ -169,7 +172,8 @@ def _envelope_row(source, raw, received_at):
     found = jsontext.inspect(raw)
     if found.depth > MAX_DEPTH:
         errors = read_errors + [f"(root): an event may nest at most {MAX_DEPTH} levels"]
-        kept = {"unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
+        kept: dict[str, str | None] = {
+            "unstored": f"the event nested deeper than {MAX_DEPTH} levels"}
         if isinstance(raw, dict):
             event_type = raw.get("type")
             kept = {"id": _raw_id(raw),
@@ -203,7 +207,7 @@ def _envelope_row(source, raw, received_at):
     }, None
 
 
-def _unstorable_errors(raw, found):
+def _unstorable_errors(raw: Any, found: jsontext.Findings) -> tuple[list[str], list[str]]:
     """(errors, how the stored copy will differ) for an event no JSON column takes as sent,
     or one that is not an object."""
     errors, altered = [], []
@@ -223,7 +227,8 @@ def _unstorable_errors(raw, found):
     return errors, altered
 
 
-def _dead_row(source, raw, received_at, errors, altered=()):
+def _dead_row(source: Source, raw: Any, received_at: dt.datetime, errors: list[str],
+              altered: Iterable[str] = ()) -> dict[str, Any]:
     # The id is not kept as the inbox key: a corrected resend with the same id is accepted.
     return {
         "source_id": source.pk,
@@ -242,14 +247,14 @@ def _dead_row(source, raw, received_at, errors, altered=()):
     }
 
 
-def _raw_id(raw):
+def _raw_id(raw: Any) -> str | None:
     if isinstance(raw, Unreadable):
         raw = raw.event
     value = raw.get("id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None
 
 
-def _raw_text(raw, name, limit):
+def _raw_text(raw: Any, name: str, limit: int) -> str:
     """A dead letter's attribute as text for its columns, whatever the sender put there."""
     value = raw.get(name, "") if isinstance(raw, dict) else ""
     return str(value)[:limit]
@@ -308,7 +313,7 @@ def content_digest(raw: Any) -> str:
     return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
 
 
-def _stored_digests(source, keys):
+def _stored_digests(source: Source, keys: set[EventKey]) -> dict[EventKey, str]:
     """{(event source, event id): content digest} of the stored inbox rows with these keys; a
     row stored before digests were kept has its digest computed from its raw JSON."""
     if not keys:
@@ -324,7 +329,7 @@ def _stored_digests(source, keys):
     return digests
 
 
-def _dead_letter_digests(source, digests):
+def _dead_letter_digests(source: Source, digests: Collection[str]) -> set[str]:
     """Which of these content digests belong to dead letters stored without a key (their
     envelope was refused). An identical resend of one is a repeat with no second effect;
     a corrected one differs and is taken anew."""
@@ -336,7 +341,10 @@ def _dead_letter_digests(source, digests):
     ).values_list("content_digest", flat=True))
 
 
-def _repeat_deliveries(source, repeats, first_rows, inserted_keys, received_at):
+def _repeat_deliveries(source: Source, repeats: list[tuple[EventKey, str, Any]],
+                       first_rows: Mapping[EventKey, dict[str, Any]],
+                       inserted_keys: set[EventKey],
+                       received_at: dt.datetime) -> list[DuplicateDelivery]:
     """DuplicateDelivery rows for repeats [(key, digest, raw)]; a repeat whose content differs
     from the stored event is a conflict and keeps its raw JSON."""
     if not repeats:

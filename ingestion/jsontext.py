@@ -12,7 +12,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 MAX_DEPTH = 64
 FLOAT_MAX = sys.float_info.max  # about 1.8e308
@@ -39,17 +39,17 @@ class _TooDeep:
 TOO_DEEP = _TooDeep()
 
 
-def _reject_constant(name):
+def _reject_constant(name: str) -> NoReturn:
     """NaN and Infinity are not JSON (RFC 8259), though Python's parser takes them."""
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _number_float(text):
+def _number_float(text: str) -> float | OutOfRange:
     value = float(text)
     return OutOfRange(text) if math.isinf(value) else value
 
 
-def _number_int(text):
+def _number_int(text: str) -> int | OutOfRange:
     # More than 309 digits is past a float's range; checked first because int() refuses
     # more than 4,300 digits.
     if len(text.lstrip("-")) > 309:

@@ -17,6 +17,7 @@ applier, with which stage, is declared in `ingestion.catalog`.
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from django.db import connection
 from django.db import models as db
@@ -34,8 +35,10 @@ from .outcome import BatchOutcome
 Events = list[tuple[InboxEvent, Contract]]
 StageOf = Callable[[InboxEvent], LifecycleStage]
 Version = tuple[int, str]
+K = TypeVar("K")
+V = TypeVar("V")
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def version_of(row: InboxEvent) -> Version:
@@ -43,7 +46,7 @@ def version_of(row: InboxEvent) -> Version:
     return (int(row.time.timestamp() * 1_000_000), row.event_id)
 
 
-def _newer(version, time, event_id):
+def _newer(version: Version, time: dt.datetime | None, event_id: str | None) -> bool:
     if time is None:
         return True
     return version > (int(time.timestamp() * 1_000_000), event_id)
@@ -109,7 +112,7 @@ def lock_rows(model: type[db.Model], key_field: str, keys: Iterable,
 
 
 # --- Master data ---------------------------------------------------------------------------
-def _winners(items):
+def _winners(items: Iterable[tuple[K, Version, V]]) -> dict[K, tuple[Version, V]]:
     """The greatest-version item per key. items: [(key, version, values)]."""
     best = {}
     for key, version, values in items:
@@ -165,11 +168,11 @@ def apply_master(model: type[db.Model], key_field: str, items: list, outcome: Ba
         outcome.touch(model, [row.pk for row in changed])
 
 
-def _epoch_us_to_datetime(microseconds):
+def _epoch_us_to_datetime(microseconds: int) -> dt.datetime:
     return EPOCH + dt.timedelta(microseconds=microseconds)
 
 
-def _text(value):
+def _text(value: str | None) -> str:
     return "" if value is None else value
 
 
@@ -257,7 +260,7 @@ def upsert_latest(model: type[db.Model], key_fields: tuple[str, ...], winners: d
     {key tuple: (version, {field: value})}; rows are created where missing and overwritten
     where the winner is newer than what they hold."""
     model.objects.bulk_create(
-        [model(**dict(zip(key_fields, key)), **values)
+        [model(**dict(zip(key_fields, key, strict=True)), **values)
          for key, (_, values) in sorted(winners.items())],
         ignore_conflicts=True,
     )
@@ -356,7 +359,7 @@ def apply_lifecycle(model: type[db.Model], key_field: str, events: Events,
             (c.invoice_id, row.time) for row, c in events if stages[row.pk].bills), outcome)
         share_lock(references, maps)
     first = {}
-    for row, contract in sorted(events, key=lambda item: version_of(item[0])):
+    for _row, contract in sorted(events, key=lambda item: version_of(item[0])):
         first.setdefault(getattr(contract, key_field), contract)
 
     def new_row(key: str) -> db.Model:

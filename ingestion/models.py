@@ -82,8 +82,9 @@ class InboxEvent(models.Model):
     # The CloudEvents `source`: one middleware may relay several systems that reuse ids.
     # db_default keeps writers that name their columns (bench loaders) valid.
     event_source = models.CharField(max_length=500, blank=True, default="", db_default="")
-    # Null only for dead letters whose envelope had no usable id.
-    event_id = models.CharField(max_length=255, null=True, blank=True)
+    # Null only for dead letters whose envelope had no usable id: NULL, unlike "", keeps them
+    # apart from any real id.
+    event_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     type = models.CharField(max_length=255, blank=True)
     time = models.DateTimeField(null=True, blank=True)
     subject = models.CharField(max_length=500, blank=True)

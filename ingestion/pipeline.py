@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import TypedDict
 
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F
@@ -49,7 +50,7 @@ def apply_events(valid: Events, outcome: BatchOutcome) -> None:
 
 
 # --- The batch -----------------------------------------------------------------------------
-def _validate(rows, outcome):
+def _validate(rows: list[InboxEvent], outcome: BatchOutcome) -> Events:
     valid = []
     for row in rows:
         if row.type not in catalog.CONTRACTS:
@@ -97,7 +98,7 @@ def process_events(event_ids: Iterable[int] | None = None, limit: int = 500) -> 
     return outcome
 
 
-def _apply_one_by_one(valid, outcome):
+def _apply_one_by_one(valid: Events, outcome: BatchOutcome) -> None:
     for row, contract in valid:
         try:
             with transaction.atomic():
@@ -112,7 +113,7 @@ def _apply_one_by_one(valid, outcome):
             outcome.dead.append(row)
 
 
-def _record_statuses(rows, outcome):
+def _record_statuses(rows: list[InboxEvent], outcome: BatchOutcome) -> None:
     """One write per inbox row: its new status, attempt count and outcome time."""
     now = timezone.now()
     for status, done in ((InboxEvent.Status.PROCESSED, outcome.processed),
@@ -126,7 +127,7 @@ def _record_statuses(rows, outcome):
     update_rows(InboxEvent, outcome.dead, ["status", "errors", "processed_at", "attempts"])
 
 
-def _rules_see(changes):
+def _rules_see(changes: BatchChanges) -> bool:
     """Announce a committed batch to the layers above (the exception rules); their failure
     never undoes processing. True when every subscriber saw it whole."""
     return announce.batch_processed(changes)
@@ -136,7 +137,7 @@ def _rules_see(changes):
 ANNOUNCING = 0x0B5F
 
 
-def _announce(unseen, changes):
+def _announce(unseen: ProcessedBatch, changes: BatchChanges) -> None:
     """Run the rules on a committed batch, then forget it. A batch whose rules failed (the
     database went away, a rule raised) stays for settle_unseen_batches."""
     try:
@@ -154,7 +155,7 @@ class _holding:
     never announces a batch its worker is still announcing (PostgreSQL; elsewhere one
     process runs everything)."""
 
-    def __init__(self, pk, wait=True):
+    def __init__(self, pk: int, wait: bool = True) -> None:
         self.pk, self.wait, self.held = pk, wait, False
 
     def __enter__(self):
@@ -219,15 +220,15 @@ def pending_ids(limit: int | None = None, older_than: dt.datetime | None = None)
     qs = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING)
     if older_than is not None:
         qs = qs.filter(received_at__lt=older_than)
-    qs = qs.order_by("received_at", "pk").values_list("pk", flat=True)
-    return list(qs[:limit] if limit else qs)
+    ids = qs.order_by("received_at", "pk").values_list("pk", flat=True)
+    return list(ids[:limit] if limit else ids)
 
 
 def drain_inbox(batch_size: int = 500, progress: Callable[[dict], None] | None = None,
                 max_seconds: float | None = None) -> dict[str, int]:
     """Process pending rows batch by batch until none is left (or `max_seconds` pass).
     Returns counts."""
-    totals = defaultdict(int)
+    totals: defaultdict[str, int] = defaultdict(int)
     started = time.monotonic()
     while max_seconds is None or time.monotonic() - started < max_seconds:
         outcome = process_events(limit=batch_size)
@@ -241,7 +242,18 @@ def drain_inbox(batch_size: int = 500, progress: Callable[[dict], None] | None =
     return dict(totals)
 
 
-def replay(event_ids: Iterable[int] | None = None) -> dict[str, int]:
+class ReplayResult(TypedDict):
+    """What a replay did: rows replayed, and how many ended processed, dead or unhandled,
+    and how many were replayed from a copy stored altered."""
+
+    replayed: int
+    processed: int
+    dead: int
+    unhandled: int
+    altered: int
+
+
+def replay(event_ids: Iterable[int] | None = None) -> ReplayResult:
     """Put dead letters back to pending and process them again: all of them when
     `event_ids` is None, else the given ones (an empty selection replays nothing)."""
     now = timezone.now()
@@ -288,7 +300,7 @@ def replay(event_ids: Iterable[int] | None = None) -> dict[str, int]:
     }
 
 
-def replay_summary(result: dict[str, int]) -> str:
+def replay_summary(result: ReplayResult) -> str:
     """What a replay did, in one line for the person who asked for it; a copy stored altered
     is always mentioned."""
     line = ("Replayed {replayed}: {processed} processed, {dead} still dead, {unhandled} "
@@ -299,7 +311,7 @@ def replay_summary(result: dict[str, int]) -> str:
     return line + "."
 
 
-def _note_altered_copies(notes_by_pk):
+def _note_altered_copies(notes_by_pk: dict[int, list[str]]) -> int:
     """A dead letter stored altered (U+FFFD for NUL, a number as a string) is replayed from
     that copy, not from what was sent: its errors keep the `stored altered` notes and, once
     it is processed, say that it was processed from the altered copy. Returns how many were."""

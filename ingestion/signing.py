@@ -22,11 +22,13 @@ HEADER_SETS = [("webhook-id", "webhook-timestamp", "webhook-signature"),
 def signature_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
     """(id, timestamp, signature) from the first complete set of header names in
     HEADER_SETS; a set is taken whole, never mixed with another. Missing values are None."""
-    for names in HEADER_SETS:
-        values = tuple(headers.get(name) for name in names)
+    for id_name, timestamp_name, signature_name in HEADER_SETS:
+        values = (headers.get(id_name), headers.get(timestamp_name),
+                  headers.get(signature_name))
         if all(values):
             return values
-    return tuple(headers.get(name) for name in HEADER_SETS[0])
+    id_name, timestamp_name, signature_name = HEADER_SETS[0]
+    return headers.get(id_name), headers.get(timestamp_name), headers.get(signature_name)
 
 
 class VerificationError(Exception):

@@ -1,7 +1,7 @@
 """Celery tasks for the inbox: thin wrappers around ingestion.pipeline."""
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection
 
 from celery import shared_task
 from django.conf import settings
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="ingestion.tasks.process_inbox_events", acks_late=True,
              autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
-def process_inbox_events(event_ids: list[int]) -> None:
+def process_inbox_events(event_ids: list[int]) -> dict[str, int]:
     """Process these rows, then keep draining whatever else is pending for a while: under
     load, one task handles large batches and the tasks queued behind it find little to do."""
     outcome = pipeline.process_events(event_ids)
@@ -26,7 +26,7 @@ def process_inbox_events(event_ids: list[int]) -> None:
     return {"processed": len(outcome.processed) + totals.get("processed", 0)}
 
 
-def _left_behind_before():
+def _left_behind_before() -> dt.datetime:
     return timezone.now() - dt.timedelta(seconds=settings.INGEST_SWEEP_AFTER_SECONDS)
 
 
@@ -51,7 +51,7 @@ def announce_dead_letters(event_ids: list[int]) -> None:
     pipeline.announce_dead_letters(event_ids)
 
 
-def enqueue_dead_letter_announcement(event_ids: Iterable[int]) -> None:
+def enqueue_dead_letter_announcement(event_ids: Collection[int]) -> None:
     """After intake commits dead letters; a broker outage only delays their case until the
     time-based rules run."""
     try:
@@ -64,7 +64,7 @@ def enqueue_dead_letter_announcement(event_ids: Iterable[int]) -> None:
 
 
 @shared_task(name="ingestion.tasks.sweep_inbox")
-def sweep_inbox() -> None:
+def sweep_inbox() -> dict[str, int]:
     """Re-enqueue inbox rows still pending after INGEST_SWEEP_AFTER_SECONDS, and let the
     exception rules see the processed batches they have not seen by then."""
     cutoff = _left_behind_before()

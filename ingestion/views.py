@@ -12,7 +12,7 @@ from core.problems import Problem, problem_response, unauthorized
 from core.throttle import over_limit
 
 from . import catalog
-from .intake import parse_events, store_events
+from .intake import IntakeResult, parse_events, store_events
 from .models import Source
 from .signing import VerificationError, signature_headers, verify
 
@@ -25,8 +25,9 @@ def webhook(request: HttpRequest, source: str) -> HttpResponse:
     if request.method == "OPTIONS":
         return _handshake(request)
     if request.method != "POST":
-        response = problem_response(Problem(405, "method-not-allowed", "Method Not Allowed",
-                                            "Send events with POST.", [f"method: {request.method}"]))
+        response = problem_response(Problem(
+            405, "method-not-allowed", "Method Not Allowed", "Send events with POST.",
+            [f"method: {request.method}"]))
         response["Allow"] = "POST, OPTIONS"
         return response
     try:
@@ -43,7 +44,7 @@ def webhook(request: HttpRequest, source: str) -> HttpResponse:
     return JsonResponse(result.as_dict(), status=202)
 
 
-def _accept(request, slug):
+def _accept(request: HttpRequest, slug: str) -> IntakeResult:
     limit = settings.INGEST_MAX_BODY_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -78,7 +79,7 @@ def _accept(request, slug):
     return store_events(source, events)
 
 
-def _read_body(request, most):
+def _read_body(request: HttpRequest, most: int) -> bytes:
     """At most `most` bytes of the body. A chunked body has no Content-Length, so Django
     reads it as empty: it is read from the server's stream instead, to its end, when the
     server says it decoded the chunks and ends the stream (`wsgi.input_terminated`, as
@@ -97,7 +98,7 @@ def _read_body(request, most):
     return b"".join(parts)
 
 
-def _too_large(size, limit):
+def _too_large(size: int, limit: int) -> Problem:
     return Problem(413, "body-too-large", "Content Too Large",
                    f"The body is over the limit of {limit} bytes.",
                    [f"body: {size} bytes, limit {limit}"])
@@ -106,7 +107,7 @@ def _too_large(size, limit):
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-def _handshake(request):
+def _handshake(request: HttpRequest) -> HttpResponse:
     """CloudEvents webhook validation (abuse protection) handshake."""
     response = HttpResponse(status=200)
     response["Allow"] = "POST"

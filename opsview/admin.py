@@ -165,7 +165,7 @@ class CloseCalendarAdmin(admin.ModelAdmin):
     def holiday_count(self, calendar: models.CloseCalendar) -> int:
         return calendar.holidays.count()
 
-    def _target(self, calendar):
+    def _target(self, calendar: models.CloseCalendar) -> str:
         return f"close-calendar:{calendar.legal_entity or 'firm'}"
 
     def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:

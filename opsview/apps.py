@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
@@ -6,11 +8,11 @@ class OpsviewConfig(AppConfig):
     name = "opsview"
     verbose_name = "Business state"
 
-    def ready(self):
+    def ready(self) -> None:
         post_migrate.connect(warn_without_history, sender=self)
 
 
-def warn_without_history(verbosity=1, **kwargs):
+def warn_without_history(verbosity: int = 1, **kwargs: Any) -> None:
     """Rows stored before the lifecycle history existed have no point-in-time state: say
     how to build it rather than let as-of figures silently leave them out."""
     from .models import StageEvent, TimeEntry, WipCell, WipSpan

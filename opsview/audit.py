@@ -11,11 +11,11 @@ from .models import AuditEvent
 
 
 @functools.lru_cache(maxsize=8)
-def _networks(trusted):
+def _networks(trusted: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(network, strict=False) for network in trusted]
 
 
-def _is_trusted_proxy(address):
+def _is_trusted_proxy(address: str) -> bool:
     try:
         peer = ipaddress.ip_address(address)
     except ValueError:

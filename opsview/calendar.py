@@ -14,7 +14,8 @@ def close_calendar(legal_entity: str = "") -> tuple[int, frozenset[dt.date]]:
     calendars = {c.legal_entity: c for c in state.CloseCalendar.objects.filter(
         legal_entity__in={"", legal_entity or ""}).prefetch_related("holidays")}
     own, firm = calendars.get(legal_entity or ""), calendars.get("")
-    working_day = (own or firm).cutoff_working_day if (own or firm) else 3
+    chosen = own or firm
+    working_day = chosen.cutoff_working_day if chosen else 3
     holidays = frozenset(h.date for c in calendars.values() for h in c.holidays.all())
     return working_day, holidays
 

@@ -19,6 +19,7 @@ from . import models as state
 from .lifecycle import Kind
 from .timeline import (
     InvoiceDates,
+    Span,
     Stage,
     current_invoice,
     firm_zone,
@@ -27,7 +28,9 @@ from .timeline import (
     wip_spans,
 )
 
-ITEMS = {
+# {kind: (model, the field that dates its items)}; keyed by Kind, looked up by kind string.
+ItemModel = type[state.TimeEntry] | type[state.Expense] | type[state.Milestone]
+ITEMS: dict[str, tuple[ItemModel, str]] = {
     Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
     Kind.EXPENSE: (state.Expense, "incurred_on"),
     Kind.MILESTONE: (state.Milestone, "completed_on"),
@@ -168,7 +171,8 @@ def items_of_people(person_pks: Collection[int]) -> dict[str, set[int]]:
             for kind, (model, _) in ITEMS.items() if kind != Kind.MILESTONE} if person_pks else {}
 
 
-def _span_row(kind, item, date_field, span, value, currency):
+def _span_row(kind: str, item: Model, date_field: str, span: Span, value: Decimal,
+              currency: str) -> state.WipSpan:
     return state.WipSpan(
         kind=kind, record_id=item.pk, start=span.start, end=span.end,
         in_billing=span.in_billing, project_id=item.project_id,

@@ -65,12 +65,13 @@ def readable_time(value: dt.datetime | dt.date | str | None) -> str:
     if value in (None, ""):
         return "—"
     if isinstance(value, str):
-        if len(value) == 10:
-            return readable_date(value)
+        text = value
+        if len(text) == 10:
+            return readable_date(text)
         try:
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return value
+            return text
     if isinstance(value, dt.datetime):
         if timezone.is_aware(value):
             value = timezone.localtime(value)
@@ -81,10 +82,11 @@ def readable_time(value: dt.datetime | dt.date | str | None) -> str:
 def readable_date(value: dt.datetime | dt.date | str | None) -> str:
     """'2026-09-04' → '4 Sep 2026'; a date-time → its readable_time."""
     if isinstance(value, str) and len(value) == 10:
+        text = value
         try:
-            value = dt.date.fromisoformat(value)
+            value = dt.date.fromisoformat(text)
         except ValueError:
-            return value
+            return text
     if isinstance(value, dt.datetime):
         return readable_time(value)
     if isinstance(value, dt.date):

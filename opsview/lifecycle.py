@@ -86,7 +86,8 @@ class InvoiceState(StrEnum):
 
 
 # The stages an item counts in (approved or later); rejected and reversed items count nowhere.
-COUNTED_STAGES: dict[Kind, frozenset[LifecycleStage]] = {
+# Keyed by Kind, whose members are the kind strings callers look up.
+COUNTED_STAGES: dict[str, frozenset[LifecycleStage]] = {
     Kind.TIME_ENTRY: frozenset({TimeEntryStage.APPROVED, TimeEntryStage.POSTED,
                                 TimeEntryStage.INVOICED}),
     Kind.EXPENSE: frozenset({ExpenseStage.APPROVED, ExpenseStage.POSTED,

@@ -15,7 +15,7 @@ invoices the item was on.
 import datetime as dt
 import hashlib
 import secrets
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -270,7 +270,9 @@ class Milestone(LifecycleRecord):
     invoiced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "completed_on"], name="milestone_status_date_idx")]
+        indexes = [
+            models.Index(fields=["status", "completed_on"], name="milestone_status_date_idx"),
+        ]
 
     def __str__(self):
         return self.name or self.milestone_id
@@ -445,7 +447,8 @@ class RevenueRecognition(MasterRecord):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "period"], name="revenue_project_period_uniq")
+            models.UniqueConstraint(fields=["project", "period"],
+                                    name="revenue_project_period_uniq")
         ]
 
 
@@ -638,7 +641,7 @@ class AuditEvent(models.Model):
             raise PermissionDenied("audit events cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> None:
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise PermissionDenied("audit events cannot be deleted")
 
 

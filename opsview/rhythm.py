@@ -13,6 +13,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import tzinfo
+from itertools import pairwise
 
 from django.conf import settings
 from django.db import connection, connections
@@ -56,8 +57,8 @@ def expected_silence(rhythm: "state.FlowRhythm | None", last_event_at: dt.dateti
 
 def longest_gaps(times: Sequence[dt.datetime], zone: tzinfo | None = None) -> dict[int, float]:
     """{hour of week: longest gap in seconds} over sorted event times of one flow."""
-    gaps = {}
-    for earlier, later in zip(times, times[1:]):
+    gaps: dict[int, float] = {}
+    for earlier, later in pairwise(times):
         hour = hour_of_week(earlier, zone)
         gaps[hour] = max(gaps.get(hour, 0), (later - earlier).total_seconds())
     return gaps
@@ -90,18 +91,19 @@ def learn_rhythms(now: dt.datetime | None = None, force: bool = False) -> int:
     return len(rows)
 
 
-def _history_events(flow):
+def _history_events(flow: str) -> int:
     """The flow's events ever, counted up to MIN_EVENTS (enough to know it has a history)."""
     return len(state.SyncAttempt.objects.filter(flow=flow).values_list("pk", flat=True)
                [:MIN_EVENTS])
 
 
-def _first_event(flow):
+def _first_event(flow: str) -> dt.datetime | None:
     return (state.SyncAttempt.objects.filter(flow=flow).order_by("occurred_at")
             .values_list("occurred_at", flat=True).first())
 
 
-def _gaps_since(since, now):
+def _gaps_since(since: dt.datetime, now: dt.datetime,
+                ) -> tuple[dict[str, dict[int, float]], dict[str, int]]:
     """({flow: {hour: longest gap s}}, {flow: events}) for event times in [since, now]."""
     zone = firm_zone()
     if connection.vendor == "postgresql":
@@ -118,7 +120,8 @@ def _gaps_since(since, now):
                              - occurred_at AS gap
                       FROM {table} WHERE occurred_at >= %s AND occurred_at <= %s) g
                 GROUP BY 1, 2""", [zone.key, zone.key, since, now])
-            gaps, counts = defaultdict(dict), defaultdict(int)
+            gaps: defaultdict[str, dict[int, float]] = defaultdict(dict)
+            counts: defaultdict[str, int] = defaultdict(int)
             for flow, hour, longest, count in cursor.fetchall():
                 counts[flow] += count
                 if longest is not None:

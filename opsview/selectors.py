@@ -192,8 +192,10 @@ def last_event_by_flow() -> dict[str, dt.datetime]:
 
 
 # --- Reconciliation ------------------------------------------------------------------------
-COUNTED_OBJECTS = {Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
-                   Kind.EXPENSE: (state.Expense, "incurred_on")}
+COUNTED_OBJECTS: dict[str, tuple[type[state.TimeEntry] | type[state.Expense], str]] = {
+    Kind.TIME_ENTRY: (state.TimeEntry, "work_date"),
+    Kind.EXPENSE: (state.Expense, "incurred_on"),
+}
 
 
 def dated_items(object_type: str, first_day: dt.date, last_day: dt.date,

@@ -10,7 +10,7 @@ The functions here are pure: lists of events in, spans out. `opsview.derived` fe
 from the database and stores what they return.
 """
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
@@ -163,7 +163,7 @@ def wip_spans(kind: str, stages: list[Stage], on_date: dt.date | None,
     counted_stages = COUNTED_STAGES[kind]
     dated_from = day_start(on_date, zone)
     if kind == Kind.MILESTONE:
-        if status_at(stages, dt.datetime.max.replace(tzinfo=dt.timezone.utc)) is None:
+        if status_at(stages, dt.datetime.max.replace(tzinfo=dt.UTC)) is None:
             return []
         points = {dated_from} | {s.at for s in stages if s.stage == INVOICED}
     else:
@@ -184,7 +184,9 @@ def wip_spans(kind: str, stages: list[Stage], on_date: dt.date | None,
     return spans
 
 
-def _wip_state(kind, stages, moment, dated_from, counted_stages, invoices, zone):
+def _wip_state(kind: str, stages: list[Stage], moment: dt.datetime, dated_from: dt.datetime,
+               counted_stages: Collection[str], invoices: Mapping[str, "InvoiceDates"],
+               zone: tzinfo | None) -> bool | None:
     """None when the item is not WIP at `moment`, else whether it is in billing."""
     if moment < dated_from:
         return None

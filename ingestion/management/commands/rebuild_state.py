@@ -52,7 +52,7 @@ class Command(BaseCommand):
         call_command("process_inbox", batch_size=batch_size, stdout=self.stdout,
                      stderr=self.stderr)
 
-    def _derive_again(self, batch_size):
+    def _derive_again(self, batch_size: int) -> None:
         """Invoice dates, then every item's spans and cells, from the kept history: after
         a migration that adds derived state, or a change of the firm's time zone."""
         from opsview import derived
