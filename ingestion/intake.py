@@ -320,10 +320,12 @@ def _stored_digests(source: Source, keys: set[EventKey]) -> dict[EventKey, str]:
         return {}
     stored = InboxEvent.objects.filter(source=source, event_id__in={eid for _, eid in keys},
                                        event_source__in={es for es, _ in keys})
-    digests = {(es, eid): digest for es, eid, digest in
-               stored.values_list("event_source", "event_id", "content_digest")}
+    # Rows found by these keys all have an event id (only a dead letter's may be NULL).
+    digests: dict[EventKey, str] = {
+        (es, eid or ""): digest for es, eid, digest in
+        stored.values_list("event_source", "event_id", "content_digest")}
     if not all(digests.values()):
-        digests.update(((es, eid), content_digest(raw)) for es, eid, raw in
+        digests.update(((es, eid or ""), content_digest(raw)) for es, eid, raw in
                        stored.filter(content_digest="").values_list("event_source", "event_id",
                                                                    "raw"))
     return digests

@@ -58,7 +58,7 @@ def _validate(rows: list[InboxEvent], outcome: BatchOutcome) -> Events:
             outcome.unhandled.append(row)
             continue
         try:
-            valid.append((row, catalog.validate_data(row.type, row.raw.get("data"))))
+            valid.append((row, catalog.validate_data(row.type, (row.raw or {}).get("data"))))
         except ValidationError as exc:
             row.status = InboxEvent.Status.DEAD
             row.errors = error_messages(exc, prefix="data.")

@@ -1,13 +1,16 @@
 """The security audit trail: one call per security-relevant change."""
 import functools
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
 
 from .models import AuditEvent
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 @functools.lru_cache(maxsize=8)
@@ -46,7 +49,7 @@ def record(action: str, target: str, *, request: HttpRequest | None = None,
     if actor is None and request is not None and request.user.is_authenticated:
         actor = request.user
     return AuditEvent.objects.create(
-        actor=actor,
+        actor=cast("User | None", actor),  # AUTH_USER_MODEL is Django's User
         actor_label=actor_label or (actor.get_username() if actor else "anonymous"),
         action=action,
         target=target,

@@ -46,7 +46,7 @@ class Command(BaseCommand):
                                "inbox events; run again with --yes to do it.")
         with transaction.atomic():
             for model in STATE_TABLES:
-                model.objects.all().delete()
+                model._default_manager.all().delete()
             requeued = done.update(status=InboxEvent.Status.PENDING, processed_at=None)
         self.stdout.write(f"business state emptied; {requeued} inbox events to process again")
         call_command("process_inbox", batch_size=batch_size, stdout=self.stdout,
