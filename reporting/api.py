@@ -41,7 +41,7 @@ def api_endpoint(view: Callable) -> Callable:
     @csrf_exempt
     @login_not_required
     @functools.wraps(view)
-    def wrapper(request, *args, **kwargs):
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method not in READ_METHODS:
             return method_not_allowed(request, READ_METHODS)
         try:
@@ -91,7 +91,7 @@ def session_user(request: HttpRequest, csrf: bool = False) -> User | None:
     return request.user
 
 
-def _csrf_refusal(request):
+def _csrf_refusal(request: HttpRequest) -> HttpResponseBase | None:
     from django.middleware.csrf import CsrfViewMiddleware
 
     return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})

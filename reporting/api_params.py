@@ -31,7 +31,7 @@ from reporting.api import (
 )
 
 
-class GroupBy(str, enum.Enum):
+class GroupBy(enum.StrEnum):
     """How the margin KPI groups its rows."""
 
     project = "project"
@@ -39,7 +39,7 @@ class GroupBy(str, enum.Enum):
     client = "client"
 
 
-class Interval(str, enum.Enum):
+class Interval(enum.StrEnum):
     """The length of one point of a trend."""
 
     week = trends.WEEK
