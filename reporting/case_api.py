@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from ninja import Field, Query, Schema
-from pydantic import create_model
+from pydantic import JsonValue, create_model
 
 from core.problems import Problem
 from exceptions import services
@@ -174,9 +174,13 @@ def case_action(request: HttpRequest, id: int) -> HttpResponseBase:  # id: the p
 
 
 # The body the action reads (_action_body), for the document.
+ACTION_NAMES: list[JsonValue] = [*sorted(ACTIONS)]
+# pydantic's (type, field) pairs; its stubs do not take `str | None` as a type form.
+TEXT_FIELDS: dict[str, Any] = {name: (str | None, Field(None, max_length=limit))
+                               for name, limit in TEXT_LIMITS.items()}
 ActionBody = create_model(
-    "CaseActionBody", action=(str, Field(..., json_schema_extra={"enum": sorted(ACTIONS)})),
-    **{name: (str | None, Field(None, max_length=limit)) for name, limit in TEXT_LIMITS.items()})
+    "CaseActionBody", action=(str, Field(..., json_schema_extra={"enum": ACTION_NAMES})),
+    **TEXT_FIELDS)
 ACTION_BODY = ActionBody.model_json_schema()
 ACTION_BODY["properties"]["code"] = {
     "enum": [*services.RESOLUTION_CODES, None],

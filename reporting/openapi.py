@@ -37,7 +37,7 @@ SCHEME_NAMES = {"BearerAuth": "bearer", "SessionAuth": "session"}
 def _object(required: Iterable[str], properties: dict[str, Any] | None = None,
             **extra: Any) -> dict[str, Any]:
     """An object with these required keys; more keys may follow (the contract says so)."""
-    schema = {"type": "object", "required": list(required),
+    schema: dict[str, Any] = {"type": "object", "required": list(required),
               "properties": {key: {} for key in required}}
     schema["properties"].update(properties or {})
     schema.update(extra)
@@ -235,7 +235,7 @@ def reference() -> dict:
     """The OpenAPI document as the API reference page reads it: operations grouped by tag,
     then the schemas with their properties."""
     spec = document()
-    groups = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for path, item in spec["paths"].items():
         for method in METHODS:
             operation = item.get(method)

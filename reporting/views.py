@@ -566,7 +566,8 @@ def _item_url(kind: str, item_id: str) -> str:
     return reverse("item", args=[kind, item_id])
 
 
-ITEMS = {"time_entry": (state.TimeEntry, "time_entry_id", "Time entry"),
+ITEMS: dict[str, tuple[type[Model], str, str]] = {
+         "time_entry": (state.TimeEntry, "time_entry_id", "Time entry"),
          "expense": (state.Expense, "expense_id", "Expense"),
          "milestone": (state.Milestone, "milestone_id", "Milestone"),
          "invoice": (state.Invoice, "invoice_id", "Invoice")}
@@ -580,8 +581,8 @@ def item(request: HttpRequest, kind: str, item_id: str) -> HttpResponse:
     if kind not in ITEMS:
         raise Http404("no such kind of item")
     model, key, label = ITEMS[kind]
-    record = model.objects.filter(**{key: item_id}).select_related("project").first() \
-        if kind != "invoice" else model.objects.filter(**{key: item_id}).first()
+    record = model._default_manager.filter(**{key: item_id}).select_related("project").first() \
+        if kind != "invoice" else model._default_manager.filter(**{key: item_id}).first()
     timeline = []
     if record is not None:
         timeline += [{"at": e.at, "what": f"{label.lower()} {labels.label(e.stage).lower()}",
@@ -614,7 +615,7 @@ def item(request: HttpRequest, kind: str, item_id: str) -> HttpResponse:
 MONEY_FIELDS = {"amount", "bill_rate", "cost_rate", "contract_value"}
 
 
-def _shown(record: Model, field: Field[Any, Any]) -> Any:
+def _shown(record: Model, field: Field) -> Any:
     """A record's field as people read it: money with its currency, readable dates, codes
     as words."""
     from django.db import models as db
