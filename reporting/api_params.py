@@ -31,7 +31,7 @@ from reporting.api import (
 )
 
 
-class GroupBy(str, enum.Enum):
+class GroupBy(enum.StrEnum):
     """How the margin KPI groups its rows."""
 
     project = "project"
@@ -39,14 +39,15 @@ class GroupBy(str, enum.Enum):
     client = "client"
 
 
-class Interval(str, enum.Enum):
+class Interval(enum.StrEnum):
     """The length of one point of a trend."""
 
     week = trends.WEEK
     month = trends.MONTH
 
 
-TrendMetric = enum.Enum("TrendMetric", {name: name for name in trends.METRICS}, type=str)
+# Its members are trends.METRICS, which mypy cannot read off a comprehension.
+TrendMetric = enum.Enum("TrendMetric", {name: name for name in trends.METRICS}, type=str)  # type: ignore[misc]
 TrendMetric.__doc__ = "The figure a trend follows."
 
 
@@ -57,7 +58,13 @@ def optional(description: str, **schema: Any) -> Any:
                  json_schema_extra=schema or None)
 
 
-def _one(name: str, value: Any) -> dict:
+def left_out(**field: Any) -> Any:
+    """A query parameter that reads None when left out, declared as its own type so the
+    document says `string`, not `string or null` (the API never sends null)."""
+    return Field(None, **field)
+
+
+def _one(name: str | None, value: Any) -> dict:
     """The raw value as the API's parsers read it: a mapping of one parameter."""
     return {} if value is None else {name: value}
 
@@ -104,10 +111,10 @@ class Filters(KpiParams):
 class Currency(KpiParams):
     """`currency=`: a reporting currency for the KPI's headline amounts."""
 
-    currency: str = Field(
-        None, description="A reporting currency (ISO 4217): adds `reporting`, the headline "
-                          "amounts converted with published rates; a currency without a rate "
-                          "is named in `unconverted`, never guessed.",
+    currency: str = left_out(
+        description="A reporting currency (ISO 4217): adds `reporting`, the headline "
+                    "amounts converted with published rates; a currency without a rate "
+                    "is named in `unconverted`, never guessed.",
         json_schema_extra={"type": "string", "pattern": "^[A-Za-z]{3}$"})
 
     @field_validator("currency", mode="before")
@@ -228,14 +235,14 @@ class HealthWindow(KpiParams):
     """`window=24h` ending now (the default), or `start=`/`end=` dates (inclusive). The
     three are read together (reporting.api.health_window), once all are known."""
 
-    window: str = Field(
-        None, description="A window ending now: 90m, 24h, 7d (default 24h). Not with "
-                          "start/end.",
+    window: str = left_out(
+        description="A window ending now: 90m, 24h, 7d (default 24h). Not with "
+                    "start/end.",
         json_schema_extra={"type": "string", "pattern": r"^\d{1,5}[mhd]$"})
-    start: str = Field(None, description="First day, inclusive (default: end).",
-                              json_schema_extra={"type": "string", "format": "date"})
-    end: str = Field(None, description="Last day, inclusive (default: today).",
-                            json_schema_extra={"type": "string", "format": "date"})
+    start: str = left_out(description="First day, inclusive (default: end).",
+                          json_schema_extra={"type": "string", "format": "date"})
+    end: str = left_out(description="Last day, inclusive (default: today).",
+                        json_schema_extra={"type": "string", "format": "date"})
     _bounds: tuple[dt.datetime, dt.datetime] = PrivateAttr()
 
     @model_validator(mode="after")

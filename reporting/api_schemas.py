@@ -8,7 +8,7 @@ so every model allows more keys than it names (the contract says a client must a
 them), and a key is named where a client relies on its type.
 """
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from ninja import Field, Schema
 from pydantic import ConfigDict
@@ -28,9 +28,9 @@ class Answer(Schema):
     model_config = ConfigDict(extra="allow")
 
 
-def by_currency(value: Any) -> Any:
-    """A mapping keyed by ISO 4217 currency code."""
-    return Annotated[dict[str, value], Field(description="Keyed by ISO 4217 currency code")]
+_Value = TypeVar("_Value")
+# A mapping keyed by ISO 4217 currency code: ByCurrency[WipCurrency].
+ByCurrency = Annotated[dict[str, _Value], Field(description="Keyed by ISO 4217 currency code")]
 
 
 class Problem(Schema):

@@ -1,6 +1,7 @@
 """The read and write API under /api/v1/, served by django-ninja from the declarations
 (reporting.catalog's KPIs, reporting.case_api's case resources). Its OpenAPI document is
 generated (reporting.openapi)."""
+from django.urls import URLPattern
 from ninja import NinjaAPI
 
 from reporting import case_api, catalog
@@ -20,4 +21,5 @@ for router in case_api.case_routers():
 
 # Without ninja's namespace, so the URL names (kpi-wip, api-exceptions, ...) stay global;
 # without its root view, which answers at /api/v1/ itself (nothing is served there).
-urlpatterns = [route for route in api.urls[0] if route.name != "api-root"]
+urlpatterns = [route for route in api.urls[0]
+               if not (isinstance(route, URLPattern) and route.name == "api-root")]

@@ -5,13 +5,15 @@ The case filter (exceptions.filters.CaseFilter) reads the list's parameters, as 
 case pages; CaseListParams describes them for the document, from the same choices.
 """
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.paginator import EmptyPage, Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from ninja import Field, Query, Schema
-from pydantic import create_model
+from pydantic import JsonValue, create_model
 
 from core.problems import Problem
 from exceptions import services
@@ -64,7 +66,7 @@ class PageParams(CaseListParams):
                                maximum=500)
 
 
-def _filtered(request):
+def _filtered(request: HttpRequest) -> QuerySet[Case]:
     case_filter = CaseFilter(request.GET, queryset=Case.objects.select_related("queue", "owner"),
                              user=request.user)
     if not case_filter.is_valid():
@@ -73,7 +75,7 @@ def _filtered(request):
     return case_filter.qs
 
 
-def _int(params, name, default, maximum):
+def _int(params: Mapping[str, Any], name: str, default: int, maximum: int) -> int:
     value = params.get(name) or default
     try:
         number = int(value)
@@ -112,7 +114,7 @@ def bad_field(name: str, message: str, status: int = 400) -> Problem:
                    [f"{name}: {message}"])
 
 
-def _action_body(request):
+def _action_body(request: HttpRequest) -> dict[str, str]:
     """The JSON body as the action's fields, each checked the way the case page checks it."""
     try:
         body = json.loads(request.body or b"null")
@@ -172,9 +174,13 @@ def case_action(request: HttpRequest, id: int) -> HttpResponseBase:  # id: the p
 
 
 # The body the action reads (_action_body), for the document.
+ACTION_NAMES: list[JsonValue] = [*sorted(ACTIONS)]
+# pydantic's (type, field) pairs; its stubs do not take `str | None` as a type form.
+TEXT_FIELDS: dict[str, Any] = {name: (str | None, Field(None, max_length=limit))
+                               for name, limit in TEXT_LIMITS.items()}
 ActionBody = create_model(
-    "CaseActionBody", action=(str, Field(..., json_schema_extra={"enum": sorted(ACTIONS)})),
-    **{name: (str | None, Field(None, max_length=limit)) for name, limit in TEXT_LIMITS.items()})
+    "CaseActionBody", action=(str, Field(..., json_schema_extra={"enum": ACTION_NAMES})),
+    **TEXT_FIELDS)
 ACTION_BODY = ActionBody.model_json_schema()
 ACTION_BODY["properties"]["code"] = {
     "enum": [*services.RESOLUTION_CODES, None],

@@ -23,7 +23,15 @@ from reporting import billing, close, kpis, trends
 from reporting.api import READ_AUTH, READ_ERRORS, READ_METHODS, ProblemRouter, json_answer, sum_rows
 from reporting.api import with_reporting as converted
 from reporting.api_params import GroupBy, Interval
-from reporting.api_schemas import Answer, Instant, Money, Month, Ratio, Seconds, by_currency
+from reporting.api_schemas import (
+    Answer,
+    ByCurrency,
+    Instant,
+    Money,
+    Month,
+    Ratio,
+    Seconds,
+)
 
 
 # --- The answers ----------------------------------------------------------------------------
@@ -62,7 +70,7 @@ class WipCurrency(Answer):
 
 class WipKpi(Reported):
     as_of: dt.date
-    currencies: by_currency(WipCurrency)
+    currencies: ByCurrency[WipCurrency]
 
 
 class NotReady(Answer):
@@ -83,12 +91,12 @@ class ReadinessCurrency(Answer):
 class BlockedInvoices(Answer):
     count: int
     by_reason: Any
-    currencies: by_currency(Money)
+    currencies: ByCurrency[Money]
 
 
 class InvoiceReadinessKpi(Reported):
     period: Month
-    currencies: by_currency(ReadinessCurrency)
+    currencies: ByCurrency[ReadinessCurrency]
     blocked_invoices: BlockedInvoices
 
 
@@ -216,7 +224,7 @@ class ReceivablesCurrency(Answer):
 
 class ReceivablesKpi(Reported):
     as_of: Any
-    currencies: by_currency(ReceivablesCurrency)
+    currencies: ByCurrency[ReceivablesCurrency]
 
 
 class Days(Answer):
@@ -239,7 +247,7 @@ class BillingCurrency(Answer):
 class BillingKpi(Reported):
     start: Any
     end: Any
-    currencies: by_currency(BillingCurrency)
+    currencies: ByCurrency[BillingCurrency]
     touchless_ratio: Ratio
 
 
@@ -250,7 +258,7 @@ class Counted(Answer):
     """The figures of one kind of item (time or expenses) at one stage."""
 
     count: int
-    currencies: by_currency(Money)
+    currencies: ByCurrency[Money]
 
 
 class TimeCounted(Counted):
@@ -321,14 +329,14 @@ class CloseCurrency(Answer):
 class BlockingCases(Answer):
     count: int
     at_risk: int
-    currencies: by_currency(Money)
+    currencies: ByCurrency[Money]
 
 
 class PeriodCloseKpi(Reported):
     period: Any
     cutoff_at: dt.datetime
     seconds_to_cutoff: int
-    currencies: by_currency(CloseCurrency)
+    currencies: ByCurrency[CloseCurrency]
     blocking_cases: BlockingCases
 
 
@@ -339,7 +347,7 @@ class TrendPoint(Answer):
 
 class TrendCurrencyPoint(Answer):
     end: dt.date
-    currencies: by_currency(Money | float | None)
+    currencies: ByCurrency[Money | float | None]
 
 
 class TrendsKpi(Answer):
@@ -434,7 +442,10 @@ def endpoint(kpi: Kpi) -> Callable[..., HttpResponseBase]:
     """The view of one KPI: its parameters parsed, its function called, the reporting
     currency's block added when asked for."""
 
-    def answer(request: HttpRequest, query: Query[kpi.params]) -> HttpResponseBase:
+    # The KPI's own parameter schema, known only when the endpoint is made.
+    def answer(request: HttpRequest,
+               query: Query[kpi.params],  # type: ignore[name-defined]
+               ) -> HttpResponseBase:
         result = kpi.function(**query.arguments())
         if kpi.headline is not None:
             converted(result, kpi.headline, query.currency, query.reported_on())

@@ -205,7 +205,7 @@ def reported(first_day: dt.date, last_day: dt.date) -> list[Json]:
 
 # --- The cut-off ---------------------------------------------------------------------------
 def _cutoff_figures(last_day: dt.date, legal_entity: str | None, now: dt.datetime) -> Json:
-    day, moment = cutoff(last_day, legal_entity)
+    day, moment = cutoff(last_day, legal_entity or "")  # no legal entity: the firm's
     return {"cutoff_date": day.isoformat(), "cutoff_at": moment.isoformat(),
             "seconds_to_cutoff": round((moment - now).total_seconds())}
 

@@ -6,6 +6,8 @@ paths and the CloudEvents envelope (the event types from ingestion.contracts). T
 property-based contract tests (tests/test_openapi.py) run against it.
 """
 import functools
+from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -32,9 +34,10 @@ API_PREFIX = "/api/v1/"
 SCHEME_NAMES = {"BearerAuth": "bearer", "SessionAuth": "session"}
 
 
-def _object(required, properties=None, **extra):
+def _object(required: Iterable[str], properties: dict[str, Any] | None = None,
+            **extra: Any) -> dict[str, Any]:
     """An object with these required keys; more keys may follow (the contract says so)."""
-    schema = {"type": "object", "required": list(required),
+    schema: dict[str, Any] = {"type": "object", "required": list(required),
               "properties": {key: {} for key in required}}
     schema["properties"].update(properties or {})
     schema.update(extra)
@@ -202,7 +205,7 @@ def schema_view(request: HttpRequest) -> JsonResponse:
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def _type(schema):
+def _type(schema: Any) -> str:
     """A schema in a few words: 'string (date)', 'array of Case', 'WipKpi'."""
     if not isinstance(schema, dict) or not schema:
         return "any"
@@ -218,7 +221,7 @@ def _type(schema):
     return f"{kind} ({detail})" if detail else kind
 
 
-def _body(content):
+def _body(content: dict[str, Any] | None) -> dict[str, Any] | None:
     """{media, type (in words), ref (the schema's name, if it is one)} of a request or
     response body, or None."""
     for media, body in (content or {}).items():
@@ -232,7 +235,7 @@ def reference() -> dict:
     """The OpenAPI document as the API reference page reads it: operations grouped by tag,
     then the schemas with their properties."""
     spec = document()
-    groups = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for path, item in spec["paths"].items():
         for method in METHODS:
             operation = item.get(method)

@@ -4,13 +4,17 @@ the table behind it as CSV."""
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, Self
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import Http404
+from django.db.models import Field, Model
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -42,7 +46,7 @@ class Filters:
     entries_page: int = 1  # the page of the WIP entries table
 
     @classmethod
-    def from_request(cls, request, default_period=None):
+    def from_request(cls, request: HttpRequest, default_period: str | None = None) -> Self:
         today = timezone.localdate()
         default_period = default_period or today.strftime("%Y-%m")
         errors = []
@@ -78,15 +82,15 @@ class Filters:
                    interval=interval, entries_page=int(entries_page))
 
     @property
-    def period_label(self):
+    def period_label(self) -> str:
         """'2026-03' → 'March 2026'."""
         return f"{self.first_day:%B %Y}"
 
     @property
-    def as_of_label(self):
+    def as_of_label(self) -> str:
         return labels.readable_date(self.as_of)
 
-    def query(self, **overrides):
+    def query(self, **overrides: Any) -> str:
         params = {"period": self.period, **self.kpi, "group_by": self.group_by,
                   "currency": self.currency,
                   "interval": self.interval if self.interval != trends.MONTH else None,
@@ -96,14 +100,14 @@ class Filters:
 
 
 # --- Panels ----------------------------------------------------------------------------------
-def _table(columns, rows):
+def _table(columns: list[tuple[str, Any]], rows: Iterable[Any]) -> dict[str, list[Any]]:
     """(header labels, row tuples) for the panel's table and its CSV export."""
     return {"columns": [label for label, _ in columns],
             "rows": [[row.get(key) if isinstance(row, dict) else row[i]
                       for i, (_, key) in enumerate(columns)] for row in rows]}
 
 
-def overview_cards(f):
+def overview_cards(f: Filters) -> dict[str, Any]:
     wip = kpis.wip(as_of=f.as_of, filters=f.kpi)
     readiness = kpis.invoice_readiness(period=f.period, first_day=f.first_day,
                                        last_day=f.last_day, filters=f.kpi)
@@ -127,7 +131,7 @@ def overview_cards(f):
 HISTORY_MONTHS = 6
 
 
-def overview_history(f):
+def overview_history(f: Filters) -> dict[str, Any]:
     """The overview's figures at the end of each of the last months (the current month up
     to the as-of date), for each card's change against the previous month and its trend
     line; per-currency figures by currency."""
@@ -138,7 +142,8 @@ def overview_history(f):
     series = {}
     for metric in ("wip", "dso", "open_ar"):
         series[metric] = _by_currency_series(
-            [trends.point(metric, first, end, f.kpi) for (first, _), end in zip(months, ends)])
+            [trends.point(metric, first, end, f.kpi)
+             for (first, _), end in zip(months, ends, strict=True)])
     readiness = [trends.point("readiness_ratio", first, last, f.kpi) for first, last in months]
     series["readiness"] = _by_currency_series(readiness)
     series["open_cases"] = _series([trends.open_cases_at(end, f.kpi) for end in ends])
@@ -148,12 +153,12 @@ def overview_history(f):
     return {"series": series, "labels": labels, "previous": months[-2][0].strftime("%b")}
 
 
-def _by_currency_series(points):
+def _by_currency_series(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     currencies = sorted({c for p in points for c in p["currencies"]})
     return {c: _series([p["currencies"].get(c) for p in points]) for c in currencies}
 
 
-def _series(values):
+def _series(values: list[Any]) -> dict[str, Any]:
     """A trend line's figures: the values, the change of the last against the one before,
     and the polyline of a small chart (pure numbers; the template draws it)."""
     numbers = [None if v is None else float(Decimal(str(v))) for v in values]
@@ -164,7 +169,8 @@ def _series(values):
             "points": charts.sparkline(numbers)}
 
 
-def _reporting(f, figures):
+def _reporting(f: Filters, figures: dict[str, tuple[dict[str, Any], str, dt.date]]
+               ) -> dict[str, Any] | None:
     """{name: reporting block} of the headline amounts in the reporting currency asked
     for, or None: figures is {name: (KPI result, key of its per-currency amount, date)}."""
     if not f.currency:
@@ -174,19 +180,19 @@ def _reporting(f, figures):
             for name, (result, key, on) in figures.items()}
 
 
-def _case_summary(f):
+def _case_summary(f: Filters) -> dict[str, Any]:
     from exceptions.kpis import exceptions_kpi
 
     return exceptions_kpi(filters=f.kpi)
 
 
-def _open_cases(f, case_type):
+def _open_cases(f: Filters, case_type: str) -> int:
     from exceptions.kpis import open_cases
 
     return open_cases(f.kpi).filter(type=case_type).count()
 
 
-def overview_charts(f):
+def overview_charts(f: Filters) -> dict[str, Any]:
     wip = kpis.wip(as_of=f.as_of, filters=f.kpi)
     margin = kpis.margin(start=f.first_day, end=f.last_day, group_by="practice", filters=f.kpi)
     return {"aging_chart": charts.wip_aging_by_currency(wip),
@@ -194,7 +200,7 @@ def overview_charts(f):
             "table": _margin_table(margin["rows"])}
 
 
-def readiness_summary(f):
+def readiness_summary(f: Filters) -> dict[str, Any]:
     result = kpis.invoice_readiness(period=f.period, first_day=f.first_day,
                                     last_day=f.last_day, filters=f.kpi)
     return {"result": result, "chart": charts.readiness(result) if result["currencies"] else None,
@@ -209,7 +215,7 @@ def readiness_summary(f):
                              for c, v in result["currencies"].items()])}
 
 
-def readiness_table(f):
+def readiness_table(f: Filters) -> dict[str, Any]:
     group_by = f.group_by if f.group_by in ("project", "client") else "project"
     rows = kpis.readiness_breakdown(first_day=f.first_day, last_day=f.last_day,
                                     group_by=group_by, filters=f.kpi)
@@ -223,7 +229,7 @@ def readiness_table(f):
                             rows)}
 
 
-def blocked_invoices(f):
+def blocked_invoices(f: Filters) -> dict[str, Any]:
     blocked = kpis.blocked_invoices(f.kpi)
     unmilestoned = _open_cases(f, "milestone_not_invoiced")
     return {"blocked": blocked, "milestones_not_invoiced": unmilestoned,
@@ -233,7 +239,7 @@ def blocked_invoices(f):
                             list(blocked["by_reason"].items()))}
 
 
-def wip_summary(f):
+def wip_summary(f: Filters) -> dict[str, Any]:
     result = kpis.wip(as_of=f.as_of, filters=f.kpi)
     return {"result": result, "chart": charts.wip_aging_by_currency(result),
             "reporting": _reporting(f, {"wip": (result, "total", f.as_of)}),
@@ -245,7 +251,7 @@ def wip_summary(f):
                              for c, v in result["currencies"].items()])}
 
 
-def wip_groups(f):
+def wip_groups(f: Filters) -> dict[str, Any]:
     rows = kpis.wip_breakdown(as_of=f.as_of, group_by=f.group_by, filters=f.kpi)
     currencies = sorted({r["currency"] for r in rows})
     main = max(currencies, key=lambda c: sum(Decimal(r["total"]) for r in rows
@@ -269,7 +275,7 @@ WIP_KINDS = {"time_entry": "Time", "expense": "Expense", "milestone": "Milestone
 ENTRIES_PER_PAGE = 50
 
 
-def wip_entries(f):
+def wip_entries(f: Filters) -> dict[str, Any]:
     """Every item behind the WIP: the page shows ENTRIES_PER_PAGE of them at a time, the CSV
     all of them."""
     rows = kpis.wip_entries(as_of=f.as_of, filters=f.kpi)
@@ -291,7 +297,7 @@ def wip_entries(f):
         ("In billing", "in_billing")], rows)}
 
 
-def latency_summary(f):
+def latency_summary(f: Filters) -> dict[str, Any]:
     result = kpis.posting_latency(start=f.first_day, end=f.last_day, filters=f.kpi)
     rows = [["Time entries", result], ["Billable expenses", result["expenses"]]]
     return {"result": result, "table": _table(
@@ -302,7 +308,7 @@ def latency_summary(f):
           figures["within_sla_ratio"], figures["backlog"]["count"]] for label, figures in rows])}
 
 
-def latency_trend(f):
+def latency_trend(f: Filters) -> dict[str, Any]:
     weeks = kpis.posting_latency_trend(end=f.as_of, filters=f.kpi)
     return {"chart": charts.latency_trend(weeks), "table": _table(
         [("Week of", "week"), ("Posted", "count"), ("p50 s", "p50_seconds"),
@@ -310,7 +316,7 @@ def latency_trend(f):
         weeks)}
 
 
-def utilization(f):
+def utilization(f: Filters) -> dict[str, Any]:
     result = kpis.utilization(start=f.first_day, end=min(f.last_day, f.as_of), filters=f.kpi)
     return {"result": result, "chart": charts.utilization_by_practice(result),
             "people": sorted(result["by_person"], key=lambda p: p["utilization_ratio"] or 0)[:15],
@@ -320,7 +326,7 @@ def utilization(f):
                              ("Utilization", "utilization_ratio")], result["by_person"])}
 
 
-def health_summary(f):
+def health_summary(f: Filters) -> dict[str, Any]:
     now = timezone.now()
     result = kpis.integration_health(start=now - dt.timedelta(hours=24), end=now)
     colors = _flow_colors()
@@ -342,13 +348,13 @@ def health_summary(f):
                             result["flows"])}
 
 
-def _flow_colors():
+def _flow_colors() -> dict[str, str]:
     """Every flow ever seen, coloured by name order: a flow keeps its colour on every chart
     and table whichever flows a window happens to show."""
     return charts.flow_colors(selectors.last_event_by_flow())
 
 
-def health_throughput(f):
+def health_throughput(f: Filters) -> dict[str, Any]:
     now = timezone.now()
     series = kpis.flow_series(start=now - dt.timedelta(days=14), end=now)
     return {"chart": charts.flow_throughput(series, _flow_colors()) if series else None,
@@ -356,7 +362,7 @@ def health_throughput(f):
                              ("Failed", "failed")], series)}
 
 
-def health_gaps(f):
+def health_gaps(f: Filters) -> dict[str, Any]:
     now = timezone.now()
     gaps = kpis.integration_health(start=now - dt.timedelta(hours=24),
                                    end=now)["reconciliation_gaps"]
@@ -366,10 +372,10 @@ def health_gaps(f):
          ("Gap", "gap")], gaps)}
 
 
-def margin_table(f):
+def margin_table(f: Filters) -> dict[str, Any]:
     group_by = f.group_by if f.group_by in kpis.MARGIN_GROUPS else "client"
     result = kpis.margin(start=f.first_day, end=f.last_day, group_by=group_by, filters=f.kpi)
-    earned = {}
+    earned: dict[str, Decimal] = {}
     for row in result["rows"]:
         earned[row["currency"]] = earned.get(row["currency"], 0) + Decimal(row["earned_revenue"])
     return {"rows": result["rows"][:60], "group_by": group_by,
@@ -379,14 +385,14 @@ def margin_table(f):
             "table": _margin_table(result["rows"])}
 
 
-def _margin_table(rows):
+def _margin_table(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return _table([("Group", "name"), ("Currency", "currency"), ("Earned", "earned_revenue"),
                    ("Labor cost", "labor_cost"), ("Margin", "margin"),
                    ("Margin ratio", "margin_ratio"), ("Billed", "billed_revenue"),
                    ("Recognized", "recognized_revenue")], rows)
 
 
-def receivables(f):
+def receivables(f: Filters) -> dict[str, Any]:
     result = kpis.receivables(as_of=f.as_of, filters=f.kpi)
     return {"result": result,
             "reporting": _reporting(f, {"open_ar": (result, "open_ar", f.as_of)}),
@@ -411,12 +417,12 @@ GAP_HELP = {
 }
 
 
-def _reconciliation(f):
+def _reconciliation(f: Filters) -> dict[str, Any]:
     return close.reconciliation(period=f.period, first_day=f.first_day, last_day=f.last_day,
                                 filters=f.kpi)
 
 
-def recon_summary(f):
+def recon_summary(f: Filters) -> dict[str, Any]:
     result = _reconciliation(f)
     rows = []
     for kind, kind_label in RECON_KINDS:
@@ -434,7 +440,7 @@ def recon_summary(f):
 ITEM_KINDS = {"time": "time_entry", "expenses": "expense"}
 
 
-def recon_gaps(f):
+def recon_gaps(f: Filters) -> dict[str, Any]:
     result = _reconciliation(f)
     gaps, rows = [], []
     for kind, kind_label in RECON_KINDS:
@@ -450,7 +456,7 @@ def recon_gaps(f):
     return {"gaps": gaps, "table": _table([("Items", 0), ("Gap", 1), ("Id", 2)], rows)}
 
 
-def recon_reported(f):
+def recon_reported(f: Filters) -> dict[str, Any]:
     reported = _reconciliation(f)["reported"]
     return {"reported": reported, "table": _table(
         [("Flow", "flow"), ("Object", "object_type"), ("From", "period_start"),
@@ -459,12 +465,12 @@ def recon_reported(f):
          ("OpsView posted", "opsview_target_count"), ("Agrees", "agrees")], reported)}
 
 
-def _period_close(f):
+def _period_close(f: Filters) -> dict[str, Any]:
     return close.period_close(period=f.period, first_day=f.first_day, last_day=f.last_day,
                               filters=f.kpi)
 
 
-def close_summary(f):
+def close_summary(f: Filters) -> dict[str, Any]:
     result = _period_close(f)
     rows = [[c, v["billable_value"], v["billed_value"], v["in_billing_value"], v["ready_value"],
              v["not_ready"]["unposted"], v["not_ready"]["missing_billing_setup"],
@@ -479,7 +485,7 @@ def close_summary(f):
                              ("Slipped past the cut-off", 7)], rows)}
 
 
-def _countdown(seconds):
+def _countdown(seconds: int) -> str:
     """'1 d 4 h left', '12 days left', 'passed 3 days ago': hours only while they matter."""
     days, rest = divmod(abs(seconds), 86400)
     if days >= 2:
@@ -491,7 +497,7 @@ def _countdown(seconds):
     return f"{text} left" if seconds >= 0 else f"passed {text} ago"
 
 
-def close_cases(f):
+def close_cases(f: Filters) -> dict[str, Any]:
     result = _period_close(f)
     cases = result["blocking_cases"]
     for case in cases["cases"]:
@@ -504,7 +510,7 @@ def close_cases(f):
          ("Breached", "breached")], cases["cases"])}
 
 
-def billing_summary(f):
+def billing_summary(f: Filters) -> dict[str, Any]:
     result = billing.billing(start=f.first_day, end=min(f.last_day, f.as_of), filters=f.kpi)
     rows = [[c, v["count"], v["billed_value"], v["standard_value"], v["realization_ratio"],
              v["cycle_days"]["p50"], v["cycle_days"]["p90"], v["billing_lag_days"]["p50"],
@@ -526,8 +532,8 @@ TREND_TITLES = {"wip": "Unbilled WIP", "open_ar": "Open receivables", "dso": "DS
 RATIOS = {"readiness_ratio", "utilization"}
 
 
-def trend_panel(metric):
-    def panel(f):
+def trend_panel(metric: str) -> Callable[[Filters], dict[str, Any]]:
+    def panel(f: Filters) -> dict[str, Any]:
         interval = trends.MONTH if metric in trends.MONTH_ONLY else f.interval
         result = trends.trends(metric=metric, interval=interval,
                                start=trends.default_start(f.as_of, interval), end=f.as_of,
@@ -549,24 +555,25 @@ def trend_panel(metric):
     return panel
 
 
-def _case_url(pk):
+def _case_url(pk: int) -> str | None:
     try:
         return reverse("exceptions:case", args=[pk])
     except NoReverseMatch:
         return None
 
 
-def _item_url(kind, item_id):
+def _item_url(kind: str, item_id: str) -> str:
     return reverse("item", args=[kind, item_id])
 
 
-ITEMS = {"time_entry": (state.TimeEntry, "time_entry_id", "Time entry"),
+ITEMS: dict[str, tuple[type[Model], str, str]] = {
+         "time_entry": (state.TimeEntry, "time_entry_id", "Time entry"),
          "expense": (state.Expense, "expense_id", "Expense"),
          "milestone": (state.Milestone, "milestone_id", "Milestone"),
          "invoice": (state.Invoice, "invoice_id", "Invoice")}
 
 
-def item(request, kind, item_id):
+def item(request: HttpRequest, kind: str, item_id: str) -> HttpResponse:
     """A time entry, expense, milestone or invoice and its timeline: every lifecycle event,
     its invoice's events, the syncs and cases naming it. An id OpsView holds no record of
     still shows what names it: reconciliation is about what one system has and another
@@ -574,8 +581,8 @@ def item(request, kind, item_id):
     if kind not in ITEMS:
         raise Http404("no such kind of item")
     model, key, label = ITEMS[kind]
-    record = model.objects.filter(**{key: item_id}).select_related("project").first() \
-        if kind != "invoice" else model.objects.filter(**{key: item_id}).first()
+    record = model._default_manager.filter(**{key: item_id}).select_related("project").first() \
+        if kind != "invoice" else model._default_manager.filter(**{key: item_id}).first()
     timeline = []
     if record is not None:
         timeline += [{"at": e.at, "what": f"{label.lower()} {labels.label(e.stage).lower()}",
@@ -608,7 +615,7 @@ def item(request, kind, item_id):
 MONEY_FIELDS = {"amount", "bill_rate", "cost_rate", "contract_value"}
 
 
-def _shown(record, field):
+def _shown(record: Model, field: Field) -> Any:
     """A record's field as people read it: money with its currency, readable dates, codes
     as words."""
     from django.db import models as db
@@ -627,11 +634,11 @@ def _shown(record, field):
     return value
 
 
-def _hours(seconds):
+def _hours(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds / 3600, 1)
 
 
-def _queue_url(**params):
+def _queue_url(**params: str) -> str | None:
     try:
         return reverse("exceptions:queue") + "?" + urlencode(params)
     except NoReverseMatch:
@@ -671,7 +678,8 @@ PAGES = {
     "latency": ("Posting latency & utilization", "How fast approved time reaches ERP, and how "
                 "busy people are.", ["latency_summary", "latency_trend", "utilization"], None),
     "integration": ("Integration health", "Every flow between the systems over the last 24 "
-                    "hours and 14 days, refreshed every 30 seconds.", ["health_summary", "health_throughput", "health_gaps"], 30),
+                    "hours and 14 days, refreshed every 30 seconds.",
+                    ["health_summary", "health_throughput", "health_gaps"], 30),
     "margin": ("Margin & billing", "Earned, billed and recognized revenue against labor cost; "
                "receivables.", ["margin_table", "receivables"], None),
     "close": ("Period close", "Can the month be billed by its cut-off, and who must act "
@@ -686,13 +694,13 @@ PAGES = {
 }
 
 
-def _default_period(name):
+def _default_period(name: str) -> str | None:
     if name in LAST_MONTH_PAGES:
         return period_of(previous_month(timezone.localdate().replace(day=1)))
     return None
 
 
-def page(request, name):
+def page(request: HttpRequest, name: str) -> HttpResponse:
     title, subtitle, panels, refresh = PAGES[name]
     f = Filters.from_request(request, _default_period(name))
     return render(request, "opsview/page.html", {
@@ -704,7 +712,7 @@ def page(request, name):
     })
 
 
-def panel(request, name):
+def panel(request: HttpRequest, name: str) -> HttpResponseBase:
     if name not in PANELS:
         raise Http404("no such panel")
     f = Filters.from_request(request)
@@ -715,7 +723,7 @@ def panel(request, name):
                   {**context, "filters": f, "query": f.query(), "panel": name})
 
 
-def _panel_context(name, f):
+def _panel_context(name: str, f: Filters) -> dict[str, Any]:
     """A panel's figures, shared for PANEL_CACHE_SECONDS by everyone who asks for the same
     panel with the same filters: open dashboards refreshing on a timer then cost the
     database one computation per interval, not one per viewer. The read API is not cached."""
@@ -738,11 +746,11 @@ def _panel_context(name, f):
     return context
 
 
-def home(request):
+def home(request: HttpRequest) -> HttpResponse:
     return page(request, "home")
 
 
-def reporting_currencies():
+def reporting_currencies() -> list[str]:
     """The currencies a reporting currency can be chosen from: those rates are published
     for, and the projects' own."""
     published = set(state.FxRate.objects.values_list("base", flat=True).distinct()) | set(

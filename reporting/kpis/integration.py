@@ -46,7 +46,7 @@ def integration_health(*, start: dt.datetime, end: dt.datetime,
             "last_event_at": _iso(last),
             "expected_silence_seconds": None if silence is None
             else round(silence.total_seconds()),
-            "stale": last is None or now - last > silence,
+            "stale": last is None or silence is None or now - last > silence,
             "open_failures": open_failures.get(flow, 0),
         })
     pending = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING).aggregate(

@@ -4,7 +4,7 @@ import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import Aggregate, F, QuerySet
+from django.db.models import Expression, F, QuerySet
 
 from opsview import models as state
 from opsview.selectors import (
@@ -56,7 +56,7 @@ def margin(*, start: dt.date, end: dt.date, group_by: str = "project",
     names = {}
 
     def collect(queryset: QuerySet, key_field: str, label_field: str, currency_field: str,
-                **aggregate: Aggregate) -> None:
+                **aggregate: Expression) -> None:
         for row in (queryset.values(key=F(key_field), label=F(label_field),
                                     ccy=F(currency_field))
                     .annotate(**aggregate).order_by()):

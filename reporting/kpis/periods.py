@@ -5,13 +5,13 @@ import datetime as dt
 import functools
 from typing import Any
 
-from django.db.models import Aggregate, Expression, F, QuerySet
+from django.db.models import Expression, F, QuerySet
 
 from opsview.timeline import day_start, end_of
 
 
 def _by_currency(queryset: QuerySet, currency: str | Expression,
-                 **aggregates: Aggregate) -> dict[str, dict[str, Any]]:
+                 **aggregates: Expression) -> dict[str, dict[str, Any]]:
     """{currency: {name: value}} from one grouped query."""
     return {row.pop("ccy"): row for row in
             queryset.values(ccy=currency if not isinstance(currency, str) else F(currency))

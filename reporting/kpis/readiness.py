@@ -5,7 +5,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from decimal import Decimal
 
-from django.db.models import Aggregate, Count, Expression, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, Expression, F, Q, QuerySet, Sum, Value
 
 from opsview import models as state
 from opsview.selectors import (
@@ -31,15 +31,16 @@ from reporting.kpis.periods import GROUPS, _by_currency
 UNBILLED_NOW = Q(invoice__isnull=True) | Q(invoice__status__in=["", "voided"])
 
 
-def _readiness(value: Expression, postable: bool) -> dict[str, Aggregate]:
+def _readiness(value: Expression, postable: bool) -> dict[str, Expression]:
     """Conditional sums splitting a population into billed, in billing, ready and the first
     failing reason (unposted, then missing billing set-up). `postable`: whether the items
     are posted to ERP (time and expenses) or not (milestones). The names avoid model
     fields, which an annotation would shadow."""
     rest = UNBILLED_NOW
-    sums = {"sum_billable": total(value), "sum_invoiced": total(value, BILLED_NOW),
-            "sum_in_billing": total(value, IN_BILLING_NOW),
-            "sum_unposted": total(Value(ZERO, output_field=AMOUNT))}
+    sums: dict[str, Expression] = {
+        "sum_billable": total(value), "sum_invoiced": total(value, BILLED_NOW),
+        "sum_in_billing": total(value, IN_BILLING_NOW),
+        "sum_unposted": total(Value(ZERO, output_field=AMOUNT))}
     if postable:
         sums["sum_unposted"] = total(value, rest & Q(posted_at__isnull=True))
         rest &= Q(posted_at__isnull=False)
