@@ -4,6 +4,7 @@ from typing import Any
 
 import django_filters
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Case as SqlCase
 from django.db.models import F, IntegerField, Q, QuerySet, Value, When
 from django.http import QueryDict
@@ -54,7 +55,7 @@ class CaseFilter(django_filters.FilterSet):
         fields: list[str] = []
 
     def __init__(self, data: QueryDict | dict[str, Any] | None = None, *args: Any,
-                 user: AbstractBaseUser | None = None, **kwargs: Any) -> None:
+                 user: AbstractBaseUser | AnonymousUser | None = None, **kwargs: Any) -> None:
         self.user = user
         data = data.copy() if data is not None else {}
         if not data.get("status"):

@@ -1,4 +1,5 @@
 """Triage: the case list, the case page, and the actions on them (htmx, no page reload)."""
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -7,7 +8,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Model, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -256,7 +257,7 @@ def _assignable(case: Case) -> QuerySet[User]:
 ACTIONS = {"claim", "assign", "acknowledge", "wait", "resolve", "ignore", "reopen", "comment"}
 
 
-def _apply(case: Case, action: str, user: User, data: QueryDict) -> Undo | None:
+def _apply(case: Case, action: str, user: User, data: Mapping[str, str]) -> Undo | None:
     """Apply one action; returns the Undo record of a resolve or ignore (None otherwise)."""
     if action in services.UNDOABLE:
         undo, refused = services.close_undoably([case], action, user,

@@ -6,8 +6,9 @@ case pages; CaseListParams describes them for the document, from the same choice
 """
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth.models import User
 from django.core.paginator import EmptyPage, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -161,7 +162,8 @@ def case_action(request: HttpRequest, id: int) -> HttpResponseBase:  # id: the p
                       [f"id: no case {id}"])
     last = case.entries.order_by("-pk").values_list("pk", flat=True).first() or 0
     try:
-        _apply(case, fields["action"], request.user, fields)
+        # Signed in: a session's user, or the user a bearer token acts for (api.py).
+        _apply(case, fields["action"], cast(User, request.user), fields)
     except services.TransitionError as error:
         field = "owner" if fields["action"] == "assign" else "status"
         raise bad_field(field, str(error), status=409) from None
