@@ -40,7 +40,11 @@ class CaseFilter(django_filters.FilterSet):
         (SlaState.ON_TRACK, "On track"), (SlaState.AT_RISK, "At risk"),
         (SlaState.BREACHED, "Breached")],
         empty_label="Any")
-    breached = django_filters.BooleanFilter(method="by_breached")
+    # A choice, not django-filter's BooleanFilter, whose select reads anything unknown as
+    # "either": `breached=maybe` is refused instead of silently listing every case.
+    breached = django_filters.ChoiceFilter(choices=[("true", "Breached"),
+                                                    ("false", "Not breached")],
+                                           method="by_breached", empty_label="Any")
     age = django_filters.ChoiceFilter(choices=[(k, k) for k in AGE_BUCKETS], method="by_age",
                                       empty_label="Any")
     client = django_filters.CharFilter(method="by_client", label="Client")
@@ -110,8 +114,8 @@ class CaseFilter(django_filters.FilterSet):
             name__icontains=value).values("project_id")))
 
     def by_breached(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
-        return queryset.filter(sla_state=SlaState.BREACHED) if value else queryset.exclude(
-            sla_state=SlaState.BREACHED)
+        breached = Q(sla_state=SlaState.BREACHED)
+        return queryset.filter(breached) if value == "true" else queryset.exclude(breached)
 
     def by_age(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
         low, high = AGE_BUCKETS[value]

@@ -117,6 +117,9 @@ def test_exceptions_api_filters_and_paginates(client, logged_in, case):
     assert body["results"][0]["sla"]["breached"] is False
     assert client.get("/api/v1/exceptions?type=sync_failed").json()["count"] == 0
     assert client.get("/api/v1/exceptions?breached=true").json()["count"] == 0
+    assert client.get("/api/v1/exceptions?breached=false").json()["count"] == 1
+    maybe = client.get("/api/v1/exceptions?breached=maybe")
+    assert maybe.status_code == 400 and "breached" in maybe.json()["detail"]
     assert client.get("/api/v1/exceptions?status=resolved").json()["count"] == 0
     bad = client.get("/api/v1/exceptions?type=nope")
     assert bad.status_code == 400 and "type" in bad.json()["detail"]
