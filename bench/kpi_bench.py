@@ -309,9 +309,10 @@ def main() -> None:
         evaluate_time_rules()
         log(f"rules evaluated in {time.perf_counter() - started:.1f} s")
     elif args.rederive:
-        from opsview.models import WipCell, WipSpan
+        from opsview.models import WipCell, WipDayChange, WipSpan
 
         started = time.perf_counter()
+        WipDayChange.objects.all().delete()
         WipCell.objects.all().delete()
         WipSpan.objects.all().delete()
         derive_spans()

@@ -5,13 +5,14 @@ paid, voided: `opsview.timeline.invoice_dates`), and every item it touched — o
 touched invoice — gets its current invoice and its WIP spans again. A fixed number of
 statements per kind, whatever the batch holds.
 """
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import tzinfo
 from decimal import Decimal
 
-from django.db import connection
-from django.db.models import Model
+from django.db import connection, transaction
+from django.db.models import Model, Sum
 
 from core.bulk import update_rows
 
@@ -223,6 +224,50 @@ def apply_cell_deltas(deltas: Mapping[tuple, tuple[Decimal, int]]) -> None:
                 f"ON CONFLICT ({columns}) DO UPDATE SET value = {table}.value + "
                 "excluded.value, items = " + f"{table}.items + excluded.items", params)
         cursor.execute(f"DELETE FROM {table} WHERE items <= 0")  # a partial index finds them
+    add_day_changes(rows)
+
+
+def add_day_changes(rows: Iterable[tuple[tuple, Decimal, int]]) -> None:
+    """The cells' changes as the whole WIP's change per currency and day: a cell's value
+    and items count from its start day and stop at its end day. Appended, never updated."""
+    changes: defaultdict[tuple[str, dt.date], tuple[Decimal, int]] = defaultdict(
+        lambda: (Decimal(0), 0))
+    for key, value, count in rows:
+        currency, start_day, end_day = key[2], key[5], key[6]
+        total, items = changes[(currency, start_day)]
+        changes[(currency, start_day)] = (total + value, items + count)
+        if end_day != state.OPEN_END:
+            total, items = changes[(currency, end_day)]
+            changes[(currency, end_day)] = (total - value, items - count)
+    state.WipDayChange.objects.bulk_create(
+        [state.WipDayChange(currency=currency, day=day, value=value, items=items)
+         for (currency, day), (value, items) in sorted(changes.items()) if value or items],
+        batch_size=2000)
+
+
+def compact_day_changes() -> int:
+    """Fold the WIP day changes into one row per currency and day (dropping those that sum
+    to nothing); returns the rows removed. On PostgreSQL one statement, so a change a worker
+    appends meanwhile is either folded or left as it is, never lost."""
+    table = state.WipDayChange._meta.db_table
+    with transaction.atomic():
+        before = state.WipDayChange.objects.count()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"""
+                    WITH gone AS (DELETE FROM {table} RETURNING currency, day, value, items)
+                    INSERT INTO {table} (currency, day, value, items)
+                    SELECT currency, day, SUM(value), SUM(items) FROM gone
+                    GROUP BY currency, day HAVING SUM(value) <> 0 OR SUM(items) <> 0""")
+        else:  # one writer at a time: read, empty, write back
+            folded = list(state.WipDayChange.objects.values_list("currency", "day").annotate(
+                total=Sum("value"), count=Sum("items")).order_by())
+            state.WipDayChange.objects.all().delete()
+            state.WipDayChange.objects.bulk_create(
+                [state.WipDayChange(currency=currency, day=day, value=value, items=items)
+                 for currency, day, value, items in folded if value or items],
+                batch_size=2000)
+        return before - state.WipDayChange.objects.count()
 
 
 def refresh(touched_items: Mapping[str, Iterable[int]], touched_invoices: Collection[int]) -> None:

@@ -437,6 +437,24 @@ class WipCell(models.Model):
         ]
 
 
+class WipDayChange(models.Model):
+    """How the firm's whole WIP of a currency changes at the end of a day: the value of the
+    cells that begin holding WIP that day less the value of those that stop. WIP as of T,
+    unfiltered, is the sum of the changes up to T, so a trend of it reads a few thousand
+    rows however many items there are. The workers only ever insert rows here (no row is
+    updated, so concurrent workers never wait for one another on a busy day);
+    `compact_wip_day_changes` folds them to one row per currency and day."""
+
+    currency = models.CharField(max_length=3, blank=True)
+    day = models.DateField()
+    value = models.DecimalField(max_digits=22, decimal_places=4)
+    items = models.IntegerField()  # how many more items hold WIP after the day than before
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], include=["currency", "value", "items"],
+                                name="wipdaychange_day_idx")]
+
+
 class RevenueRecognition(MasterRecord):
     """Revenue recognized for a project and month; a later report for the month replaces it."""
 

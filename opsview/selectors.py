@@ -6,7 +6,8 @@ record arrives. Values are billable value: time on time-and-materials projects a
 billable expenses on any project that bills, milestones on milestone projects.
 """
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -169,6 +170,30 @@ def cells_as_of(day: dt.date, filters: Mapping[str, str] | None = None) -> list[
             "daterange(opsview_wipcell.start_day, opsview_wipcell.end_day, '[)') @> %s",
             [day], output_field=state.models.BooleanField()))]
     return [cells.filter(start_day__lte=day, end_day__gt=day)]
+
+
+def wip_by_day(days: Collection[dt.date]) -> dict[dt.date, dict[str, Decimal]]:
+    """{day: {currency: value}}: the firm's whole WIP in cells at the end of each day — what
+    summing `cells_as_of(day)` with no filter gives, currencies whose cells hold no value
+    included — from the day changes instead of the cells."""
+    rows = (state.WipDayChange.objects.filter(day__lte=max(days)).values_list("currency", "day")
+            .annotate(value=Sum("value"), items=Sum("items")).order_by("day"))
+    value: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
+    items: defaultdict[str, int] = defaultdict(int)
+    result: dict[dt.date, dict[str, Decimal]] = {}
+    pending = sorted(days, reverse=True)
+
+    def held() -> dict[str, Decimal]:
+        return {currency: value[currency] for currency, count in items.items() if count > 0}
+
+    for currency, day, change, count in rows:
+        while pending and pending[-1] < day:
+            result[pending.pop()] = held()
+        value[currency] += change
+        items[currency] += count
+    while pending:
+        result[pending.pop()] = held()
+    return result
 
 
 # --- Integration telemetry ------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Unbilled WIP as of a date: the figures, a trend's totals, the breakdown by group and
 every entry behind them, fixed-fee projects' recognized revenue included."""
+import bisect
 import datetime as dt
+import itertools
 from collections import defaultdict
+from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +13,14 @@ from django.db.models.expressions import Combinable
 from django.db.models.functions import TruncDate
 
 from opsview import models as state
-from opsview.selectors import ZERO, cells_as_of, project_filters, spans_as_of, total
+from opsview.selectors import (
+    ZERO,
+    cells_as_of,
+    project_filters,
+    spans_as_of,
+    total,
+    wip_by_day,
+)
 from opsview.timeline import end_of, firm_zone
 from reporting.kpis.formatting import AGING_BUCKETS, Filters, Json, _clean, age_bucket, money
 from reporting.kpis.periods import GROUPS, _period_end
@@ -78,16 +88,22 @@ def wip_totals(days: list[dt.date], filters: Filters | None = None,
     once (a trend), the fixed-fee books read once for all of them."""
     filters = filters or {}
     books = FixedFeeBooks(filters, up_to=max(days))
+    # The whole firm's WIP reads the day changes; a filter names projects, so the cells.
+    whole = None if project_filters(filters) else wip_by_day(days)
+    fixed_fee = books.totals(days)
     result = {}
     for day in days:
         totals: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
-        for cells in cells_as_of(day, filters):
-            for currency, value in (cells.values(ccy=F("currency"))
-                                    .annotate(value=total(F("value")))
-                                    .values_list("ccy", "value").order_by()):
-                totals[currency] += value
-        for position in books.positions(day):
-            totals[position["currency"]] += position["value"]
+        if whole is not None:
+            totals.update(whole[day])
+        else:
+            for cells in cells_as_of(day, filters):
+                for currency, value in (cells.values(ccy=F("currency"))
+                                        .annotate(value=total(F("value")))
+                                        .values_list("ccy", "value").order_by()):
+                    totals[currency] += value
+        for currency, value in fixed_fee[day].items():
+            totals[currency] += value
         result[day] = {currency: money(value) for currency, value in sorted(totals.items())
                        if currency}
     return result
@@ -120,6 +136,7 @@ class FixedFeeBooks:
         self.owners: set[tuple[int, int]] = set()
         self.expense_events: defaultdict[int, list[tuple[dt.datetime, str]]] = defaultdict(list)
         self.expense_amounts: dict[int, Decimal] = {}
+        self.running: dict[int, tuple[list[str], list[Decimal]]] = {}
         if not self.projects:
             return
         for project_id, period, amount in (state.RevenueRecognition.objects
@@ -128,6 +145,9 @@ class FixedFeeBooks:
                                            .order_by("period")
                                            .values_list("project_id", "period", "amount")):
             self.revenue[project_id].append((period, amount))
+        for pk, periods in self.revenue.items():  # the running totals `totals` bisects
+            self.running[pk] = ([period for period, _ in periods],
+                                list(itertools.accumulate(amount for _, amount in periods)))
         if self.revenue:
             self._read_billing(fixed_fee.values("pk"), end_of(up_to))
 
@@ -187,10 +207,9 @@ class FixedFeeBooks:
                 result[latest] += self.expense_amounts[record_id]
         return result
 
-    def positions(self, as_of: dt.date) -> list[dict[str, Any]]:
-        """Each fixed-fee project's unbilled position at the end of `as_of`."""
-        if not self.revenue:
-            return []
+    def _billing_at(self, as_of: dt.date) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
+        """({project pk: billed}, {project pk: in billing}) at the end of `as_of`, each
+        invoice net of the expenses it bills."""
         states, expenses = self._invoice_states(as_of), self._expenses_on(as_of)
         billed: defaultdict[int, Decimal] = defaultdict(lambda: ZERO)
         in_billing: defaultdict[int, Decimal] = defaultdict(lambda: ZERO)
@@ -201,6 +220,52 @@ class FixedFeeBooks:
                 billed[project_pk] += net
             elif state_then == "in_billing":
                 in_billing[project_pk] += net
+        return billed, in_billing
+
+    def totals(self, days: Collection[dt.date]) -> dict[dt.date, dict[str, Decimal]]:
+        """{day: {currency: value}}: what `positions(day)` sums to per currency, for many
+        days at once (a trend) without telling each project's position. One pass over the
+        invoices in date order keeps each project's billed amount; its recognized revenue up
+        to a month is a running total found by bisection."""
+        changes = sorted(
+            (day, project_pk, sign * (amount or ZERO))
+            for project_pk, pk in self.owners
+            for amount, issued, voided, _ in [self.invoices[pk]]
+            if issued is not None and (voided is None or voided > issued)
+            for day, sign in ((issued, 1), (voided, -1)) if day is not None)
+        projects_of: defaultdict[int, list[int]] = defaultdict(list)
+        for project_pk, pk in self.owners:
+            projects_of[pk].append(project_pk)
+        billed: defaultdict[int, Decimal] = defaultdict(lambda: ZERO)
+        result, applied = {}, 0
+        for day in sorted(days):
+            while applied < len(changes) and changes[applied][0] <= day:
+                _, project_pk, amount = changes[applied]
+                billed[project_pk] += amount
+                applied += 1
+            net = dict(billed)
+            if self.expense_events:  # an invoice bills its expenses too: net of them
+                states = self._invoice_states(day)
+                for pk, value in self._expenses_on(day).items():
+                    if pk in states and states[pk][1] == "billed":
+                        for project_pk in projects_of[pk]:
+                            net[project_pk] = net.get(project_pk, ZERO) - value
+            month = day.strftime("%Y-%m")
+            totals: defaultdict[str, Decimal] = defaultdict(lambda: ZERO)
+            for pk, (periods, running) in self.running.items():
+                upto = bisect.bisect_right(periods, month)
+                if upto:
+                    value = running[upto - 1] - net.get(pk, ZERO)
+                    if value > 0:
+                        totals[self.projects[pk]["currency"]] += value
+            result[day] = dict(totals)
+        return result
+
+    def positions(self, as_of: dt.date) -> list[dict[str, Any]]:
+        """Each fixed-fee project's unbilled position at the end of `as_of`."""
+        if not self.revenue:
+            return []
+        billed, in_billing = self._billing_at(as_of)
         month, positions = as_of.strftime("%Y-%m"), []
         for pk, all_periods in self.revenue.items():
             periods = [(period, amount) for period, amount in all_periods if period <= month]

@@ -16,7 +16,7 @@ from ingestion.models import InboxEvent
 from opsview import models as state
 
 # Children first: every table the rebuild empties, in an order the foreign keys allow.
-STATE_TABLES = [state.WipCell, state.WipSpan, state.StageEvent, state.ReconciliationReading,
+STATE_TABLES = [state.WipDayChange, state.WipCell, state.WipSpan, state.StageEvent, state.ReconciliationReading,
                 state.ReconciliationReport, state.SyncAttempt, state.RevenueRecognition,
                 state.TimeEntry, state.Expense, state.Milestone, state.Invoice,
                 state.Assignment, state.Project, state.Person, state.Client, state.FlowRhythm]
@@ -58,6 +58,7 @@ class Command(BaseCommand):
         from opsview import derived
 
         with transaction.atomic():
+            state.WipDayChange.objects.all().delete()
             state.WipCell.objects.all().delete()
             state.WipSpan.objects.all().delete()
         invoices = list(state.Invoice.objects.values_list("pk", flat=True))
