@@ -22,6 +22,7 @@ tests/test_benches.py runs it at a tiny size so it keeps working.
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import datetime as dt
 import json
@@ -250,18 +251,30 @@ class CpuMeter:
         self.me = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.waits: collections.Counter[str] = collections.Counter()
 
     def _backends(self) -> list[int]:
         return [pid for (pid,) in self.conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()").fetchall()]
 
+    def _deadlocks(self) -> int:
+        return self.conn.execute("SELECT deadlocks FROM pg_stat_database "
+                                 "WHERE datname = current_database()").fetchone()[0]
+
     def start(self) -> None:
+        self.deadlocks_start = self._deadlocks()
         self.redis_start = redis_cpu_seconds(self.redis)
         self.workers_start = sum(cpu_seconds(pid) or 0.0 for pid in self.workers)
         self.sample(first=True)
 
     def sample(self, first: bool = False) -> None:
+        # What the backends are doing: running, waiting on a lock, or idle in a transaction.
+        for state, wait_type, wait in self.conn.execute(
+                "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state <> 'idle'").fetchall():
+            self.waits[f"{wait_type}:{wait}" if wait_type else state] += 1
         for pid in self._backends():
             used = cpu_seconds(pid)
             if used is None:
@@ -275,7 +288,8 @@ class CpuMeter:
         return {"workers": sum(cpu_seconds(pid) or 0.0 for pid in self.workers)
                 - self.workers_start,
                 "postgres": sum(self.last[pid] - self.first[pid] for pid in self.last),
-                "redis": redis_cpu_seconds(self.redis) - self.redis_start}
+                "redis": redis_cpu_seconds(self.redis) - self.redis_start,
+                "deadlocks": self._deadlocks() - self.deadlocks_start}
 
 
 def snapshot_accepted(redis_client: Any) -> list[bytes]:
@@ -306,13 +320,14 @@ def start_workers(count: int, run: str) -> list[subprocess.Popen[bytes]]:
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE,
          "--pool", "solo", "--concurrency", "1", "-n", f"bench-{run}-{index}@%h",
          "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=ROOT, env=env) for index in range(count)]
+        cwd=ROOT, env=env, stdout=sys.stderr) for index in range(count)]
 
 
 def scaled_processing(total: int, count: int, redis_client: Any,
-                      ) -> tuple[float, float, dict[str, float], dict[str, int]]:
-    """(events/s, seconds, CPU seconds by component, statuses) of `count` workers draining
-    the accepted inbox."""
+                      ) -> tuple[float, float, dict[str, float], collections.Counter[str],
+                                 dict[str, int]]:
+    """(events/s, seconds, CPU seconds by component and deadlocks, what the backends were
+    seen doing, statuses) of `count` workers draining the accepted inbox."""
     workers = start_workers(count, f"{count}w")
     try:
         with psycopg.connect(PG + DB, autocommit=True) as conn:
@@ -340,7 +355,7 @@ def scaled_processing(total: int, count: int, redis_client: Any,
             worker.terminate()
         for worker in workers:
             worker.wait()
-    return left_at_start / elapsed, elapsed, cpu, statuses
+    return left_at_start / elapsed, elapsed, cpu, meter.waits, statuses
 
 
 def scale_out(total: int, counts: list[int], redis_client: Any) -> list[dict[str, Any]]:
@@ -350,9 +365,9 @@ def scale_out(total: int, counts: list[int], redis_client: Any) -> list[dict[str
     for count in counts:
         restore_accepted(redis_client, messages)
         log(f"processing by {count} worker(s)")
-        rate, elapsed, cpu, statuses = scaled_processing(total, count, redis_client)
+        rate, elapsed, cpu, waits, statuses = scaled_processing(total, count, redis_client)
         rows.append({"workers": count, "rate": rate, "seconds": elapsed, "cpu": cpu,
-                     "statuses": statuses})
+                     "waits": waits, "statuses": statuses})
     return rows
 
 
@@ -368,11 +383,14 @@ def print_scale_out(rows: list[dict[str, Any]], floor_rate: float) -> None:
     for row in rows:
         cpu = row["cpu"]
         efficiency = (f"{row['rate'] / (row['workers'] * base):.0%}" if base else "n/a")
-        busy = sum(cpu.values()) / (cores * row["seconds"])
+        busy = (cpu["workers"] + cpu["postgres"] + cpu["redis"]) / (cores * row["seconds"])
         print(f"{row['workers']:>7} {row['rate']:>9.0f} {row['rate'] / floor_rate:>8.0%} "
               f"{efficiency:>10} {row['seconds']:>8.1f} {cpu['workers']:>14.1f} "
               f"{cpu['postgres']:>8.1f} {cpu['redis']:>6.1f} {busy:>12.0%}")
-        print(f"{'':>7} inbox after: {row['statuses']}")
+        seen = sum(row["waits"].values()) or 1
+        doing = ", ".join(f"{name} {n / seen:.0%}" for name, n in row["waits"].most_common(4))
+        print(f"{'':>7} inbox after: {row['statuses']}; deadlocks: {cpu['deadlocks']:.0f}; "
+              f"busy backends seen: {doing or 'none'}")
     print("efficiency = events/s with N workers / (N x events/s with 1); machine busy = CPU "
           "seconds of workers + PostgreSQL backends + Redis / (cores x seconds). Redis "
           "counts the whole server; PostgreSQL the bench database's backends only.")

@@ -96,6 +96,7 @@ def test_ingest_bench_scale_out_runs_each_count_from_the_same_events():
         assert float(row[1]) > 0 and float(row[5]) > 0  # events/s, the workers' CPU seconds
     # Every count processed all the events, each run from the accepted state again.
     assert out.count("inbox after: {'processed': 400}") == 3
+    assert out.count("deadlocks: ") == 2  # each run says what its database backends waited on
     server = DATABASE_URL.rsplit("/", 1)[0]
     with psycopg.connect(f"{server}/postgres") as conn:  # nothing left behind
         assert not conn.execute("SELECT 1 FROM pg_database WHERE datname LIKE %s",
