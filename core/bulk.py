@@ -4,8 +4,10 @@
 slowest step of processing: one `WITH v(...) AS (VALUES ...) UPDATE ... FROM v` instead.
 `insert_returning` is one INSERT .. ON CONFLICT DO NOTHING RETURNING for the inbox.
 """
+import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connection
@@ -54,6 +56,41 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Sequence
             cursor.execute(sql, params)
 
 
+# PostgreSQL: the Python types psycopg adapts as they are, by a field's internal type; a
+# value of exactly such a type is what get_db_prep_save would return for it, so it is sent
+# as it is (that call, per value and field, was most of a bulk write's own time).
+_SAVED_AS_IS: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("AutoField", "BigAutoField", "SmallAutoField", "IntegerField",
+                     "BigIntegerField", "SmallIntegerField", "PositiveIntegerField",
+                     "PositiveBigIntegerField", "PositiveSmallIntegerField"), (int,)),
+    **dict.fromkeys(("CharField", "TextField", "SlugField"), (str,)),
+    "BooleanField": (bool,),
+    "DecimalField": (Decimal,),
+    "DateField": (dt.date,),
+    "DateTimeField": (dt.datetime,),
+}
+
+
+def _saved_values(field: Field, rows: Sequence[Model]) -> list[Any]:
+    """get_db_prep_save of `field` for each row, on PostgreSQL, skipping the call where it
+    returns the value unchanged (None; a plain value of the field's type; an aware
+    datetime for a DateTimeField, a naive one is made aware by the call)."""
+    kind = field.get_internal_type()
+    if kind == "ForeignKey":
+        kind = cast(Field, field.target_field).get_internal_type()  # type: ignore[attr-defined]
+    same = _SAVED_AS_IS.get(kind, ())
+    prep, name = field.get_db_prep_save, field.attname
+    values = [getattr(row, name) for row in rows]
+    if not same:
+        return [prep(value, connection) for value in values]
+    if kind == "DateTimeField":
+        return [value if value is None or (type(value) is dt.datetime
+                                           and value.tzinfo is not None)
+                else prep(value, connection) for value in values]
+    return [value if value is None or type(value) in same else prep(value, connection)
+            for value in values]
+
+
 def _unnest_columns(fields: Sequence[Field], rows: Sequence[Model],
                     ) -> tuple[list[list[Any]], list[str], list[bool]]:
     """(arrays, casts, is_json) to bind `fields` of `rows` as one PostgreSQL array each."""
@@ -68,8 +105,7 @@ def _unnest_columns(fields: Sequence[Field], rows: Sequence[Model],
             casts.append("%s::text[]")
             is_json.append(True)
         else:
-            arrays.append([field.get_db_prep_save(getattr(row, field.attname), connection)
-                           for row in rows])
+            arrays.append(_saved_values(field, rows))
             casts.append(f"%s::{field.cast_db_type(connection)}[]")
             is_json.append(False)
     return arrays, casts, is_json
@@ -125,6 +161,35 @@ def insert_new(model: type[Model], instances: Sequence[Model], key_field: str,
         instance._state.adding = False
         result[key_value] = instance
     return result
+
+
+def insert_rows(model: type[Model], instances: Sequence[Model],
+                ignore_conflicts: bool = False) -> None:
+    """Insert unsaved `instances` in one statement (PostgreSQL: one array per column), pks
+    not read back; `ignore_conflicts` skips rows any unique constraint refuses. Elsewhere,
+    bulk_create."""
+    if not instances:
+        return
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_create(instances, ignore_conflicts=ignore_conflicts,
+                                           batch_size=500)
+        return
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    for field in fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            for instance in instances:
+                setattr(instance, field.attname, field.pre_save(instance, add=True))
+    qn: Callable[[Any], str] = connection.ops.quote_name  # a concrete field has a column
+    arrays, casts, is_json = _unnest_columns(fields, instances)
+    columns = ", ".join(qn(f.column) for f in fields)
+    values = ", ".join(f"v.{qn(f.column)}" + ("::jsonb" if j else "")
+                       for f, j in zip(fields, is_json, strict=True))
+    sql = (f"INSERT INTO {qn(meta.db_table)} ({columns}) SELECT {values} "
+           f"FROM unnest({', '.join(casts)}) AS v({columns})"
+           + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
 
 
 def insert_returning(model: type[Model], rows: Sequence[dict[str, Any]], columns: Sequence[str],

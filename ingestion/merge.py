@@ -23,7 +23,7 @@ from django.db import connection
 from django.db import models as db
 from django.utils import timezone
 
-from core.bulk import insert_new, update_rows
+from core.bulk import insert_new, insert_rows, update_rows
 from opsview import derived
 from opsview import models as state
 from opsview.lifecycle import LifecycleStage
@@ -406,7 +406,7 @@ def apply_lifecycle(model: type[db.Model], key_field: str, events: Events,
         record.field_versions = versions
         record.updated_at = timezone.now()
     update_rows(model, list(rows.values()), sorted(changed_fields))
-    state.StageEvent.objects.bulk_create(history, ignore_conflicts=True)
+    insert_rows(state.StageEvent, history, ignore_conflicts=True)
     outcome.touch(model, [r.pk for r in rows.values()])
     outcome.staged[model.KIND].update(r.pk for r in rows.values())
     return rows
@@ -471,5 +471,5 @@ def apply_sync(events: Events, outcome: BatchOutcome) -> None:
         )
         for row, s in events
     ]
-    state.SyncAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
+    insert_rows(state.SyncAttempt, attempts, ignore_conflicts=True)
     outcome.sync_attempts.extend(attempts)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.db.models import Model, Sum
 
-from core.bulk import update_rows
+from core.bulk import insert_rows, update_rows
 
 from . import models as state
 from .lifecycle import Kind
@@ -119,7 +119,7 @@ def refresh_items(kind: str, record_ids: Collection[int]) -> None:
     old = state.WipSpan.objects.filter(kind=kind, record_id__in=[i.pk for i in items])
     deltas = cell_deltas(old.values_list(*SPAN_CELL_FIELDS), sign=-1, zone=zone)
     old.delete()
-    state.WipSpan.objects.bulk_create(spans, batch_size=2000)
+    insert_rows(state.WipSpan, spans)
     for key, (value, count) in cell_deltas(
             ([getattr(span, name) for name in SPAN_CELL_FIELDS] for span in spans),
             sign=1, zone=zone).items():

@@ -80,6 +80,30 @@ def test_ingest_bench_runs():
 
 
 @needs_postgres
+@needs_redis
+def test_ingest_bench_scale_out_runs_each_count_from_the_same_events():
+    database = bench_database("ingest_scale")
+    out = run_bench("bench/ingest_bench.py", "--events", "400", "--clients", "2",
+                    "--web-workers", "1", "--port", str(free_port()), "--workers", "1", "2",
+                    "--database", database, "--broker-url", BROKER_URL)
+    assert f"this machine has {os.cpu_count()} CPU cores" in out
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["workers"])
+    rows = [lines[start + 1].split(), lines[start + 3].split()]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert rows[0][3] == "100%"  # one worker is the linear reference
+    for row in rows:
+        assert float(row[1]) > 0 and float(row[5]) > 0  # events/s, the workers' CPU seconds
+    # Every count processed all the events, each run from the accepted state again.
+    assert out.count("inbox after: {'processed': 400}") == 3
+    assert out.count("deadlocks: ") == 2  # each run says what its database backends waited on
+    server = DATABASE_URL.rsplit("/", 1)[0]
+    with psycopg.connect(f"{server}/postgres") as conn:  # nothing left behind
+        assert not conn.execute("SELECT 1 FROM pg_database WHERE datname LIKE %s",
+                                [database + "%"]).fetchall()
+
+
+@needs_postgres
 def test_kpi_bench_runs():
     database = bench_database("kpi")
     try:
