@@ -148,6 +148,8 @@ def _prune_partitions(result: PruneResult, dry_run: bool,
                 cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {name}")
                 cursor.execute(f"INSERT INTO {TABLE} SELECT * FROM {name} "
                                f"WHERE {_keep_condition()}")
+                # Deferred foreign-key checks still queued on its rows would block the drop.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 cursor.execute(f"DROP TABLE {name}")
         result.partitions.append(name)
         result.dropped += total - keep

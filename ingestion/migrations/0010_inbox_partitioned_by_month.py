@@ -14,10 +14,9 @@ OLD = f"{TABLE}_unpartitioned"
 MAX_MONTHS_BACK = 120
 
 
-def partition(apps, schema_editor):
-    conn = schema_editor.connection
-    if conn.vendor != "postgresql" or partitions.is_partitioned(conn):
-        return
+def _rebuild(conn, *, partitioned: bool) -> None:
+    """Copy the inbox into a new table, partitioned by month or plain, keeping every row,
+    id, index, check, foreign key and the id sequence's position."""
     with conn.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
         cursor.execute(f"SELECT count(*), min(received_at), max(id) FROM {TABLE}")
@@ -37,36 +36,53 @@ def partition(apps, schema_editor):
         foreign_keys = cursor.fetchall()
 
         cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {OLD}")
-        # LIKE copies columns, defaults and checks, not the identity: id gets a sequence.
+        cursor.execute("SELECT attidentity FROM pg_attribute WHERE attrelid = %s::regclass "
+                       "AND attname = 'id'", [OLD])
+        if not cursor.fetchone()[0]:  # a sequence default (a table this migration made)
+            cursor.execute(f"ALTER TABLE {OLD} ALTER COLUMN id DROP DEFAULT")
+        # LIKE copies columns, defaults and checks, not an identity: id gets a sequence.
         cursor.execute(f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS INCLUDING "
-                       "CONSTRAINTS) PARTITION BY RANGE (received_at)")
-        cursor.execute(f"CREATE TABLE {partitions.DEFAULT_PARTITION} PARTITION OF {TABLE} "
-                       "DEFAULT")
-        now = dt.datetime.now(dt.UTC)
-        first = partitions.month_start(oldest or now)
-        first = max(first, partitions.add_months(partitions.month_start(now), -MAX_MONTHS_BACK))
-        month = first
-        while month <= partitions.add_months(partitions.month_start(now),
-                                             partitions.MONTHS_AHEAD):
-            partitions.create_month_partition(month, conn)
-            month = partitions.add_months(month, 1)
+                       "CONSTRAINTS)" + (" PARTITION BY RANGE (received_at)" if partitioned
+                                         else ""))
+        if partitioned:
+            cursor.execute(f"CREATE TABLE {partitions.DEFAULT_PARTITION} PARTITION OF "
+                           f"{TABLE} DEFAULT")
+            this_month = partitions.month_start(dt.datetime.now(dt.UTC))
+            month = max(partitions.month_start(oldest or this_month),
+                        partitions.add_months(this_month, -MAX_MONTHS_BACK))
+            while month <= partitions.add_months(this_month, partitions.MONTHS_AHEAD):
+                partitions.create_month_partition(month, conn)
+                month = partitions.add_months(month, 1)
         cursor.execute(f"INSERT INTO {TABLE} SELECT * FROM {OLD}")
         if cursor.rowcount != count:
             raise RuntimeError(f"copied {cursor.rowcount} inbox rows of {count}")
-        cursor.execute(f"DROP TABLE {OLD}")  # its identity sequence goes with it
+        cursor.execute(f"DROP TABLE {OLD}")  # its sequence (and partitions) go with it
         cursor.execute(f"CREATE SEQUENCE {TABLE}_id_seq START WITH {int(next_id)} "
                        f"OWNED BY {TABLE}.id")
         cursor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN id SET DEFAULT "
                        f"nextval('{TABLE}_id_seq')")
-        cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey "
-                       "PRIMARY KEY (id, received_at)")
+        cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey PRIMARY KEY "
+                       + ("(id, received_at)" if partitioned else "(id)"))
         for indexdef in indexes:
-            cursor.execute(indexdef.replace(f" ON public.{OLD} ", f" ON public.{TABLE} "))
+            cursor.execute(indexdef.replace(f" ON ONLY public.{OLD} ", f" ON public.{TABLE} ")
+                           .replace(f" ON public.{OLD} ", f" ON public.{TABLE} "))
         for name, definition in foreign_keys:
             cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {name} {definition}")
         cursor.execute(f"SELECT count(*) FROM {TABLE}")
         if cursor.fetchone()[0] != count:
-            raise RuntimeError("the partitioned inbox does not hold every row")
+            raise RuntimeError("the rebuilt inbox does not hold every row")
+
+
+def partition(apps, schema_editor):
+    conn = schema_editor.connection
+    if conn.vendor == "postgresql" and not partitions.is_partitioned(conn):
+        _rebuild(conn, partitioned=True)
+
+
+def unpartition(apps, schema_editor):
+    conn = schema_editor.connection
+    if conn.vendor == "postgresql" and partitions.is_partitioned(conn):
+        _rebuild(conn, partitioned=False)
 
 
 class Migration(migrations.Migration):
@@ -79,5 +95,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(partition, migrations.RunPython.noop, elidable=False),
+        migrations.RunPython(partition, unpartition, elidable=False),
     ]
