@@ -2,7 +2,6 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-
 # Every stored event with an id gets its key; the unique constraint is created after, so a
 # table that somehow held a repeat is reported instead of silently merged.
 FILL_KEYS = """

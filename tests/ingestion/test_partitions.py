@@ -1,5 +1,6 @@
 """The inbox partitioned by month (PostgreSQL) and its retention (both backends)."""
 import datetime as dt
+import io
 
 import pytest
 from django.contrib.auth.models import User
@@ -70,7 +71,7 @@ def test_a_redelivery_of_a_pruned_event_is_still_a_duplicate(deliver, process):
     deliver.send(client_event())
     process()
     age(InboxEvent.objects.get().pk, 800)
-    call_command("prune_inbox", months=12, stdout=open("/dev/null", "w"))
+    call_command("prune_inbox", months=12, stdout=io.StringIO())
     assert not InboxEvent.objects.exists()
     body = deliver.send(client_event("evt-1", "Changed"))
     assert (body["accepted"], body["duplicates"]) == (0, 1)
@@ -101,10 +102,10 @@ def test_retention_drops_only_processed_rows_past_it(source, case):
 def test_prune_inbox_is_audited_and_its_dry_run_changes_nothing(source):
     row = stored(source, "e", status="processed",
                  received_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=900))
-    call_command("prune_inbox", "--dry-run", months=12, stdout=open("/dev/null", "w"))
+    call_command("prune_inbox", "--dry-run", months=12, stdout=io.StringIO())
     assert InboxEvent.objects.filter(pk=row.pk).exists()
     assert not AuditEvent.objects.filter(action="inbox.pruned").exists()
-    call_command("prune_inbox", months=12, stdout=open("/dev/null", "w"))
+    call_command("prune_inbox", months=12, stdout=io.StringIO())
     assert not InboxEvent.objects.filter(pk=row.pk).exists()
     audit = AuditEvent.objects.get(action="inbox.pruned")
     assert audit.actor_label == "command:prune_inbox"
@@ -113,7 +114,7 @@ def test_prune_inbox_is_audited_and_its_dry_run_changes_nothing(source):
 def test_a_retention_of_zero_keeps_everything(source, settings):
     settings.INBOX_RETENTION_MONTHS = 0
     stored(source, "e", status="processed", received_at=NOW - dt.timedelta(days=3000))
-    call_command("prune_inbox", stdout=open("/dev/null", "w"))
+    call_command("prune_inbox", stdout=io.StringIO())
     assert InboxEvent.objects.count() == 1
 
 
