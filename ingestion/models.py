@@ -126,7 +126,8 @@ class InboxKey(models.Model):
     retention drops old inbox rows: a late redelivery is still a duplicate. Dead letters
     without an id have none."""
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    # A source deleted (possible once its inbox rows are gone) takes its keys with it.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
     event_source = models.CharField(max_length=500, blank=True, default="", db_default="")
     event_id = models.CharField(max_length=255)
 

@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='inboxkey',
             name='source',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ingestion.source'),
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='ingestion.source'),
         ),
         migrations.RunSQL(FILL_KEYS, migrations.RunSQL.noop),
         migrations.AddConstraint(
