@@ -335,7 +335,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = OPSVIEW_TIME_ZONE  # the digest hour is the firm's
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "opsview")
+# Inbox retention (prune_inbox): processed rows of months older than this many are dropped;
+# dead letters, unprocessed rows and corrected events stay. 0 keeps everything.
+INBOX_RETENTION_MONTHS = envint("INBOX_RETENTION_MONTHS", 13)
+# Monthly inbox partitions created ahead of the current month (PostgreSQL).
+INBOX_PARTITIONS_AHEAD = envint("INBOX_PARTITIONS_AHEAD", 3)
+
 CELERY_BEAT_SCHEDULE = {
+    "inbox-partitions": {"task": "ingestion.tasks.ensure_inbox_partitions",
+                         "schedule": crontab(hour=3, minute=17)},
     "sweep-inbox": {"task": "ingestion.tasks.sweep_inbox",
                     "schedule": float(envint("INGEST_SWEEP_EVERY_SECONDS", 60))},
     "evaluate-time-rules": {"task": "exceptions.tasks.evaluate_time_rules", "schedule": 300.0},

@@ -193,9 +193,10 @@ def insert_rows(model: type[Model], instances: Sequence[Model],
 
 
 def insert_returning(model: type[Model], rows: Sequence[dict[str, Any]], columns: Sequence[str],
-                     conflict: Sequence[str], returning: Sequence[str]) -> list[tuple[Any, ...]]:
-    """INSERT dict `rows` in one statement, skipping conflicts on `conflict`; returns tuples
-    of the `returning` columns of the rows actually inserted."""
+                     conflict: Sequence[str] | None,
+                     returning: Sequence[str]) -> list[tuple[Any, ...]]:
+    """INSERT dict `rows` in one statement, skipping conflicts on `conflict` (None: no
+    conflict clause); returns tuples of the `returning` columns of the rows inserted."""
     if not rows:
         return []
     fields = {f.attname: f for f in model._meta.concrete_fields}
@@ -209,8 +210,9 @@ def insert_returning(model: type[Model], rows: Sequence[dict[str, Any]], columns
             f"INSERT INTO {qn(model._meta.db_table)} "
             f"({', '.join(qn(fields[c].column) for c in columns)}) "
             f"VALUES {', '.join([row_sql] * len(chunk))} "
-            f"ON CONFLICT ({', '.join(qn(fields[c].column) for c in conflict)}) DO NOTHING "
-            f"RETURNING {', '.join(qn(fields[c].column) for c in returning)}"
+            + (f"ON CONFLICT ({', '.join(qn(fields[c].column) for c in conflict)}) DO NOTHING "
+               if conflict else "")
+            + f"RETURNING {', '.join(qn(fields[c].column) for c in returning)}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

@@ -19,7 +19,7 @@ from ingestion import pipeline
 from ingestion.catalog import CONTRACTS, validate_data
 from ingestion.contracts import Envelope, error_messages
 from ingestion.intake import content_digest, future_time_errors
-from ingestion.models import InboxEvent
+from ingestion.models import InboxEvent, InboxKey
 from opsview import audit
 
 from . import services
@@ -118,8 +118,8 @@ def _validate(raw: dict[str, Any], now: dt.datetime) -> Envelope:
 def _free_id(original: InboxEvent, envelope: Envelope, raw: dict[str, Any]) -> str:
     """The corrected event's id: its own when its key is free (a dead letter whose envelope
     was refused holds none), else the original id with `~fix<n>` so both rows keep theirs."""
-    taken = InboxEvent.objects.filter(source_id=original.source_id,
-                                      event_source=envelope.source)
+    # Keys outlive the inbox rows retention drops: a pruned event's id stays taken.
+    taken = InboxKey.objects.filter(source_id=original.source_id, event_source=envelope.source)
     if not taken.filter(event_id=envelope.id).exists():
         return envelope.id
     n = original.corrections.count() + 1
@@ -149,6 +149,8 @@ def correct_and_replay(case: Case, original: InboxEvent, text: str, actor: Any, 
         event_id = _free_id(original, envelope, raw)
         if event_id != envelope.id:
             raw = {**raw, "id": event_id}
+        InboxKey.objects.create(source_id=original.source_id, event_source=envelope.source,
+                                event_id=event_id)
         corrected = InboxEvent.objects.create(
             source_id=original.source_id, event_source=envelope.source, event_id=event_id,
             type=envelope.type, time=envelope.time, subject=envelope.subject or "",

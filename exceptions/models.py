@@ -330,10 +330,12 @@ class PayloadCorrection(models.Model):
     new inbox row processed by the pipeline."""
 
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="corrections")
+    # No database constraints (the partitioned inbox has no unique key on id alone);
+    # retention keeps every inbox row a correction names.
     original = models.ForeignKey("ingestion.InboxEvent", on_delete=models.PROTECT,
-                                 related_name="corrections")
+                                 related_name="corrections", db_constraint=False)
     corrected = models.OneToOneField("ingestion.InboxEvent", on_delete=models.PROTECT,
-                                     related_name="correction_of")
+                                     related_name="correction_of", db_constraint=False)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                               related_name="+")
     at = models.DateTimeField(default=timezone.now)

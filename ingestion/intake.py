@@ -26,7 +26,7 @@ from core.problems import Problem
 from . import jsontext, metrics
 from .contracts import Envelope, error_messages
 from .envelopes import ALTERED, future_time_errors
-from .models import DuplicateDelivery, InboxEvent, Source
+from .models import DuplicateDelivery, InboxEvent, InboxKey, Source
 
 log = logging.getLogger(__name__)
 STRUCTURED = "application/cloudevents+json"
@@ -267,29 +267,47 @@ IDEMPOTENCY_KEY = ["source_id", "event_source", "event_id"]
 
 
 # PostgreSQL: the rows travel as one array per column, so the statement stays short and is
-# parsed once.
+# parsed once. The keys go first into their own unique table; an inbox row is written for a
+# key that was new, and for every dead letter without an id (it has no key), in the same
+# statement.
 UNNEST_INSERT = """
+WITH e AS (
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[],
+                         %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[],
+                         %s::text[], %s::text[])
+        AS e(source_id, event_source, event_id, type, time, subject, correlation_id, raw,
+             content_digest, status, errors)
+), k AS (
+    INSERT INTO ingestion_inboxkey (source_id, event_source, event_id)
+    SELECT source_id, event_source, event_id FROM e WHERE event_id IS NOT NULL
+    ON CONFLICT (source_id, event_source, event_id) DO NOTHING
+    RETURNING source_id, event_source, event_id
+)
 INSERT INTO ingestion_inboxevent (source_id, event_source, event_id, type, time, subject,
                                   correlation_id, raw, content_digest, received_at, status,
                                   attempts, errors)
 SELECT e.source_id, e.event_source, e.event_id, e.type, e.time, e.subject, e.correlation_id,
        e.raw::jsonb, e.content_digest, %s, e.status, 0, e.errors::jsonb
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
-            %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
-     AS e(source_id, event_source, event_id, type, time, subject, correlation_id, raw,
-          content_digest, status, errors)
-ON CONFLICT (source_id, event_source, event_id) DO NOTHING
+FROM e
+WHERE e.event_id IS NULL
+   OR EXISTS (SELECT 1 FROM k WHERE k.source_id = e.source_id
+              AND k.event_source = e.event_source AND k.event_id = e.event_id)
 RETURNING id, event_source, event_id
 """
 
 
 def insert_inbox_rows(rows: list[dict[str, Any]]) -> list[tuple[int, str, str | None]]:
-    """Insert inbox rows in one statement; returns (pk, event_source, event_id) of the rows
-    inserted."""
+    """Insert inbox rows whose idempotency key is new (and dead letters without an id) in
+    one statement; returns (pk, event_source, event_id) of the rows inserted."""
     if not rows:  # an empty batch
         return []
     if connection.vendor != "postgresql":
-        return insert_returning(InboxEvent, rows, INBOX_COLUMNS, conflict=IDEMPOTENCY_KEY,
+        new_keys = set(insert_returning(
+            InboxKey, [row for row in rows if row["event_id"] is not None], IDEMPOTENCY_KEY,
+            conflict=IDEMPOTENCY_KEY, returning=["event_source", "event_id"]))
+        fresh = [row for row in rows if row["event_id"] is None
+                 or (row["event_source"], row["event_id"]) in new_keys]
+        return insert_returning(InboxEvent, fresh, INBOX_COLUMNS, conflict=None,
                                 returning=["id", "event_source", "event_id"])
     columns = [[row[name] for row in rows] for name in
                ("source_id", "event_source", "event_id", "type", "time", "subject",
@@ -299,7 +317,7 @@ def insert_inbox_rows(rows: list[dict[str, Any]]) -> list[tuple[int, str, str | 
     columns.append([row["status"] for row in rows])
     columns.append([json.dumps(row["errors"]) for row in rows])
     with connection.cursor() as cursor:
-        cursor.execute(UNNEST_INSERT, [rows[0]["received_at"], *columns])
+        cursor.execute(UNNEST_INSERT, [*columns, rows[0]["received_at"]])
         return cursor.fetchall()
 
 

@@ -100,12 +100,10 @@ class InboxEvent(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            # The idempotency key (SPEC section 1); dead letters (null id) never collide.
-            models.UniqueConstraint(fields=["source", "event_source", "event_id"],
-                                    name="inbox_idempotency_key_uniq"),
-        ]
+        # The idempotency key is unique in InboxKey: on PostgreSQL this table is partitioned
+        # by month of received_at, and a partitioned table's unique keys must hold it.
         indexes = [
+            models.Index(fields=["source", "event_source", "event_id"], name="inbox_key_idx"),
             models.Index(fields=["received_at"], name="inbox_pending_idx",
                          condition=Q(status="pending")),
             models.Index(fields=["status", "type"], name="inbox_status_type_idx"),
@@ -120,6 +118,27 @@ class InboxEvent(models.Model):
 
     def __str__(self):
         return f"{self.source_id}:{self.event_id or '∅'} {self.type}"
+
+
+class InboxKey(models.Model):
+    """The idempotency key (SPEC section 1) of every event ever stored with an id. Kept
+    apart from the partitioned inbox so it stays unique across months, and kept when
+    retention drops old inbox rows: a late redelivery is still a duplicate. Dead letters
+    without an id have none."""
+
+    # A source deleted (possible once its inbox rows are gone) takes its keys with it.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    event_source = models.CharField(max_length=500, blank=True, default="", db_default="")
+    event_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_source", "event_id"],
+                                    name="inbox_idempotency_key_uniq"),
+        ]
+
+    def __str__(self):
+        return f"{self.source_id}:{self.event_source}:{self.event_id}"
 
 
 class DuplicateDelivery(models.Model):

@@ -72,3 +72,12 @@ def sweep_inbox() -> dict[str, int]:
     enqueue_processing(ids)
     settled = pipeline.settle_unseen_batches(older_than=cutoff)
     return {"enqueued": len(ids), "batches_announced": settled}
+
+
+@shared_task(name="ingestion.tasks.ensure_inbox_partitions")
+def ensure_inbox_partitions() -> list[str]:
+    """Create the inbox partitions of this month and the next ones before rows arrive (rows
+    of a month without one still land in the DEFAULT partition)."""
+    from . import partitions
+
+    return partitions.ensure_partitions(settings.INBOX_PARTITIONS_AHEAD)

@@ -32,12 +32,15 @@ def _sync_failed(case: Case) -> dict[str, Any]:
     last = (SyncAttempt.objects.filter(flow=detail.get("flow", ""),
                                        object_type=detail.get("object_type", ""),
                                        object_id=detail.get("object_id", ""), succeeded=False)
-            .select_related("inbox_event__source").order_by("-occurred_at").first())
+            .order_by("-occurred_at").first())
+    # Read apart: retention may have dropped the attempt's inbox row (no join would find it).
+    event = (InboxEvent.objects.select_related("source").filter(pk=last.inbox_event_id).first()
+             if last else None)
     return {"flow": detail.get("flow", ""), "object_type": detail.get("object_type", ""),
             "object_id": detail.get("object_id", ""), "reason": "sync_failed",
-            "correlationid": (last.inbox_event.correlation_id if last else "")
+            "correlationid": (event.correlation_id if event else "")
             or detail.get("object_id", ""),
-            "source": last.inbox_event.source if last else None}
+            "source": event.source if event else None}
 
 
 def _resend(case: Case) -> dict[str, Any]:

@@ -473,8 +473,10 @@ class RevenueRecognition(MasterRecord):
 class SyncAttempt(models.Model):
     """One sync.succeeded or sync.failed report from the middleware about itself."""
 
-    inbox_event = models.OneToOneField("ingestion.InboxEvent", on_delete=models.CASCADE,
-                                       related_name="sync_attempt")
+    # No database constraint: the partitioned inbox has no unique key on id alone. The
+    # attempt keeps its own columns and outlives its inbox row when retention drops it.
+    inbox_event = models.OneToOneField("ingestion.InboxEvent", on_delete=models.DO_NOTHING,
+                                       related_name="sync_attempt", db_constraint=False)
     flow = models.CharField(max_length=255)
     source_system = models.CharField(max_length=255, blank=True)
     target_system = models.CharField(max_length=255, blank=True)

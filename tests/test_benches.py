@@ -34,6 +34,7 @@ RUN_BY = {
     "demo_site.py": "bench/page_loads.py",
     "triage_bench.py": "tests/test_benches.py",
     "api_snapshot.py": "tests/test_benches.py",
+    "partition_migration.py": "tests/test_benches.py",
 }
 
 
@@ -101,6 +102,15 @@ def test_ingest_bench_scale_out_runs_each_count_from_the_same_events():
     with psycopg.connect(f"{server}/postgres") as conn:  # nothing left behind
         assert not conn.execute("SELECT 1 FROM pg_database WHERE datname LIKE %s",
                                 [database + "%"]).fetchall()
+
+
+@needs_postgres
+def test_partition_migration_bench_runs():
+    out = run_bench("bench/partition_migration.py", "--rows", "3000",
+                    "--database", bench_database("partition"))
+    assert "after:  {'dead': 60, 'pending': 15, 'processed': 2925} (total 3,000)" in out
+    assert "next id 3,001 follows max id 3,000" in out
+    assert "prune_inbox --months 12" in out
 
 
 @needs_postgres

@@ -459,7 +459,7 @@ def test_the_whole_firms_wip_from_the_day_changes_equals_the_cells_before_and_af
     import importlib
 
     from django.apps import apps
-    backfill = importlib.import_module("opsview.migrations.0012_wip_day_changes")
+    backfill = importlib.import_module("opsview.migrations.0013_wip_day_changes")
     state.WipDayChange.objects.all().delete()
     backfill.from_cells(apps, None)
     assert selectors.wip_by_day(days) == expected

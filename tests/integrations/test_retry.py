@@ -168,3 +168,20 @@ def test_callback_urls_must_be_http(source):
         source.callback_url = url
         with pytest.raises(ValidationError):
             source.full_clean()
+
+
+def test_a_retry_still_works_when_retention_dropped_the_attempts_inbox_row(failed_sync,
+                                                                           source):
+    """A sync attempt outlives its inbox row (no database constraint between them): the
+    retry names the object from the attempt and the one source that takes retries."""
+    from ingestion.models import InboxEvent
+    from opsview.models import SyncAttempt
+
+    takes_retries(source, "http://127.0.0.1:9/down")
+    attempt = SyncAttempt.objects.get()
+    InboxEvent.objects.filter(pk=attempt.inbox_event_id)._raw_delete("default")
+    assert SyncAttempt.objects.filter(pk=attempt.pk).exists()
+    delivery = retries.request_retry(failed_sync, "someone")
+    body = json.loads(delivery.body)
+    assert body["data"]["object_id"] == "TE-1"
+    assert delivery.source == source

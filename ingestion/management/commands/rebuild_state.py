@@ -16,8 +16,9 @@ from ingestion.models import InboxEvent
 from opsview import models as state
 
 # Children first: every table the rebuild empties, in an order the foreign keys allow.
-STATE_TABLES = [state.WipDayChange, state.WipCell, state.WipSpan, state.StageEvent, state.ReconciliationReading,
-                state.ReconciliationReport, state.SyncAttempt, state.RevenueRecognition,
+STATE_TABLES = [state.WipDayChange, state.WipCell, state.WipSpan, state.StageEvent,
+                state.ReconciliationReading, state.ReconciliationReport, state.SyncAttempt,
+                state.RevenueRecognition,
                 state.TimeEntry, state.Expense, state.Milestone, state.Invoice,
                 state.Assignment, state.Project, state.Person, state.Client, state.FlowRhythm]
 

@@ -31,7 +31,7 @@ def from_cells(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('opsview', '0011_covering_indexes_for_posting_and_billing'),
+        ('opsview', '0012_sync_attempt_without_inbox_constraint'),
     ]
 
     operations = [
